@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keys: the key hierarchy and the envelope.
+ *
+ *   MK v<n>     AES-256 token objects "coffer-mk-v<n>", sensitive, never extractable
+ *   OK org,v    AES-256 made in the token, stored only wrapped under an MK (RFC 5649)
+ *   CEK         one AES-256 key per credential version, wrapped under an OK,
+ *               encrypting its payload with AES-256-GCM inside the token
+ *
+ * The additional data of every payload binds it to its row: org, project,
+ * credential, version and key names. A blob moved to another row, another
+ * credential or another org fails to open and is reported as
+ * COFFER_E_INTEGRITY; no partial plaintext is ever returned.
+ *
+ * Rotation makes a new version current in constant time. A read of a row
+ * under an older version rewraps it with a compare-and-swap, and the sweeper
+ * rewraps the rest in batches. A version is retired only when no row
+ * references it.
+ *
+ * No key bytes pass through this module: it holds token handles and wrapped
+ * blobs only. Plaintext credential values live in struct coffer_secret.
+ */
+#ifndef COFFER_KEYS_H
+#define COFFER_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coffer/err.h"
+#include "coffer/p11.h"
+#include "coffer/secret.h"
+#include "coffer/store.h"
+#include "coffer/uuid.h"
+
+#define COFFER_VALUE_MAX (64u * 1024u)    /* one key's value */
+#define COFFER_PAYLOAD_MAX (256u * 1024u) /* all values of one credential version */
+
+/* ---- Key sets: the named values of one credential version ----------------- */
+
+struct coffer_keyset;
+
+enum coffer_err coffer_keyset_new(struct coffer_keyset **out) COFFER_MUST_USE;
+/* Wipes every value and frees *ks, setting it to NULL. Safe on NULL. */
+void coffer_keyset_free(struct coffer_keyset **ks);
+
+/*
+ * Adds a key. name must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,63} and be new in
+ * the set; value is any bytes (0 to COFFER_VALUE_MAX). The value is copied
+ * into locked memory. COFFER_E_INVALID, COFFER_E_EXISTS or COFFER_E_LIMIT.
+ */
+enum coffer_err coffer_keyset_add(struct coffer_keyset *ks, const char *name, const void *value,
+                                  size_t len) COFFER_MUST_USE;
+/* As coffer_keyset_add, taking ownership of *value (set to NULL) on success. */
+enum coffer_err coffer_keyset_add_secret(struct coffer_keyset *ks, const char *name,
+                                         struct coffer_secret **value) COFFER_MUST_USE;
+
+size_t coffer_keyset_count(const struct coffer_keyset *ks);
+/* Name of entry i (< count), in insertion order. */
+const char *coffer_keyset_name(const struct coffer_keyset *ks, size_t i);
+/* Value of entry i (< count); borrowed. */
+const struct coffer_secret *coffer_keyset_value(const struct coffer_keyset *ks, size_t i);
+/* Value by name, or NULL. */
+const struct coffer_secret *coffer_keyset_get(const struct coffer_keyset *ks, const char *name);
+
+/* ---- Context ---------------------------------------------------------------- */
+
+struct coffer_keys;
+
+/* Creates a context over an open token context (borrowed, must outlive it). */
+enum coffer_err coffer_keys_new(struct coffer_p11 *p11, struct coffer_keys **out) COFFER_MUST_USE;
+void coffer_keys_free(struct coffer_keys **k);
+
+/*
+ * For concurrency tests only: fn(arg) runs on a read that found a stale row,
+ * after decryption and before its compare-and-swap.
+ */
+void coffer_keys_set_rewrap_hook(struct coffer_keys *k, void (*fn)(void *), void *arg);
+
+/* A key version just made, with what the token read back. */
+struct coffer_keys_created {
+    uint32_t version;
+    char label[65];
+    unsigned char kcv[COFFER_KCV_LEN];
+    struct coffer_p11_attrs attrs;
+};
+
+/* ---- Master keys ------------------------------------------------------------- */
+
+/*
+ * Creates MK v(n+1) as a persistent token object labelled "coffer-mk-v<n+1>",
+ * reads its attributes back (refusing, and destroying it, unless it reads
+ * sensitive, never extractable and wrap/unwrap only), records it with its KCV
+ * and makes it current. Constant time. Refuses with COFFER_E_EXISTS if the
+ * token already holds an object with that label.
+ */
+enum coffer_err coffer_keys_mk_create(struct coffer_keys *k, struct coffer_store *st,
+                                      struct coffer_keys_created *out) COFFER_MUST_USE;
+
+/*
+ * Retires an MK version: refuses the current one (COFFER_E_STATE) and one that
+ * still wraps org keys (COFFER_E_REFERENCED, *refs holding the count).
+ */
+enum coffer_err coffer_keys_mk_retire(struct coffer_keys *k, struct coffer_store *st,
+                                      uint32_t version, int64_t *refs) COFFER_MUST_USE;
+
+/* ---- Orgs and org keys ------------------------------------------------------ */
+
+/* Creates the org row and its org key v1 (wrapped under the current MK), in one transaction. */
+enum coffer_err coffer_keys_org_create(struct coffer_keys *k, struct coffer_store *st,
+                                       const char *name, struct coffer_org *org,
+                                       struct coffer_keys_created *key) COFFER_MUST_USE;
+
+/* Makes a new org key version current, in constant time. */
+enum coffer_err coffer_keys_org_rotate(struct coffer_keys *k, struct coffer_store *st,
+                                       const struct coffer_uuid *org_id,
+                                       struct coffer_keys_created *out) COFFER_MUST_USE;
+
+/* As coffer_keys_mk_retire, for an org key version and the credential versions it wraps. */
+enum coffer_err coffer_keys_org_key_retire(struct coffer_keys *k, struct coffer_store *st,
+                                           const struct coffer_uuid *org_id, uint32_t version,
+                                           int64_t *refs) COFFER_MUST_USE;
+
+/* ---- Credentials ------------------------------------------------------------- */
+
+struct coffer_keys_write {
+    const struct coffer_uuid *org_id;
+    const struct coffer_uuid *project_id;
+    const char *name;
+    const char *type;
+    const char *tier;
+    const struct coffer_keyset *keys; /* at least one key */
+};
+
+/*
+ * Stores a new version of a credential (creating it if needed) in one
+ * transaction: a fresh CEK in the token encrypts the payload with AES-256-GCM
+ * under the row's additional data, and is stored wrapped under the org's
+ * current key. *version receives the version written.
+ */
+enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_store *st,
+                                       const struct coffer_keys_write *w,
+                                       uint32_t *version) COFFER_MUST_USE;
+
+struct coffer_keys_read_info {
+    uint32_t version;         /* the version read */
+    uint32_t org_key_version; /* the org key version the row is under after the read */
+    bool rewrapped;           /* this read moved the row to the current org key */
+};
+
+/*
+ * Reads version (0: current) of a credential in (org, project) and returns its
+ * keys in *out. A row under an older org key version is rewrapped under the
+ * current one with a compare-and-swap; losing the swap is not an error.
+ * COFFER_E_NOT_FOUND, COFFER_E_INTEGRITY (any tampering; nothing returned),
+ * COFFER_E_STATE (the row's key was destroyed) or a token or database error.
+ */
+enum coffer_err coffer_keys_cred_read(struct coffer_keys *k, struct coffer_store *st,
+                                      const struct coffer_uuid *org_id,
+                                      const struct coffer_uuid *project_id, const char *name,
+                                      uint32_t version, struct coffer_keyset **out,
+                                      struct coffer_keys_read_info *info) COFFER_MUST_USE;
+
+/* ---- Sweeper ---------------------------------------------------------------- */
+
+struct coffer_keys_sweep {
+    struct coffer_store_sweep_pos pos; /* zero to start */
+    bool org_keys_done;
+    int64_t org_keys_rewrapped;
+    int64_t rewrapped;     /* credential versions moved to their org's current key */
+    int64_t lost_races;    /* rows another reader or server rewrapped first */
+    int64_t failed;        /* rows that did not authenticate; left as they are */
+    int64_t remaining;     /* credential versions still stale after the last step */
+    int64_t remaining_org_keys;
+    bool done;             /* a whole pass has been made */
+};
+
+/*
+ * One step of a sweep: first the org keys not under the current MK, then up to
+ * batch credential versions not under their org's current key. Call until
+ * state->done. Rows that fail to authenticate are counted and skipped, never
+ * retried in the same pass. Each rewrap is its own compare-and-swap, so steps
+ * can run beside readers and other sweepers, and a crash loses nothing.
+ */
+enum coffer_err coffer_keys_sweep_step(struct coffer_keys *k, struct coffer_store *st, size_t batch,
+                                       struct coffer_keys_sweep *state) COFFER_MUST_USE;
+
+#endif

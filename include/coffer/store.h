@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * store: the only module that calls libpq.
+ *
+ * A struct coffer_store is one database connection with its prepared
+ * statements; it belongs to one thread at a time. Every statement is prepared
+ * and parameterised; no SQL text is ever built from input. Every row read is
+ * validated (lengths, ranges, enum values) before it is handed out, and a row
+ * that fails is COFFER_E_INTEGRITY with a detail naming the table and column.
+ *
+ * Results that own memory have a _cleanup function; out-structs are zeroed
+ * by the callee before filling, so cleanup on an error path is always safe.
+ */
+#ifndef COFFER_STORE_H
+#define COFFER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coffer/err.h"
+#include "coffer/p11.h"
+#include "coffer/uuid.h"
+
+struct coffer_store;
+
+#define COFFER_NAME_MAX 63       /* org, project and credential names */
+#define COFFER_KEY_NAME_MAX 64   /* names of the keys inside a credential */
+#define COFFER_KEYS_MAX 64       /* keys in one credential */
+#define COFFER_MECH_NAME_MAX 15  /* "aes-kwp", "aes-256-gcm" */
+
+/* Names of the mechanisms recorded with every stored blob. */
+#define COFFER_MECH_WRAP "aes-kwp"      /* CKM_AES_KEY_WRAP_PAD, RFC 5649 */
+#define COFFER_MECH_AEAD "aes-256-gcm"  /* CKM_AES_GCM, 96-bit IV, 128-bit tag */
+
+enum coffer_key_state {
+    COFFER_KEY_CURRENT = 0,   /* used for new wraps */
+    COFFER_KEY_ACTIVE = 1,    /* still unwraps rows, no longer used for new ones */
+    COFFER_KEY_RETIRED = 2,   /* referenced by nothing; kept until destroyed */
+    COFFER_KEY_DESTROYED = 3, /* the key is gone from the token */
+};
+
+/* "current", "active", "retired", "destroyed". */
+const char *coffer_key_state_str(enum coffer_key_state s);
+
+/* ---- Connection, transactions, schema ------------------------------------ */
+
+/*
+ * Connects with a libpq conninfo string and prepares every statement.
+ * COFFER_E_DB_UNAVAILABLE if the server cannot be reached (detail from libpq,
+ * with any password removed), COFFER_E_SCHEMA if the schema is older than this
+ * build expects.
+ */
+enum coffer_err coffer_store_open(const char *conninfo, struct coffer_store **out) COFFER_MUST_USE;
+
+/* Closes the connection and frees *s, setting it to NULL. Safe on NULL. */
+void coffer_store_close(struct coffer_store **s);
+
+enum coffer_err coffer_store_begin(struct coffer_store *s) COFFER_MUST_USE;
+enum coffer_err coffer_store_commit(struct coffer_store *s) COFFER_MUST_USE;
+/* Rolls back if a transaction is open; never fails from the caller's view. */
+void coffer_store_rollback(struct coffer_store *s);
+
+/*
+ * As a superuser (or a role with CREATEROLE and CREATEDB): creates the roles
+ * coffer_owner, coffer_app and coffer_auditor if missing, and the database
+ * dbname owned by coffer_owner if missing, with CONNECT revoked from PUBLIC.
+ * Safe to re-run.
+ */
+enum coffer_err coffer_store_bootstrap(const char *superuser_conninfo,
+                                       const char *dbname) COFFER_MUST_USE;
+
+/*
+ * As coffer_owner: applies, in order, every migration of sql/ compiled into
+ * this build that the database has not recorded yet, each in one transaction
+ * under an advisory lock, recording version, name and SHA-256 in
+ * coffer.schema_migrations. Safe to re-run. COFFER_E_SCHEMA if a recorded
+ * migration's SHA-256 differs from this build's, or the database records a
+ * migration this build does not know. *applied (may be NULL) gets the count.
+ */
+enum coffer_err coffer_store_migrate(const char *owner_conninfo, int *applied) COFFER_MUST_USE;
+
+/* Highest migration version this build knows. */
+int coffer_store_schema_latest(void);
+
+/* ---- Orgs and projects ---------------------------------------------------- */
+
+struct coffer_org {
+    struct coffer_uuid id;
+    char name[COFFER_NAME_MAX + 1];
+};
+
+struct coffer_project {
+    struct coffer_uuid id;
+    struct coffer_uuid org_id;
+    char name[COFFER_NAME_MAX + 1];
+};
+
+/* COFFER_E_INVALID for a bad name, COFFER_E_EXISTS if taken. */
+enum coffer_err coffer_store_org_insert(struct coffer_store *s, const char *name,
+                                        struct coffer_org *out) COFFER_MUST_USE;
+enum coffer_err coffer_store_org_by_name(struct coffer_store *s, const char *name,
+                                         struct coffer_org *out) COFFER_MUST_USE;
+/* SELECT ... FOR UPDATE on the org row; inside a transaction. Serialises key rotation. */
+enum coffer_err coffer_store_org_lock(struct coffer_store *s,
+                                      const struct coffer_uuid *org_id) COFFER_MUST_USE;
+
+enum coffer_err coffer_store_project_insert(struct coffer_store *s,
+                                            const struct coffer_uuid *org_id, const char *name,
+                                            struct coffer_project *out) COFFER_MUST_USE;
+enum coffer_err coffer_store_project_by_name(struct coffer_store *s,
+                                             const struct coffer_uuid *org_id, const char *name,
+                                             struct coffer_project *out) COFFER_MUST_USE;
+
+/* ---- Master keys (rows describing token objects coffer-mk-v<n>) ---------- */
+
+struct coffer_store_mk {
+    uint32_t version;
+    char label[65];
+    unsigned char kcv[COFFER_KCV_LEN];
+    enum coffer_key_state state;
+};
+
+/* Inserts a new version in state ACTIVE. COFFER_E_EXISTS if the version exists. */
+enum coffer_err coffer_store_mk_insert(struct coffer_store *s,
+                                       const struct coffer_store_mk *mk) COFFER_MUST_USE;
+/* Makes version current and the previous current ACTIVE, atomically. */
+enum coffer_err coffer_store_mk_make_current(struct coffer_store *s,
+                                             uint32_t version) COFFER_MUST_USE;
+/* COFFER_E_NOT_FOUND if there is no current master key. */
+enum coffer_err coffer_store_mk_current(struct coffer_store *s,
+                                        struct coffer_store_mk *out) COFFER_MUST_USE;
+enum coffer_err coffer_store_mk_get(struct coffer_store *s, uint32_t version,
+                                    struct coffer_store_mk *out) COFFER_MUST_USE;
+/* Highest version recorded, 0 if none. */
+enum coffer_err coffer_store_mk_max_version(struct coffer_store *s,
+                                            uint32_t *out) COFFER_MUST_USE;
+/* All versions, ascending. *out is allocated; free with coffer_free. */
+enum coffer_err coffer_store_mk_list(struct coffer_store *s, struct coffer_store_mk **out,
+                                     size_t *n) COFFER_MUST_USE;
+/* Locks the row FOR UPDATE (inside a transaction). */
+enum coffer_err coffer_store_mk_lock(struct coffer_store *s, uint32_t version) COFFER_MUST_USE;
+/* Number of org key rows wrapped under this master key version. */
+enum coffer_err coffer_store_mk_count_refs(struct coffer_store *s, uint32_t version,
+                                           int64_t *out) COFFER_MUST_USE;
+/* Sets the state (and retired_at/destroyed_at). */
+enum coffer_err coffer_store_mk_set_state(struct coffer_store *s, uint32_t version,
+                                          enum coffer_key_state state) COFFER_MUST_USE;
+
+/* ---- Org keys (stored only wrapped under a master key version) ------------ */
+
+struct coffer_store_org_key {
+    struct coffer_uuid id;
+    struct coffer_uuid org_id;
+    uint32_t version;
+    uint32_t mk_version;
+    char wrap_mech[COFFER_MECH_NAME_MAX + 1];
+    unsigned char wrapped[COFFER_WRAPPED_MAX];
+    size_t wrapped_len;
+    unsigned char kcv[COFFER_KCV_LEN];
+    enum coffer_key_state state;
+};
+
+/* Inserts in state ACTIVE (id is assigned and written back). COFFER_E_EXISTS on a version clash. */
+enum coffer_err coffer_store_org_key_insert(struct coffer_store *s,
+                                            struct coffer_store_org_key *ok) COFFER_MUST_USE;
+/* Makes (org, version) current and the previous current ACTIVE, atomically. */
+enum coffer_err coffer_store_org_key_make_current(struct coffer_store *s,
+                                                  const struct coffer_uuid *org_id,
+                                                  uint32_t version) COFFER_MUST_USE;
+enum coffer_err coffer_store_org_key_current(struct coffer_store *s,
+                                             const struct coffer_uuid *org_id,
+                                             struct coffer_store_org_key *out) COFFER_MUST_USE;
+enum coffer_err coffer_store_org_key_get(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                         uint32_t version,
+                                         struct coffer_store_org_key *out) COFFER_MUST_USE;
+/* Every version of every org (org_id NULL) or of one org, by org then version. Free with coffer_free. */
+enum coffer_err coffer_store_org_key_list(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                          struct coffer_store_org_key **out,
+                                          size_t *n) COFFER_MUST_USE;
+/*
+ * Compare-and-swap rewrap: sets (mk_version, wrapped) to the new values only
+ * if the row still has old_mk_version and old_wrapped. *won says whether this
+ * call changed the row (false: another reader or server did it first).
+ */
+enum coffer_err coffer_store_org_key_rewrap(struct coffer_store *s,
+                                            const struct coffer_store_org_key *old,
+                                            uint32_t new_mk_version, const unsigned char *wrapped,
+                                            size_t wrapped_len, bool *won) COFFER_MUST_USE;
+/* Up to limit org key rows not wrapped under mk_version and not destroyed, id > after (NULL: from the start). */
+enum coffer_err coffer_store_org_key_stale(struct coffer_store *s, uint32_t mk_version,
+                                           const struct coffer_uuid *after, size_t limit,
+                                           struct coffer_store_org_key **out,
+                                           size_t *n) COFFER_MUST_USE;
+/* Locks the row FOR UPDATE (inside a transaction). */
+enum coffer_err coffer_store_org_key_lock(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                          uint32_t version) COFFER_MUST_USE;
+/* Number of credential versions wrapped under this org key version. */
+enum coffer_err coffer_store_org_key_count_refs(struct coffer_store *s,
+                                                const struct coffer_uuid *org_id, uint32_t version,
+                                                int64_t *out) COFFER_MUST_USE;
+enum coffer_err coffer_store_org_key_set_state(struct coffer_store *s,
+                                               const struct coffer_uuid *org_id, uint32_t version,
+                                               enum coffer_key_state state) COFFER_MUST_USE;
+
+/* ---- Credentials ---------------------------------------------------------- */
+
+struct coffer_store_cred {
+    struct coffer_uuid id;
+    struct coffer_uuid org_id;
+    struct coffer_uuid project_id;
+    char name[COFFER_NAME_MAX + 1];
+    char type[32];
+    char tier[16];
+    uint32_t current_version;
+};
+
+/*
+ * One stored version: metadata, the AEAD output and the wrapped CEK. The
+ * variable parts (key_names, ciphertext) are owned by the struct.
+ */
+struct coffer_store_cred_version {
+    struct coffer_uuid credential_id;
+    uint32_t version;
+    struct coffer_uuid org_id;
+    struct coffer_uuid project_id;
+    uint32_t org_key_version;
+    char aead[COFFER_MECH_NAME_MAX + 1];
+    char wrap_mech[COFFER_MECH_NAME_MAX + 1];
+    char **key_names; /* n_keys NUL-terminated names, in stored order */
+    size_t n_keys;
+    unsigned char nonce[COFFER_GCM_IV_LEN];
+    unsigned char *ciphertext;
+    size_t ciphertext_len;
+    unsigned char tag[COFFER_GCM_TAG_LEN];
+    unsigned char wrapped_cek[COFFER_WRAPPED_MAX];
+    size_t wrapped_cek_len;
+    /* Filled by reads (joined in the same query), ignored by insert: */
+    enum coffer_key_state org_key_state; /* state of (org_id, org_key_version) */
+    uint32_t org_current_key_version;    /* the org's current key version, 0 if none */
+};
+
+/* Frees the owned parts and zeroes *v. */
+void coffer_store_cred_version_cleanup(struct coffer_store_cred_version *v);
+
+/*
+ * Inside a transaction: creates the credential (org, project, name) if absent
+ * with current_version 1, or increments current_version of the existing one,
+ * locking its row until commit. Fills *out with the id and the new version.
+ * type and tier are stored as given (the API validates them).
+ */
+enum coffer_err coffer_store_cred_next_version(struct coffer_store *s,
+                                               const struct coffer_uuid *org_id,
+                                               const struct coffer_uuid *project_id,
+                                               const char *name, const char *type,
+                                               const char *tier,
+                                               struct coffer_store_cred *out) COFFER_MUST_USE;
+
+/* Inserts a version row. COFFER_E_EXISTS if (credential, version) exists. */
+enum coffer_err coffer_store_cred_version_insert(
+    struct coffer_store *s, const struct coffer_store_cred_version *v) COFFER_MUST_USE;
+
+/*
+ * Loads version (0: the current one) of the credential named name in
+ * (org_id, project_id). The org filter is part of the query, never implied.
+ */
+enum coffer_err coffer_store_cred_version_get(struct coffer_store *s,
+                                              const struct coffer_uuid *org_id,
+                                              const struct coffer_uuid *project_id,
+                                              const char *name, uint32_t version,
+                                              struct coffer_store_cred_version *out) COFFER_MUST_USE;
+
+/*
+ * Compare-and-swap rewrap of a version's CEK: sets (org_key_version,
+ * wrapped_cek) only if the row still has old->org_key_version and
+ * old->wrapped_cek. *won says whether this call changed the row.
+ */
+enum coffer_err coffer_store_cred_rewrap(struct coffer_store *s,
+                                         const struct coffer_store_cred_version *old,
+                                         uint32_t new_org_key_version, const unsigned char *wrapped,
+                                         size_t wrapped_len, bool *won) COFFER_MUST_USE;
+
+/* Position in the sweep over credential versions (keyset pagination). */
+struct coffer_store_sweep_pos {
+    struct coffer_uuid credential_id;
+    uint32_t version;
+    bool started; /* false: from the beginning */
+};
+
+/*
+ * Up to limit versions whose org_key_version is not their org's current
+ * version, ordered by (credential_id, version) after *pos; *pos is advanced
+ * past the last row returned. The rows are full versions (free each with
+ * coffer_store_cred_version_cleanup, then the array with coffer_free).
+ */
+enum coffer_err coffer_store_cred_stale(struct coffer_store *s, struct coffer_store_sweep_pos *pos,
+                                        size_t limit, struct coffer_store_cred_version **out,
+                                        size_t *n) COFFER_MUST_USE;
+
+/* Counts credential versions not under their org's current key, and org keys not under the current MK. */
+enum coffer_err coffer_store_count_stale(struct coffer_store *s, int64_t *cred_versions,
+                                         int64_t *org_keys) COFFER_MUST_USE;
+
+#endif

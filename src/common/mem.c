@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The allocation and byte-copy primitives used everywhere else. Keeping them
+ * here lets CI reject a raw malloc, memcpy or memcmp anywhere outside
+ * src/common/, where a missed overflow check or a timing-leaky comparison of
+ * a secret would otherwise hide.
+ */
+#include "coffer/mem.h"
+
+#include <openssl/crypto.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *coffer_calloc(size_t n, size_t size)
+{
+    if (n == 0 || size == 0) {
+        n = 1;
+        size = 1;
+    }
+    return calloc(n, size);
+}
+
+void *coffer_reallocarray(void *p, size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size) {
+        return NULL;
+    }
+    if (n == 0 || size == 0) {
+        n = 1;
+        size = 1;
+    }
+    return realloc(p, n * size);
+}
+
+void coffer_free(void *p)
+{
+    free(p);
+}
+
+void coffer_freezero(void *p, size_t len)
+{
+    if (p == NULL) {
+        return;
+    }
+    OPENSSL_cleanse(p, len);
+    free(p);
+}
+
+char *coffer_strdup(const char *s)
+{
+    return s == NULL ? NULL : strdup(s);
+}
+
+char *coffer_strndup(const char *s, size_t n)
+{
+    return s == NULL ? NULL : strndup(s, n);
+}
+
+void coffer_memcpy(void *dst, const void *src, size_t n)
+{
+    if (n == 0) {
+        return;
+    }
+    memcpy(dst, src, n);
+}
+
+bool coffer_ct_equal(const void *a, const void *b, size_t n)
+{
+    if (n == 0) {
+        return true;
+    }
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+bool coffer_mem_equal(const void *a, const void *b, size_t n)
+{
+    if (n == 0) {
+        return true;
+    }
+    return memcmp(a, b, n) == 0;
+}

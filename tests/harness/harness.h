@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Integration-test harness. The CTest fixture `testenv` starts one private
+ * PostgreSQL cluster and one SoftHSMv2 token directory in a temporary
+ * directory (tests/harness/testenv.c) and stops them at the end. Each test
+ * program then gets its own database (bootstrapped and migrated) and its own
+ * freshly initialised token, so programs can run in parallel and never see
+ * each other's keys.
+ *
+ * The fixture's directory is named in the file given by the environment
+ * variable COFFER_TESTENV_FILE, which CMake sets for every integration test.
+ * If it is missing the test fails; it is never skipped.
+ */
+#ifndef COFFER_TEST_HARNESS_H
+#define COFFER_TEST_HARNESS_H
+
+#include "coffer/dev.h"
+#include "coffer/p11.h"
+
+struct harness {
+    struct coffer_dev_env env;   /* the fixture's cluster and token directory */
+    char dbname[64];             /* t_<name>_<pid> */
+    char db_app[PATH_MAX + 128]; /* conninfo of the test database as coffer_app */
+    char db_owner[PATH_MAX + 128];
+    char token_label[33];        /* t-<name>-<pid>, at most 32 characters */
+    char token_uri[96];          /* pkcs11:token=<token_label> */
+    struct coffer_p11_config p11; /* module, token_uri, pin_source of this test's token */
+};
+
+/*
+ * Creates this program's database and token. name is a short [a-z0-9_]
+ * identifier of the test program. Prints the reason and exits with status 1
+ * if anything fails, so a broken environment is a failed test.
+ */
+void harness_setup(const char *name, struct harness *h);
+
+/* Drops the test database. */
+void harness_teardown(struct harness *h);
+
+#endif
