@@ -164,7 +164,9 @@ enum coffer_err coffer_keys_cred_read(struct coffer_keys *k, struct coffer_store
 /* ---- Sweeper ---------------------------------------------------------------- */
 
 struct coffer_keys_sweep {
-    struct coffer_store_sweep_pos pos; /* zero to start */
+    struct coffer_store_sweep_pos pos; /* zero the whole struct to start */
+    struct coffer_uuid org_key_after;
+    bool org_key_started;
     bool org_keys_done;
     int64_t org_keys_rewrapped;
     int64_t rewrapped;     /* credential versions moved to their org's current key */

@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The envelope of one credential version: write (fresh CEK, AES-256-GCM in
+ * the token under the row's additional data, CEK wrapped under the org's
+ * current key) and read (unwrap, decrypt, lazily rewrap a stale row with a
+ * compare-and-swap).
+ *
+ * Plaintext exists only in struct coffer_secret and wiped buffers. Any
+ * authentication failure is COFFER_E_INTEGRITY and returns nothing: a read
+ * either yields every key of the version or none.
+ */
+#include "keys_int.h"
+
+#include "coffer/log.h"
+#include "coffer/mem.h"
+
+#include <openssl/rand.h>
+#include <string.h>
+
+static bool token_valid(const char *s, size_t max)
+{
+    size_t i;
+    size_t len = s == NULL ? 0 : strlen(s);
+
+    if (len == 0 || len > max) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static enum coffer_err check_write(const struct coffer_keys_write *w)
+{
+    static const char *const tiers[] = {"low", "medium", "high", "critical"};
+    size_t i;
+
+    if (w->org_id == NULL || w->project_id == NULL || w->name == NULL || w->keys == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "credential write: missing field");
+    }
+    if (!token_valid(w->type, 31)) {
+        return coffer_err_set(COFFER_E_INVALID, "credential type must match [a-z0-9_]{1,31}");
+    }
+    for (i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
+        if (w->tier != NULL && strcmp(w->tier, tiers[i]) == 0) {
+            break;
+        }
+    }
+    if (i == sizeof(tiers) / sizeof(tiers[0])) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "credential tier must be low, medium, high or critical");
+    }
+    if (coffer_keyset_count(w->keys) == 0) {
+        return coffer_err_set(COFFER_E_INVALID, "a credential needs at least one key");
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_store *st,
+                                       const struct coffer_keys_write *w, uint32_t *version)
+{
+    struct coffer_p11_session *s = NULL;
+    struct coffer_store_cred cred;
+    struct coffer_store_org_key ok_row;
+    struct coffer_store_cred_version v;
+    struct coffer_buf payload = {0};
+    struct coffer_buf aad = {0};
+    coffer_p11_obj ok = 0;
+    coffer_p11_obj cek = 0;
+    size_t n = coffer_keyset_count(w->keys);
+    bool in_tx = false;
+    enum coffer_err r;
+
+    memset(&v, 0, sizeof(v));
+    if ((r = check_write(w)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = coffer_keys_payload_encode(w->keys, &payload)) != COFFER_OK) {
+        goto out;
+    }
+    if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK) {
+        goto out;
+    }
+    if ((r = coffer_store_begin(st)) != COFFER_OK) {
+        goto out;
+    }
+    in_tx = true;
+    if ((r = coffer_store_cred_next_version(st, w->org_id, w->project_id, w->name, w->type,
+                                            w->tier, &cred)) != COFFER_OK ||
+        (r = coffer_store_org_key_current(st, w->org_id, &ok_row)) != COFFER_OK ||
+        (r = coffer_keys_org_key_handle(k, s, st, w->org_id, ok_row.version, &ok)) != COFFER_OK) {
+        goto out;
+    }
+    if ((r = coffer_keys_aad(w->org_id, w->project_id, &cred.id, cred.current_version,
+                             coffer_keys_keyset_names(w->keys), n, &aad)) != COFFER_OK) {
+        goto out;
+    }
+    v.ciphertext = coffer_calloc(1, payload.len);
+    if (v.ciphertext == NULL) {
+        r = coffer_err_set(COFFER_E_NOMEM, "ciphertext of %zu bytes", payload.len);
+        goto out;
+    }
+    v.ciphertext_len = payload.len;
+    if (RAND_bytes(v.nonce, sizeof(v.nonce)) != 1) {
+        r = coffer_err_set(COFFER_E_CRYPTO, "RAND_bytes failed for the GCM nonce");
+        goto out;
+    }
+    if ((r = coffer_p11_generate_aes(s, &coffer_keys_spec_cek_new, &cek)) != COFFER_OK ||
+        (r = coffer_p11_gcm_encrypt(s, cek, v.nonce, aad.data, aad.len, payload.data,
+                                    payload.len, v.ciphertext, v.tag)) != COFFER_OK ||
+        (r = coffer_p11_wrap(s, ok, cek, v.wrapped_cek, &v.wrapped_cek_len)) != COFFER_OK) {
+        goto out;
+    }
+    v.credential_id = cred.id;
+    v.version = cred.current_version;
+    v.org_id = *w->org_id;
+    v.project_id = *w->project_id;
+    v.org_key_version = ok_row.version;
+    snprintf(v.aead, sizeof(v.aead), "%s", COFFER_MECH_AEAD);
+    snprintf(v.wrap_mech, sizeof(v.wrap_mech), "%s", COFFER_MECH_WRAP);
+    /* The row borrows the key set's names; they are detached before cleanup below. */
+    v.key_names = (char **)coffer_keys_keyset_names(w->keys);
+    v.n_keys = n;
+    r = coffer_store_cred_version_insert(st, &v);
+    v.key_names = NULL;
+    v.n_keys = 0;
+    if (r != COFFER_OK || (r = coffer_store_commit(st)) != COFFER_OK) {
+        goto out;
+    }
+    in_tx = false;
+    *version = cred.current_version;
+out:
+    if (in_tx) {
+        coffer_store_rollback(st);
+    }
+    coffer_p11_destroy(s, &cek);
+    coffer_p11_session_put(k->p11, &s);
+    coffer_store_cred_version_cleanup(&v);
+    coffer_buf_cleanup(&payload);
+    coffer_buf_cleanup(&aad);
+    return r;
+}
+
+/*
+ * Moves a stale row's CEK to the org's current key. Failures are reported but
+ * do not fail the read that triggered them: the sweeper will try again.
+ */
+static void lazy_rewrap(struct coffer_keys *k, struct coffer_p11_session *s,
+                        struct coffer_store *st, const struct coffer_store_cred_version *v,
+                        coffer_p11_obj cek, struct coffer_keys_read_info *info)
+{
+    unsigned char wrapped[COFFER_WRAPPED_MAX];
+    size_t wrapped_len = 0;
+    coffer_p11_obj cur = 0;
+    bool won = false;
+    enum coffer_err r;
+
+    if (k->rewrap_hook != NULL) {
+        k->rewrap_hook(k->rewrap_hook_arg);
+    }
+    if ((r = coffer_keys_org_key_handle(k, s, st, &v->org_id, v->org_current_key_version,
+                                        &cur)) != COFFER_OK ||
+        (r = coffer_p11_wrap(s, cur, cek, wrapped, &wrapped_len)) != COFFER_OK ||
+        (r = coffer_store_cred_rewrap(st, v, v->org_current_key_version, wrapped, wrapped_len,
+                                      &won)) != COFFER_OK) {
+        coffer_warn("keys", "lazy rewrap of version %u to org key v%u failed: %s: %s",
+                    v->version, v->org_current_key_version, coffer_err_str(r),
+                    coffer_err_detail());
+        return;
+    }
+    if (won) {
+        info->rewrapped = true;
+        info->org_key_version = v->org_current_key_version;
+    }
+}
+
+enum coffer_err coffer_keys_cred_read(struct coffer_keys *k, struct coffer_store *st,
+                                      const struct coffer_uuid *org_id,
+                                      const struct coffer_uuid *project_id, const char *name,
+                                      uint32_t version, struct coffer_keyset **out,
+                                      struct coffer_keys_read_info *info)
+{
+    struct coffer_p11_session *s = NULL;
+    struct coffer_store_cred_version v;
+    struct coffer_secret *plain = NULL;
+    struct coffer_buf aad = {0};
+    coffer_p11_obj ok = 0;
+    coffer_p11_obj cek = 0;
+    bool stale;
+    enum coffer_err r;
+
+    *out = NULL;
+    memset(info, 0, sizeof(*info));
+    if ((r = coffer_store_cred_version_get(st, org_id, project_id, name, version, &v)) !=
+        COFFER_OK) {
+        return r;
+    }
+    if (strcmp(v.aead, COFFER_MECH_AEAD) != 0 || strcmp(v.wrap_mech, COFFER_MECH_WRAP) != 0) {
+        r = coffer_err_set(COFFER_E_INTEGRITY, "version %u: unknown mechanisms %s/%s", v.version,
+                           v.aead, v.wrap_mech);
+        goto out;
+    }
+    if (v.org_key_state == COFFER_KEY_DESTROYED) {
+        r = coffer_err_set(COFFER_E_STATE, "version %u: org key v%u was destroyed", v.version,
+                           v.org_key_version);
+        goto out;
+    }
+    stale = v.org_current_key_version != 0 && v.org_key_version != v.org_current_key_version;
+    if ((r = coffer_keys_aad(org_id, project_id, &v.credential_id, v.version, v.key_names,
+                             v.n_keys, &aad)) != COFFER_OK) {
+        r = coffer_err_wrap(COFFER_E_INTEGRITY, "version %u: stored key names", v.version);
+        goto out;
+    }
+    if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK ||
+        (r = coffer_keys_org_key_handle(k, s, st, org_id, v.org_key_version, &ok)) !=
+            COFFER_OK) {
+        goto out;
+    }
+    if ((r = coffer_p11_unwrap(s, ok, v.wrapped_cek, v.wrapped_cek_len,
+                               stale ? &coffer_keys_spec_cek_rewrap : &coffer_keys_spec_cek_read,
+                               &cek)) != COFFER_OK) {
+        r = coffer_err_wrap(r, "version %u: content key", v.version);
+        goto out;
+    }
+    if ((r = coffer_p11_gcm_decrypt(s, cek, v.nonce, aad.data, aad.len, v.ciphertext,
+                                    v.ciphertext_len, v.tag, &plain)) != COFFER_OK) {
+        r = coffer_err_wrap(r, "version %u: payload", v.version);
+        goto out;
+    }
+    {
+        struct coffer_secret_view pv = coffer_secret_view(plain);
+
+        if ((r = coffer_keys_payload_decode(pv.data, pv.len, v.key_names, v.n_keys, out)) !=
+            COFFER_OK) {
+            goto out;
+        }
+    }
+    info->version = v.version;
+    info->org_key_version = v.org_key_version;
+    if (stale) {
+        lazy_rewrap(k, s, st, &v, cek, info);
+    }
+out:
+    coffer_p11_destroy(s, &cek);
+    coffer_p11_session_put(k->p11, &s);
+    coffer_secret_free(&plain);
+    coffer_buf_cleanup(&aad);
+    coffer_store_cred_version_cleanup(&v);
+    return r;
+}
