@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The coffer command: dispatch to subcommands, and the shared set-up of the
+ * token and database from the environment. Secrets never come from argv:
+ * the PIN is read from its configured source by p11.
+ */
+#include "cli/cli.h"
+
+#include "coffer/log.h"
+#include "coffer/secret.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: coffer <command> [arguments]\n"
+    "\n"
+    "  demo [DIR]                      provision the embedded default in DIR and show the\n"
+    "                                  envelope, lazy rotation and tamper detection\n"
+    "  org create NAME                 create an org and its first org key\n"
+    "  org add-project ORG NAME        add a project to an org\n"
+    "  keys status [ORG]               key versions, KCVs, states and rotation progress\n"
+    "  keys rotate-org ORG             make a new org key version current\n"
+    "  keys rotate-mk                  make a new master key version current\n"
+    "  keys sweep [--batch N]          rewrap every row still under an older version\n"
+    "  keys retire-org ORG VERSION     retire an org key version that wraps nothing\n"
+    "  keys retire-mk VERSION          retire a master key version that wraps nothing\n"
+    "  db bootstrap DBNAME             create roles and database (superuser conninfo in\n"
+    "                                  COFFER_DATABASE_SUPERUSER)\n"
+    "  db migrate                      apply migrations (conninfo in COFFER_DATABASE_OWNER)\n"
+    "  version                         print the version\n"
+    "\n"
+    "The token and database come from COFFER_PKCS11_MODULE, COFFER_TOKEN_URI,\n"
+    "COFFER_PIN_SOURCE and COFFER_DATABASE; `source DIR/env.sh` sets them for the\n"
+    "embedded default. See docs/operators.md.\n";
+
+int cli_fail(const char *what, enum coffer_err r)
+{
+    const char *d = coffer_err_detail();
+
+    fprintf(stderr, "coffer: %s: %s%s%s\n", what, coffer_err_str(r), d[0] != '\0' ? ": " : "",
+            d);
+    return 1;
+}
+
+enum coffer_err cli_parse_version(const char *s, uint32_t *out)
+{
+    char *end = NULL;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (s[0] < '1' || s[0] > '9' || errno != 0 || *end != '\0' || v > INT32_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "'%s' is not a version (1 to %d)", s, INT32_MAX);
+    }
+    *out = (uint32_t)v;
+    return COFFER_OK;
+}
+
+static const char *need_env(const char *name, enum coffer_err *r)
+{
+    const char *v = getenv(name);
+
+    if ((v == NULL || v[0] == '\0') && *r == COFFER_OK) {
+        *r = coffer_err_set(COFFER_E_CONFIG, "%s is not set (source DIR/env.sh of the embedded "
+                                             "default, or see docs/operators.md)",
+                            name);
+    }
+    return v;
+}
+
+enum coffer_err cli_open(struct cli_ctx *c)
+{
+    enum coffer_err r = COFFER_OK;
+
+    memset(c, 0, sizeof(*c));
+    c->p11cfg.module = need_env("COFFER_PKCS11_MODULE", &r);
+    c->p11cfg.token_uri = need_env("COFFER_TOKEN_URI", &r);
+    c->p11cfg.pin_source = need_env("COFFER_PIN_SOURCE", &r);
+    c->db_app = need_env("COFFER_DATABASE", &r);
+    c->p11cfg.pool_size = 2;
+    if (r != COFFER_OK) {
+        return r;
+    }
+    if ((r = coffer_p11_open(&c->p11cfg, &c->p11)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = coffer_store_open(c->db_app, &c->st)) != COFFER_OK ||
+        (r = coffer_keys_new(c->p11, &c->k)) != COFFER_OK) {
+        cli_close(c);
+        return r;
+    }
+    return COFFER_OK;
+}
+
+void cli_close(struct cli_ctx *c)
+{
+    coffer_keys_free(&c->k);
+    coffer_store_close(&c->st);
+    coffer_p11_close(&c->p11);
+}
+
+int main(int argc, char **argv)
+{
+    enum coffer_err r;
+
+    if ((r = coffer_harden_process()) != COFFER_OK) {
+        return cli_fail("hardening the process", r);
+    }
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("coffer %s\n", COFFER_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "demo") == 0) {
+        return cli_demo(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "keys") == 0) {
+        return cli_keys(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "org") == 0) {
+        return cli_org(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "db") == 0) {
+        return cli_db(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "coffer: unknown command '%s'\n\n%s", argv[1], usage);
+    return 2;
+}
