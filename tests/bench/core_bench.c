@@ -103,7 +103,7 @@ static void worker_close(struct worker *w)
 static struct coffer_keyset *payload(long i)
 {
     struct coffer_keyset *ks = NULL;
-    char secret[48];
+    char secret[64];
 
     snprintf(secret, sizeof(secret), "bench-secret-%08ld-0123456789abcdef", i);
     if (coffer_keyset_new(&ks) != COFFER_OK ||

@@ -32,7 +32,7 @@ static void put_value(const char *cred, const char *value)
     (void)world_put(&w, &w.org, &w.proj, cred, 1, n, v, l);
 }
 
-static void expect_value(const char *cred, const char *value, struct coffer_keys_read_info *info)
+static void check_read(const char *cred, const char *value, struct coffer_keys_read_info *info)
 {
     struct coffer_keyset *ks = NULL;
     const struct coffer_secret *s;
@@ -50,15 +50,11 @@ static void expect_value(const char *cred, const char *value, struct coffer_keys
     coffer_keyset_free(&ks);
 }
 
-static char *org_sql(const char *fmt)
-{
-    static char sql[512];
-    char id[COFFER_UUID_STR_LEN];
+static char org_id[COFFER_UUID_STR_LEN];
+static char sql_buf[512];
 
-    coffer_uuid_format(&w.org.id, id);
-    snprintf(sql, sizeof(sql), fmt, id);
-    return sql;
-}
+/* SQL with the test org's id in place of %s; the format is a literal at every use. */
+#define org_sql(fmt) (snprintf(sql_buf, sizeof(sql_buf), fmt, org_id), sql_buf)
 
 static void rotate_org(uint32_t expect_version)
 {
@@ -123,7 +119,7 @@ static void test_rotation_and_one_sweep(void **state)
         for (i = 0; i < ROWS_PER_VERSION; i++) {
             snprintf(name, sizeof(name), "rot-%u-%d", v, i);
             snprintf(value, sizeof(value), "value-%u-%d", v, i);
-            expect_value(name, value, &info);
+            check_read(name, value, &info);
             assert_false(info.rewrapped);
             assert_int_equal(info.org_key_version, 4);
         }
@@ -140,14 +136,14 @@ static void test_read_rewraps_lazily(void **state)
     (void)state;
     put_value("lazy", "lazy-value");
     rotate_org(5);
-    expect_value("lazy", "lazy-value", &info);
+    check_read("lazy", "lazy-value", &info);
     assert_true(info.rewrapped);
     assert_int_equal(info.org_key_version, 5);
     assert_true(world_sql_is(&w, "SELECT org_key_version FROM coffer.credential_versions cv JOIN "
                                  "coffer.credentials c ON c.id = cv.credential_id WHERE c.name = "
                                  "'lazy'",
                              "5"));
-    expect_value("lazy", "lazy-value", &info);
+    check_read("lazy", "lazy-value", &info);
     assert_false(info.rewrapped);
 }
 
@@ -269,7 +265,7 @@ static void test_master_key_rotation(void **state)
     assert_int_equal(coffer_keys_mk_retire(w.k, w.st, 2, &refs), COFFER_E_STATE);
     /* With empty caches a read loads the org key under v1 and moves it to v2 on the way. */
     world_reopen_token(&w);
-    expect_value("lazy", "lazy-value", &info);
+    check_read("lazy", "lazy-value", &info);
     assert_true(world_sql_is(&w, org_sql("SELECT mk_version FROM coffer.org_keys WHERE org_id = "
                                          "'%s' AND version = 7"),
                              "2"));
@@ -283,8 +279,8 @@ static void test_master_key_rotation(void **state)
     assert_int_equal(refs, 0);
     /* Everything still reads through the new master key only. */
     world_reopen_token(&w);
-    expect_value("rot-1-0", "value-1-0", &info);
-    expect_value("contended", "contended-value", &info);
+    check_read("rot-1-0", "value-1-0", &info);
+    check_read("contended", "contended-value", &info);
 }
 
 static void test_mk_label_collision_refused(void **state)
@@ -320,6 +316,7 @@ int main(void)
     int failed;
 
     world_open("keys_rotation", "acme", &w);
+    coffer_uuid_format(&w.org.id, org_id);
     failed = cmocka_run_group_tests(tests, NULL, NULL);
     world_close(&w);
     return failed;

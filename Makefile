@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: Apache-2.0
+# A thin wrapper: CMake builds, CTest tests. `make check` is what CI runs.
+
+DEMO_DIR ?= /var/tmp/coffer-demo
+JOBS := $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: deps build build-asan check demo bench clean
+
+deps:
+	scripts/install-deps.sh
+
+build:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build -j$(JOBS)
+
+build-asan:
+	cmake -S . -B build-asan -DCOFFER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build-asan -j$(JOBS)
+
+check: deps
+	scripts/check-rules.sh
+	$(MAKE) build
+	$(MAKE) build-asan
+	ctest --test-dir build --output-on-failure -j2
+	ctest --test-dir build-asan --output-on-failure -j2
+
+demo: deps build
+	./build/coffer demo $(DEMO_DIR)
+
+bench: build
+	./build/core_bench
+
+clean:
+	rm -rf build build-asan

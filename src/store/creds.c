@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Credentials and their versions: the encrypted rows. A version row holds
+ * the AEAD output, the CEK wrapped under an org key version, and the
+ * mechanisms that made both. Reads always filter by org, join the state of
+ * the org key that wraps the row and the org's current key version, and
+ * check every column before handing the row out. Rewrapping is a
+ * compare-and-swap on the old (org_key_version, wrapped_cek) pair.
+ *
+ * This file must never look a credential up without its org, and never
+ * return a row whose org or project differs from the one asked for.
+ */
+#include "coffer/store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "coffer/buf.h"
+#include "coffer/mem.h"
+#include "store/store_int.h"
+
+#define WRAPPED_MIN 16
+
+static const struct store_stmt cred_next = {
+    .name = "coffer_cred_next",
+    .sql = "INSERT INTO coffer.credentials AS c "
+           "(org_id, project_id, name, type, tier, current_version) "
+           "VALUES ($1, $2, $3, $4, $5, 1) "
+           "ON CONFLICT (project_id, name) DO UPDATE SET "
+           "current_version = c.current_version + 1, type = excluded.type, tier = excluded.tier, "
+           "updated_at = now() "
+           "WHERE c.org_id = excluded.org_id "
+           "RETURNING id, org_id, project_id, name, type, tier, current_version",
+    .nparams = 5,
+    .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
+    .ncols = 7,
+};
+
+static const struct store_stmt cv_insert = {
+    .name = "coffer_cv_insert",
+    .sql = "INSERT INTO coffer.credential_versions (credential_id, version, org_id, project_id, "
+           "org_key_version, aead, wrap_mech, key_names, nonce, ciphertext, tag, wrapped_cek) "
+           "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    .nparams = 12,
+    .types = {STORE_OID_UUID, STORE_OID_INT4, STORE_OID_UUID, STORE_OID_UUID, STORE_OID_INT4,
+              STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT_ARRAY, STORE_OID_BYTEA,
+              STORE_OID_BYTEA, STORE_OID_BYTEA, STORE_OID_BYTEA},
+    .ncols = 0,
+};
+
+/* The columns of a full version row, in the order cv_from_row reads them. */
+#define CV_COLS                                                                                    \
+    "v.credential_id, v.version, v.org_id, v.project_id, v.org_key_version, v.aead, "              \
+    "v.wrap_mech, v.key_names, v.nonce, v.ciphertext, v.tag, v.wrapped_cek, k.state, "             \
+    "(SELECT ck.version FROM coffer.org_keys ck WHERE ck.org_id = v.org_id "                       \
+    "AND ck.state = 'current')"
+#define CV_NCOLS 14
+
+static const struct store_stmt cv_get = {
+    .name = "coffer_cv_get",
+    .sql = "SELECT " CV_COLS " FROM coffer.credentials c "
+           "JOIN coffer.credential_versions v ON v.credential_id = c.id AND v.org_id = c.org_id "
+           "AND v.project_id = c.project_id "
+           "JOIN coffer.org_keys k ON k.org_id = v.org_id AND k.version = v.org_key_version "
+           "WHERE c.org_id = $1 AND c.project_id = $2 AND c.name = $3 "
+           "AND v.version = CASE WHEN $4 = 0 THEN c.current_version ELSE $4 END",
+    .nparams = 4,
+    .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT, STORE_OID_INT4},
+    .ncols = CV_NCOLS,
+};
+
+static const struct store_stmt cv_rewrap = {
+    .name = "coffer_cv_rewrap",
+    .sql = "UPDATE coffer.credential_versions "
+           "SET org_key_version = $4, wrapped_cek = $5, rewrapped_at = now() "
+           "WHERE credential_id = $1 AND version = $2 AND org_id = $3 "
+           "AND org_key_version = $6 AND wrapped_cek = $7",
+    .nparams = 7,
+    .types = {STORE_OID_UUID, STORE_OID_INT4, STORE_OID_UUID, STORE_OID_INT4, STORE_OID_BYTEA,
+              STORE_OID_INT4, STORE_OID_BYTEA},
+    .ncols = 0,
+};
+
+/*
+ * Versions not under their org's current key. Rows under a destroyed org key
+ * are excluded: they can no longer be unwrapped, so there is nothing to move.
+ */
+#define CV_STALE_FROM                                                                              \
+    " FROM coffer.credential_versions v "                                                          \
+    "JOIN coffer.org_keys k ON k.org_id = v.org_id AND k.version = v.org_key_version "             \
+    "JOIN coffer.org_keys cur ON cur.org_id = v.org_id AND cur.state = 'current' "                 \
+    "WHERE v.org_key_version <> cur.version AND k.state <> 'destroyed' "
+
+static const struct store_stmt cv_stale_first = {
+    .name = "coffer_cv_stale_first",
+    .sql = "SELECT " CV_COLS CV_STALE_FROM "ORDER BY v.credential_id, v.version LIMIT $1",
+    .nparams = 1,
+    .types = {STORE_OID_INT8},
+    .ncols = CV_NCOLS,
+};
+
+static const struct store_stmt cv_stale_after = {
+    .name = "coffer_cv_stale_after",
+    .sql = "SELECT " CV_COLS CV_STALE_FROM "AND (v.credential_id, v.version) > ($1, $2) "
+           "ORDER BY v.credential_id, v.version LIMIT $3",
+    .nparams = 3,
+    .types = {STORE_OID_UUID, STORE_OID_INT4, STORE_OID_INT8},
+    .ncols = CV_NCOLS,
+};
+
+static const struct store_stmt count_stale = {
+    .name = "coffer_count_stale",
+    .sql =
+        "SELECT (SELECT count(*)" CV_STALE_FROM "), "
+        "(SELECT count(*) FROM coffer.org_keys k JOIN coffer.master_keys m ON m.state = 'current' "
+        "WHERE k.mk_version <> m.version AND k.state <> 'destroyed')",
+    .nparams = 0,
+    .ncols = 2,
+};
+
+const struct store_stmt *const store_stmts_creds[] = {
+    &cred_next,      &cv_insert,      &cv_get,      &cv_rewrap,
+    &cv_stale_first, &cv_stale_after, &count_stale, NULL,
+};
+
+static bool type_ok(const char *s)
+{
+    size_t len = strnlen(s, 32);
+    size_t i;
+
+    if (len == 0 || len > 31) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool tier_ok(const char *s)
+{
+    static const char *const tiers[] = {"low", "medium", "high", "critical"};
+    size_t i;
+
+    for (i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
+        if (strcmp(s, tiers[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void coffer_store_cred_version_cleanup(struct coffer_store_cred_version *v)
+{
+    size_t i;
+
+    if (v == NULL) {
+        return;
+    }
+    for (i = 0; v->key_names != NULL && i < v->n_keys; i++) {
+        coffer_free(v->key_names[i]);
+    }
+    coffer_free(v->key_names);
+    coffer_free(v->ciphertext);
+    *v = (struct coffer_store_cred_version){0};
+}
+
+static enum coffer_err cred_from_row(const PGresult *res, struct coffer_store_cred *out)
+{
+    enum coffer_err r;
+
+    if ((r = store_one_row(res, "credential")) != COFFER_OK ||
+        (r = store_col_uuid(res, 0, 0, "coffer.credentials.id", &out->id)) != COFFER_OK ||
+        (r = store_col_uuid(res, 0, 1, "coffer.credentials.org_id", &out->org_id)) != COFFER_OK ||
+        (r = store_col_uuid(res, 0, 2, "coffer.credentials.project_id", &out->project_id)) !=
+            COFFER_OK ||
+        (r = store_col_name(res, 0, 3, "coffer.credentials.name", out->name)) != COFFER_OK ||
+        (r = store_col_text(res, 0, 4, "coffer.credentials.type", out->type, sizeof(out->type))) !=
+            COFFER_OK ||
+        (r = store_col_text(res, 0, 5, "coffer.credentials.tier", out->tier, sizeof(out->tier))) !=
+            COFFER_OK ||
+        (r = store_col_u32(res, 0, 6, "coffer.credentials.current_version", 1,
+                           &out->current_version)) != COFFER_OK) {
+        return r;
+    }
+    if (!type_ok(out->type)) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "coffer.credentials.type: not a valid type");
+    }
+    if (!tier_ok(out->tier)) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "coffer.credentials.tier: unknown tier");
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_next_version(struct coffer_store *s,
+                                               const struct coffer_uuid *org_id,
+                                               const struct coffer_uuid *project_id,
+                                               const char *name, const char *type, const char *tier,
+                                               struct coffer_store_cred *out)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    memset(out, 0, sizeof(*out));
+    if ((r = store_require_tx(s, "next credential version")) != COFFER_OK ||
+        (r = store_check_name(name, "credential name")) != COFFER_OK) {
+        return r;
+    }
+    if (type == NULL || !type_ok(type)) {
+        return coffer_err_set(COFFER_E_INVALID, "credential type must match ^[a-z0-9_]{1,31}$");
+    }
+    if (tier == NULL || !tier_ok(tier)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "credential tier must be low, medium, high or critical");
+    }
+    store_param_uuid(&p, org_id);
+    store_param_uuid(&p, project_id);
+    store_param_text(&p, name);
+    store_param_text(&p, type);
+    store_param_text(&p, tier);
+    if ((r = store_exec(s, &cred_next, &p, "creating credential version", &res)) != COFFER_OK) {
+        if (store_sqlstate_is(s, "23503")) {
+            r = coffer_err_set(COFFER_E_NOT_FOUND, "credential %s: no such project in this org",
+                               name);
+        }
+        return r;
+    }
+    if (PQntuples(res) == 0) {
+        /* The name exists in this project under another org: the project is not this org's. */
+        r = coffer_err_set(COFFER_E_NOT_FOUND, "credential %s: no such project in this org", name);
+        goto out;
+    }
+    if ((r = cred_from_row(res, out)) != COFFER_OK) {
+        goto out;
+    }
+    if (!coffer_uuid_equal(&out->org_id, org_id) ||
+        !coffer_uuid_equal(&out->project_id, project_id) || strcmp(out->name, name) != 0) {
+        r = coffer_err_set(COFFER_E_INTEGRITY, "coffer.credentials: row does not match the query");
+    }
+out:
+    PQclear(res);
+    if (r != COFFER_OK) {
+        memset(out, 0, sizeof(*out));
+    }
+    return r;
+}
+
+static enum coffer_err check_version_row(const struct coffer_store_cred_version *v)
+{
+    size_t i;
+    enum coffer_err r;
+
+    if ((r = store_check_version(v->version, "credential")) != COFFER_OK ||
+        (r = store_check_version(v->org_key_version, "credential's org key")) != COFFER_OK) {
+        return r;
+    }
+    if (strncmp(v->aead, COFFER_MECH_AEAD, sizeof(v->aead)) != 0) {
+        return coffer_err_set(COFFER_E_INVALID, "credential version: AEAD must be %s",
+                              COFFER_MECH_AEAD);
+    }
+    if (strncmp(v->wrap_mech, COFFER_MECH_WRAP, sizeof(v->wrap_mech)) != 0) {
+        return coffer_err_set(COFFER_E_INVALID, "credential version: wrap mechanism must be %s",
+                              COFFER_MECH_WRAP);
+    }
+    if (v->key_names == NULL || v->n_keys == 0 || v->n_keys > COFFER_KEYS_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "credential version: %zu key names, want 1..%d",
+                              v->n_keys, COFFER_KEYS_MAX);
+    }
+    for (i = 0; i < v->n_keys; i++) {
+        if (v->key_names[i] == NULL ||
+            !store_key_name_ok(v->key_names[i],
+                               strnlen(v->key_names[i], COFFER_KEY_NAME_MAX + 1))) {
+            return coffer_err_set(COFFER_E_INVALID, "credential version: key name %zu is invalid",
+                                  i);
+        }
+    }
+    if (v->ciphertext == NULL || v->ciphertext_len == 0 ||
+        v->ciphertext_len > STORE_CIPHERTEXT_MAX) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "credential version: ciphertext of %zu bytes, want 1..%u",
+                              v->ciphertext_len, STORE_CIPHERTEXT_MAX);
+    }
+    if (v->wrapped_cek_len < WRAPPED_MIN || v->wrapped_cek_len > COFFER_WRAPPED_MAX) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "credential version: wrapped CEK of %zu bytes, want %d..%d",
+                              v->wrapped_cek_len, WRAPPED_MIN, COFFER_WRAPPED_MAX);
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_version_insert(struct coffer_store *s,
+                                                 const struct coffer_store_cred_version *v)
+{
+    struct store_params p = {0};
+    struct coffer_buf names = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    if ((r = check_version_row(v)) != COFFER_OK ||
+        (r = store_encode_text_array(v->key_names, v->n_keys, &names)) != COFFER_OK) {
+        goto out;
+    }
+    store_param_uuid(&p, &v->credential_id);
+    store_param_int4(&p, (int32_t)v->version);
+    store_param_uuid(&p, &v->org_id);
+    store_param_uuid(&p, &v->project_id);
+    store_param_int4(&p, (int32_t)v->org_key_version);
+    store_param_text(&p, COFFER_MECH_AEAD);
+    store_param_text(&p, COFFER_MECH_WRAP);
+    store_param_binary(&p, names.data, names.len);
+    store_param_bytea(&p, v->nonce, COFFER_GCM_IV_LEN);
+    store_param_bytea(&p, v->ciphertext, v->ciphertext_len);
+    store_param_bytea(&p, v->tag, COFFER_GCM_TAG_LEN);
+    store_param_bytea(&p, v->wrapped_cek, v->wrapped_cek_len);
+    if ((r = store_exec(s, &cv_insert, &p, "inserting credential version", &res)) != COFFER_OK) {
+        if (r == COFFER_E_EXISTS) {
+            r = coffer_err_set(COFFER_E_EXISTS, "credential version %" PRIu32 " already exists",
+                               v->version);
+        } else if (store_sqlstate_is(s, "23503")) {
+            r = coffer_err_set(COFFER_E_NOT_FOUND,
+                               "inserting credential version: no such credential in this org "
+                               "and project, or no org key version %" PRIu32,
+                               v->org_key_version);
+        }
+        goto out;
+    }
+out:
+    PQclear(res);
+    coffer_buf_cleanup(&names);
+    return r;
+}
+
+static enum coffer_err cv_from_row(const PGresult *res, int row,
+                                   struct coffer_store_cred_version *out)
+{
+    size_t len = 0;
+    enum coffer_err r;
+
+    *out = (struct coffer_store_cred_version){0};
+    if ((r = store_col_uuid(res, row, 0, "coffer.credential_versions.credential_id",
+                            &out->credential_id)) != COFFER_OK ||
+        (r = store_col_u32(res, row, 1, "coffer.credential_versions.version", 1, &out->version)) !=
+            COFFER_OK ||
+        (r = store_col_uuid(res, row, 2, "coffer.credential_versions.org_id", &out->org_id)) !=
+            COFFER_OK ||
+        (r = store_col_uuid(res, row, 3, "coffer.credential_versions.project_id",
+                            &out->project_id)) != COFFER_OK ||
+        (r = store_col_u32(res, row, 4, "coffer.credential_versions.org_key_version", 1,
+                           &out->org_key_version)) != COFFER_OK ||
+        (r = store_col_mech(res, row, 5, "coffer.credential_versions.aead", COFFER_MECH_AEAD,
+                            out->aead)) != COFFER_OK ||
+        (r = store_col_mech(res, row, 6, "coffer.credential_versions.wrap_mech", COFFER_MECH_WRAP,
+                            out->wrap_mech)) != COFFER_OK ||
+        (r = store_col_key_names(res, row, 7, "coffer.credential_versions.key_names",
+                                 &out->key_names, &out->n_keys)) != COFFER_OK ||
+        (r = store_col_bytea_exact(res, row, 8, "coffer.credential_versions.nonce", out->nonce,
+                                   COFFER_GCM_IV_LEN)) != COFFER_OK ||
+        (r = store_col_bytea_alloc(res, row, 9, "coffer.credential_versions.ciphertext",
+                                   STORE_CIPHERTEXT_MAX, &out->ciphertext, &out->ciphertext_len)) !=
+            COFFER_OK ||
+        (r = store_col_bytea_exact(res, row, 10, "coffer.credential_versions.tag", out->tag,
+                                   COFFER_GCM_TAG_LEN)) != COFFER_OK ||
+        (r = store_col_bytea_range(res, row, 11, "coffer.credential_versions.wrapped_cek",
+                                   out->wrapped_cek, WRAPPED_MIN, COFFER_WRAPPED_MAX, &len)) !=
+            COFFER_OK ||
+        (r = store_col_state(res, row, 12, "coffer.org_keys.state", &out->org_key_state)) !=
+            COFFER_OK ||
+        (r = store_col_u32_or_zero(res, row, 13, "coffer.org_keys.version (current)",
+                                   &out->org_current_key_version)) != COFFER_OK) {
+        coffer_store_cred_version_cleanup(out);
+        return r;
+    }
+    out->wrapped_cek_len = len;
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_version_get(struct coffer_store *s,
+                                              const struct coffer_uuid *org_id,
+                                              const struct coffer_uuid *project_id,
+                                              const char *name, uint32_t version,
+                                              struct coffer_store_cred_version *out)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    *out = (struct coffer_store_cred_version){0};
+    if ((r = store_check_name(name, "credential name")) != COFFER_OK) {
+        return r;
+    }
+    if (version > INT32_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "credential version %" PRIu32 " is out of range",
+                              version);
+    }
+    store_param_uuid(&p, org_id);
+    store_param_uuid(&p, project_id);
+    store_param_text(&p, name);
+    store_param_int4(&p, (int32_t)version);
+    if ((r = store_exec(s, &cv_get, &p, "loading credential version", &res)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = store_one_row(res, "credential version")) != COFFER_OK) {
+        if (r == COFFER_E_NOT_FOUND) {
+            r = coffer_err_set(COFFER_E_NOT_FOUND, "credential %s version %" PRIu32 " not found",
+                               name, version);
+        }
+        goto out;
+    }
+    if ((r = cv_from_row(res, 0, out)) != COFFER_OK) {
+        goto out;
+    }
+    if (!coffer_uuid_equal(&out->org_id, org_id) ||
+        !coffer_uuid_equal(&out->project_id, project_id) ||
+        (version != 0 && out->version != version)) {
+        coffer_store_cred_version_cleanup(out);
+        r = coffer_err_set(COFFER_E_INTEGRITY,
+                           "coffer.credential_versions: row does not match the query");
+    }
+out:
+    PQclear(res);
+    return r;
+}
+
+enum coffer_err coffer_store_cred_rewrap(struct coffer_store *s,
+                                         const struct coffer_store_cred_version *old,
+                                         uint32_t new_org_key_version, const unsigned char *wrapped,
+                                         size_t wrapped_len, bool *won)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+    long affected;
+
+    *won = false;
+    if ((r = store_check_version(old->version, "credential")) != COFFER_OK ||
+        (r = store_check_version(old->org_key_version, "credential's old org key")) != COFFER_OK ||
+        (r = store_check_version(new_org_key_version, "credential's new org key")) != COFFER_OK) {
+        return r;
+    }
+    if (wrapped == NULL || wrapped_len < WRAPPED_MIN || wrapped_len > COFFER_WRAPPED_MAX ||
+        old->wrapped_cek_len < WRAPPED_MIN || old->wrapped_cek_len > COFFER_WRAPPED_MAX) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "credential rewrap: wrapped CEK of %zu bytes "
+                              "(old %zu), want %d..%d",
+                              wrapped_len, old->wrapped_cek_len, WRAPPED_MIN, COFFER_WRAPPED_MAX);
+    }
+    store_param_uuid(&p, &old->credential_id);
+    store_param_int4(&p, (int32_t)old->version);
+    store_param_uuid(&p, &old->org_id);
+    store_param_int4(&p, (int32_t)new_org_key_version);
+    store_param_bytea(&p, wrapped, wrapped_len);
+    store_param_int4(&p, (int32_t)old->org_key_version);
+    store_param_bytea(&p, old->wrapped_cek, old->wrapped_cek_len);
+    if ((r = store_exec(s, &cv_rewrap, &p, "rewrapping credential version", &res)) != COFFER_OK) {
+        if (store_sqlstate_is(s, "23503")) {
+            r = coffer_err_set(COFFER_E_NOT_FOUND,
+                               "rewrapping credential version: no org key version %" PRIu32,
+                               new_org_key_version);
+        }
+        return r;
+    }
+    affected = store_affected(res);
+    PQclear(res);
+    if (affected < 0 || affected > 1) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "rewrapping credential version: %ld rows changed",
+                              affected);
+    }
+    *won = affected == 1;
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_stale(struct coffer_store *s, struct coffer_store_sweep_pos *pos,
+                                        size_t limit, struct coffer_store_cred_version **out,
+                                        size_t *n)
+{
+    struct store_params p = {0};
+    struct coffer_store_cred_version *rows = NULL;
+    PGresult *res = NULL;
+    int64_t lim = limit > INT32_MAX ? INT32_MAX : (int64_t)limit;
+    int count = 0;
+    int i;
+    enum coffer_err r;
+
+    *out = NULL;
+    *n = 0;
+    if (limit == 0) {
+        return COFFER_OK;
+    }
+    if (pos->started) {
+        if (pos->version > INT32_MAX) {
+            return coffer_err_set(COFFER_E_INVALID, "sweep position version is out of range");
+        }
+        store_param_uuid(&p, &pos->credential_id);
+        store_param_int4(&p, (int32_t)pos->version);
+        store_param_int8(&p, lim);
+        r = store_exec(s, &cv_stale_after, &p, "listing credential versions to rewrap", &res);
+    } else {
+        store_param_int8(&p, lim);
+        r = store_exec(s, &cv_stale_first, &p, "listing credential versions to rewrap", &res);
+    }
+    if (r != COFFER_OK) {
+        return r;
+    }
+    count = PQntuples(res);
+    if (count == 0) {
+        goto out;
+    }
+    rows = coffer_calloc((size_t)count, sizeof(*rows));
+    if (rows == NULL) {
+        r = coffer_err_set(COFFER_E_NOMEM, "listing %d credential versions", count);
+        goto out;
+    }
+    for (i = 0; i < count; i++) {
+        if ((r = cv_from_row(res, i, &rows[i])) != COFFER_OK) {
+            goto out;
+        }
+    }
+    pos->credential_id = rows[count - 1].credential_id;
+    pos->version = rows[count - 1].version;
+    pos->started = true;
+    *out = rows;
+    *n = (size_t)count;
+    rows = NULL;
+out:
+    for (i = 0; rows != NULL && i < count; i++) {
+        coffer_store_cred_version_cleanup(&rows[i]);
+    }
+    coffer_free(rows);
+    PQclear(res);
+    return r;
+}
+
+enum coffer_err coffer_store_count_stale(struct coffer_store *s, int64_t *cred_versions,
+                                         int64_t *org_keys)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    *cred_versions = 0;
+    *org_keys = 0;
+    if ((r = store_exec(s, &count_stale, &p, "counting rows to rewrap", &res)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = store_one_row(res, "stale counts")) != COFFER_OK ||
+        (r = store_col_count(res, 0, 0, "count(coffer.credential_versions)", cred_versions)) !=
+            COFFER_OK ||
+        (r = store_col_count(res, 0, 1, "count(coffer.org_keys)", org_keys)) != COFFER_OK) {
+        *cred_versions = 0;
+        *org_keys = 0;
+    }
+    PQclear(res);
+    return r;
+}
