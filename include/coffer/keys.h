@@ -161,6 +161,31 @@ enum coffer_err coffer_keys_cred_read(struct coffer_keys *k, struct coffer_store
                                       uint32_t version, struct coffer_keyset **out,
                                       struct coffer_keys_read_info *info) COFFER_MUST_USE;
 
+/* Largest batch of reads coffer_keys_cred_read_many accepts. */
+#define COFFER_KEYS_BATCH_MAX COFFER_STORE_BATCH_MAX
+
+/* One read of a batch: the lookup, then its own result. */
+struct coffer_keys_read_req {
+    const struct coffer_uuid *org_id;
+    const struct coffer_uuid *project_id;
+    const char *name;
+    uint32_t version;                /* 0: the current one */
+    enum coffer_err result;          /* as coffer_keys_cred_read would return */
+    struct coffer_keyset *keys;      /* on COFFER_OK: owned by the caller */
+    struct coffer_keys_read_info info;
+};
+
+/*
+ * Several reads with one database round trip (a server with several requests
+ * in flight batches them), each then opened in the token exactly as
+ * coffer_keys_cred_read does. Returns COFFER_OK when every request has its
+ * own result; otherwise the error that failed the whole batch (database or
+ * token unavailable), also copied into every result. Free each keys.
+ */
+enum coffer_err coffer_keys_cred_read_many(struct coffer_keys *k, struct coffer_store *st,
+                                           struct coffer_keys_read_req *reqs,
+                                           size_t n) COFFER_MUST_USE;
+
 /* ---- Sweeper ---------------------------------------------------------------- */
 
 struct coffer_keys_sweep {
@@ -172,8 +197,10 @@ struct coffer_keys_sweep {
     int64_t rewrapped;     /* credential versions moved to their org's current key */
     int64_t lost_races;    /* rows another reader or server rewrapped first */
     int64_t failed;        /* rows that did not authenticate; left as they are */
-    int64_t remaining;     /* credential versions still stale after the last step */
+    int64_t remaining;     /* credential versions still stale: counted at the first and
+                              last step, estimated in between */
     int64_t remaining_org_keys;
+    bool counted;          /* the first count has been taken */
     bool done;             /* a whole pass has been made */
 };
 

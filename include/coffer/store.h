@@ -270,6 +270,31 @@ enum coffer_err coffer_store_cred_version_get(struct coffer_store *s,
                                               const char *name, uint32_t version,
                                               struct coffer_store_cred_version *out) COFFER_MUST_USE;
 
+/* Largest batch of lookups coffer_store_cred_version_get_many accepts. */
+#define COFFER_STORE_BATCH_MAX 64
+
+/* One lookup of a batch: version (0: the current one) of name in (org, project). */
+struct coffer_store_cred_ref {
+    const struct coffer_uuid *org_id;
+    const struct coffer_uuid *project_id;
+    const char *name;
+    uint32_t version;
+};
+
+/*
+ * Loads n (1..COFFER_STORE_BATCH_MAX) versions in one round trip, so that a
+ * server answering several reads at once pays the database once. out[i] and
+ * results[i] answer refs[i]: COFFER_OK with the row, COFFER_E_NOT_FOUND,
+ * COFFER_E_INVALID (a malformed lookup, not sent) or COFFER_E_INTEGRITY (a row
+ * that fails validation). The return value is COFFER_OK when the query ran,
+ * else the error that failed the whole batch (also copied into every
+ * results[i]). Clean up every out[i] with coffer_store_cred_version_cleanup.
+ */
+enum coffer_err coffer_store_cred_version_get_many(struct coffer_store *s,
+                                                   const struct coffer_store_cred_ref *refs,
+                                                   size_t n, struct coffer_store_cred_version *out,
+                                                   enum coffer_err *results) COFFER_MUST_USE;
+
 /*
  * Compare-and-swap rewrap of a version's CEK: sets (org_key_version,
  * wrapped_cek) only if the row still has old->org_key_version and

@@ -14,12 +14,14 @@
 
 #include "coffer/buf.h"
 #include "coffer/dev.h"
+#include "coffer/log.h"
 #include "coffer/mem.h"
 #include "server/proc.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -286,6 +288,11 @@ int cli_demo(int argc, char **argv)
     if (argc > 2) {
         fprintf(stderr, "usage: coffer demo [DIR]\n");
         return 2;
+    }
+    /* The steps are the output: keep them in order with any log line, and quiet routine logs. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (getenv("COFFER_LOG") == NULL) {
+        coffer_log_set_level(COFFER_LOG_WARN);
     }
     step(1, "Provision the embedded default");
     if ((r = coffer_dev_up(dir, &env)) != COFFER_OK) {

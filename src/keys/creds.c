@@ -177,14 +177,15 @@ static void lazy_rewrap(struct coffer_keys *k, struct coffer_p11_session *s,
     }
 }
 
-enum coffer_err coffer_keys_cred_read(struct coffer_keys *k, struct coffer_store *st,
-                                      const struct coffer_uuid *org_id,
-                                      const struct coffer_uuid *project_id, const char *name,
-                                      uint32_t version, struct coffer_keyset **out,
-                                      struct coffer_keys_read_info *info)
+/*
+ * Opens one loaded version: unwraps its CEK, decrypts and decodes the payload,
+ * and lazily rewraps a stale row. s is a leased session.
+ */
+static enum coffer_err open_version(struct coffer_keys *k, struct coffer_p11_session *s,
+                                    struct coffer_store *st,
+                                    const struct coffer_store_cred_version *v,
+                                    struct coffer_keyset **out, struct coffer_keys_read_info *info)
 {
-    struct coffer_p11_session *s = NULL;
-    struct coffer_store_cred_version v;
     struct coffer_secret *plain = NULL;
     struct coffer_buf aad = {0};
     coffer_p11_obj ok = 0;
@@ -192,62 +193,132 @@ enum coffer_err coffer_keys_cred_read(struct coffer_keys *k, struct coffer_store
     bool stale;
     enum coffer_err r;
 
-    *out = NULL;
-    memset(info, 0, sizeof(*info));
-    if ((r = coffer_store_cred_version_get(st, org_id, project_id, name, version, &v)) !=
+    if (strcmp(v->aead, COFFER_MECH_AEAD) != 0 || strcmp(v->wrap_mech, COFFER_MECH_WRAP) != 0) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "version %u: unknown mechanisms %s/%s",
+                              v->version, v->aead, v->wrap_mech);
+    }
+    if (v->org_key_state == COFFER_KEY_DESTROYED) {
+        return coffer_err_set(COFFER_E_STATE, "version %u: org key v%u was destroyed",
+                              v->version, v->org_key_version);
+    }
+    stale = v->org_current_key_version != 0 && v->org_key_version != v->org_current_key_version;
+    if ((r = coffer_keys_aad(&v->org_id, &v->project_id, &v->credential_id, v->version,
+                             v->key_names, v->n_keys, &aad)) != COFFER_OK) {
+        r = coffer_err_wrap(COFFER_E_INTEGRITY, "version %u: stored key names", v->version);
+        goto out;
+    }
+    if ((r = coffer_keys_org_key_handle(k, s, st, &v->org_id, v->org_key_version, &ok)) !=
         COFFER_OK) {
-        return r;
-    }
-    if (strcmp(v.aead, COFFER_MECH_AEAD) != 0 || strcmp(v.wrap_mech, COFFER_MECH_WRAP) != 0) {
-        r = coffer_err_set(COFFER_E_INTEGRITY, "version %u: unknown mechanisms %s/%s", v.version,
-                           v.aead, v.wrap_mech);
         goto out;
     }
-    if (v.org_key_state == COFFER_KEY_DESTROYED) {
-        r = coffer_err_set(COFFER_E_STATE, "version %u: org key v%u was destroyed", v.version,
-                           v.org_key_version);
-        goto out;
-    }
-    stale = v.org_current_key_version != 0 && v.org_key_version != v.org_current_key_version;
-    if ((r = coffer_keys_aad(org_id, project_id, &v.credential_id, v.version, v.key_names,
-                             v.n_keys, &aad)) != COFFER_OK) {
-        r = coffer_err_wrap(COFFER_E_INTEGRITY, "version %u: stored key names", v.version);
-        goto out;
-    }
-    if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK ||
-        (r = coffer_keys_org_key_handle(k, s, st, org_id, v.org_key_version, &ok)) !=
-            COFFER_OK) {
-        goto out;
-    }
-    if ((r = coffer_p11_unwrap(s, ok, v.wrapped_cek, v.wrapped_cek_len,
+    if ((r = coffer_p11_unwrap(s, ok, v->wrapped_cek, v->wrapped_cek_len,
                                stale ? &coffer_keys_spec_cek_rewrap : &coffer_keys_spec_cek_read,
                                &cek)) != COFFER_OK) {
-        r = coffer_err_wrap(r, "version %u: content key", v.version);
+        r = coffer_err_wrap(r, "version %u: content key", v->version);
         goto out;
     }
-    if ((r = coffer_p11_gcm_decrypt(s, cek, v.nonce, aad.data, aad.len, v.ciphertext,
-                                    v.ciphertext_len, v.tag, &plain)) != COFFER_OK) {
-        r = coffer_err_wrap(r, "version %u: payload", v.version);
+    if ((r = coffer_p11_gcm_decrypt(s, cek, v->nonce, aad.data, aad.len, v->ciphertext,
+                                    v->ciphertext_len, v->tag, &plain)) != COFFER_OK) {
+        r = coffer_err_wrap(r, "version %u: payload", v->version);
         goto out;
     }
     {
         struct coffer_secret_view pv = coffer_secret_view(plain);
 
-        if ((r = coffer_keys_payload_decode(pv.data, pv.len, v.key_names, v.n_keys, out)) !=
+        if ((r = coffer_keys_payload_decode(pv.data, pv.len, v->key_names, v->n_keys, out)) !=
             COFFER_OK) {
             goto out;
         }
     }
-    info->version = v.version;
-    info->org_key_version = v.org_key_version;
+    info->version = v->version;
+    info->org_key_version = v->org_key_version;
     if (stale) {
-        lazy_rewrap(k, s, st, &v, cek, info);
+        lazy_rewrap(k, s, st, v, cek, info);
     }
 out:
     coffer_p11_destroy(s, &cek);
-    coffer_p11_session_put(k->p11, &s);
     coffer_secret_free(&plain);
     coffer_buf_cleanup(&aad);
-    coffer_store_cred_version_cleanup(&v);
     return r;
+}
+
+enum coffer_err coffer_keys_cred_read_many(struct coffer_keys *k, struct coffer_store *st,
+                                           struct coffer_keys_read_req *reqs, size_t n)
+{
+    struct coffer_store_cred_ref refs[COFFER_KEYS_BATCH_MAX];
+    struct coffer_store_cred_version rows[COFFER_KEYS_BATCH_MAX];
+    enum coffer_err found[COFFER_KEYS_BATCH_MAX];
+    struct coffer_p11_session *s = NULL;
+    enum coffer_err r;
+    size_t i;
+
+    if (n == 0 || n > COFFER_KEYS_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "a batch holds 1 to %d reads, not %zu",
+                              COFFER_KEYS_BATCH_MAX, n);
+    }
+    for (i = 0; i < n; i++) {
+        reqs[i].keys = NULL;
+        memset(&reqs[i].info, 0, sizeof(reqs[i].info));
+        refs[i].org_id = reqs[i].org_id;
+        refs[i].project_id = reqs[i].project_id;
+        refs[i].name = reqs[i].name;
+        refs[i].version = reqs[i].version;
+    }
+    if ((r = coffer_store_cred_version_get_many(st, refs, n, rows, found)) != COFFER_OK) {
+        for (i = 0; i < n; i++) {
+            reqs[i].result = r;
+        }
+        return r;
+    }
+    if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK) {
+        for (i = 0; i < n; i++) {
+            reqs[i].result = r;
+        }
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        reqs[i].result = found[i];
+        if (found[i] != COFFER_OK) {
+            continue;
+        }
+        reqs[i].result = open_version(k, s, st, &rows[i], &reqs[i].keys, &reqs[i].info);
+        if (reqs[i].result == COFFER_E_INTEGRITY) {
+            coffer_warn("keys", "credential %s version %u failed its integrity check: %s",
+                        reqs[i].name, rows[i].version, coffer_err_detail());
+        }
+    }
+    r = COFFER_OK;
+out:
+    coffer_p11_session_put(k->p11, &s);
+    for (i = 0; i < n; i++) {
+        coffer_store_cred_version_cleanup(&rows[i]);
+    }
+    return r;
+}
+
+enum coffer_err coffer_keys_cred_read(struct coffer_keys *k, struct coffer_store *st,
+                                      const struct coffer_uuid *org_id,
+                                      const struct coffer_uuid *project_id, const char *name,
+                                      uint32_t version, struct coffer_keyset **out,
+                                      struct coffer_keys_read_info *info)
+{
+    struct coffer_keys_read_req req;
+    enum coffer_err r;
+
+    memset(&req, 0, sizeof(req));
+    req.org_id = org_id;
+    req.project_id = project_id;
+    req.name = name;
+    req.version = version;
+    r = coffer_keys_cred_read_many(k, st, &req, 1);
+    *out = req.keys;
+    *info = req.info;
+    if (r != COFFER_OK) {
+        return r;
+    }
+    if (req.result == COFFER_E_NOT_FOUND) {
+        return coffer_err_set(COFFER_E_NOT_FOUND, "credential %s version %u not found", name,
+                              version);
+    }
+    return req.result;
 }

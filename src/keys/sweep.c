@@ -3,8 +3,10 @@
  * The sweeper: moves every row still under an older key version to the
  * current one, in batches, so that old versions can be retired. Each row is
  * its own compare-and-swap, so a sweep runs beside readers, other sweepers
- * and other servers, and stopping it at any point loses nothing. A row that
- * fails to authenticate is counted and left alone; the pass goes on.
+ * and other servers; the swaps of one batch commit together (one WAL flush
+ * per batch, not per row), and stopping at any point loses nothing: an
+ * uncommitted batch leaves its rows as they were. A row that fails to
+ * authenticate is counted and left alone; the pass goes on.
  */
 #include "keys_int.h"
 
@@ -100,8 +102,13 @@ static enum coffer_err sweep_creds(struct coffer_keys *k, struct coffer_p11_sess
     size_t i;
     enum coffer_err r;
 
+    struct coffer_keys_sweep before = *state;
+
     if ((r = coffer_store_cred_stale(st, &state->pos, batch, &rows, &n)) != COFFER_OK) {
         return r;
+    }
+    if (n > 0 && (r = coffer_store_begin(st)) != COFFER_OK) {
+        goto out;
     }
     for (i = 0; i < n; i++) {
         bool won = false;
@@ -119,11 +126,19 @@ static enum coffer_err sweep_creds(struct coffer_keys *k, struct coffer_p11_sess
             state->lost_races++;
         }
     }
+    if (n > 0 && (r = coffer_store_commit(st)) != COFFER_OK) {
+        goto out;
+    }
     if (n < batch) {
         state->done = true;
     }
     r = COFFER_OK;
 out:
+    if (r != COFFER_OK) {
+        /* Nothing of this batch was committed: count none of it, and resume from its start. */
+        coffer_store_rollback(st);
+        *state = before;
+    }
     for (i = 0; i < n; i++) {
         coffer_store_cred_version_cleanup(&rows[i]);
     }
@@ -135,6 +150,7 @@ enum coffer_err coffer_keys_sweep_step(struct coffer_keys *k, struct coffer_stor
                                        struct coffer_keys_sweep *state)
 {
     struct coffer_p11_session *s = NULL;
+    int64_t before;
     enum coffer_err r;
 
     if (batch == 0) {
@@ -143,6 +159,15 @@ enum coffer_err coffer_keys_sweep_step(struct coffer_keys *k, struct coffer_stor
     if (state->done) {
         return COFFER_OK;
     }
+    /* Counting scans every stale row: do it at the ends of a pass, not at every step. */
+    if (!state->counted) {
+        if ((r = coffer_store_count_stale(st, &state->remaining, &state->remaining_org_keys)) !=
+            COFFER_OK) {
+            return r;
+        }
+        state->counted = true;
+    }
+    before = state->rewrapped + state->lost_races + state->failed;
     if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK) {
         return r;
     }
@@ -155,5 +180,12 @@ enum coffer_err coffer_keys_sweep_step(struct coffer_keys *k, struct coffer_stor
     if (r != COFFER_OK) {
         return r;
     }
-    return coffer_store_count_stale(st, &state->remaining, &state->remaining_org_keys);
+    if (state->done) {
+        return coffer_store_count_stale(st, &state->remaining, &state->remaining_org_keys);
+    }
+    state->remaining -= state->rewrapped + state->lost_races + state->failed - before;
+    if (state->remaining < 0) {
+        state->remaining = 0;
+    }
+    return COFFER_OK;
 }

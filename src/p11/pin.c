@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,13 +150,19 @@ static void on_prompt_signal(int sig)
     prompt_signal = sig;
 }
 
-/* Signals that would leave the terminal without echo if they ended the process. */
-static const int prompt_signals[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGTSTP, SIGTTIN, SIGTTOU};
+/*
+ * Signals that would leave the terminal without echo if they ended or stopped
+ * the process. While the prompt waits they are blocked except inside ppoll,
+ * so one that arrives at any moment is noticed rather than lost before a read.
+ * The prompt runs at start-up, on the thread that will receive them.
+ */
+static const int prompt_signals[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGTSTP};
 #define N_PROMPT_SIGNALS (sizeof(prompt_signals) / sizeof(prompt_signals[0]))
 
-static void catch_prompt_signals(struct sigaction saved[N_PROMPT_SIGNALS])
+static void catch_prompt_signals(struct sigaction saved[N_PROMPT_SIGNALS], sigset_t *old_mask)
 {
     struct sigaction sa;
+    sigset_t block;
 
     prompt_signal = 0;
     memset(&sa, 0, sizeof(sa));
@@ -162,16 +170,25 @@ static void catch_prompt_signals(struct sigaction saved[N_PROMPT_SIGNALS])
     sigemptyset(&sa.sa_mask);
     /* No SA_RESTART: a signal must interrupt the read so the terminal is restored. */
     sa.sa_flags = 0;
+    sigemptyset(&block);
     for (size_t i = 0; i < N_PROMPT_SIGNALS; i++) {
         (void)sigaction(prompt_signals[i], &sa, &saved[i]);
+        sigaddset(&block, prompt_signals[i]);
     }
+    (void)pthread_sigmask(SIG_BLOCK, &block, old_mask);
 }
 
-static void restore_prompt_signals(const struct sigaction saved[N_PROMPT_SIGNALS])
+/*
+ * The caller's handlers come back first, then the mask: a signal still
+ * pending reaches the caller's handler, with the terminal already restored.
+ */
+static void restore_prompt_signals(const struct sigaction saved[N_PROMPT_SIGNALS],
+                                   const sigset_t *old_mask)
 {
     for (size_t i = 0; i < N_PROMPT_SIGNALS; i++) {
         (void)sigaction(prompt_signals[i], &saved[i], NULL);
     }
+    (void)pthread_sigmask(SIG_SETMASK, old_mask, NULL);
 }
 
 static void tty_write(int fd, const char *text)
@@ -197,24 +214,34 @@ static void tty_write(int fd, const char *text)
  * *out_len. A line longer than v.len is read to its end and refused, so the
  * rest of it is not left for the next reader of the terminal.
  */
-static enum coffer_err read_tty_line(int fd, struct coffer_secret_view v, size_t *out_len)
+static enum coffer_err read_tty_line(int fd, const sigset_t *wait_mask, struct coffer_secret_view v,
+                                     size_t *out_len)
 {
     size_t n = 0;
     bool too_long = false;
 
     for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
         unsigned char c = 0;
-        ssize_t r = read(fd, &c, 1);
+        ssize_t r;
 
-        if (r < 0 && errno == EINTR && prompt_signal == 0) {
+        if (prompt_signal != 0) {
+            return coffer_err_set(COFFER_E_PIN, "PIN prompt interrupted by signal %d",
+                                  (int)prompt_signal);
+        }
+        /* The prompt signals are deliverable only while waiting here. */
+        if (ppoll(&pfd, 1, NULL, wait_mask) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return coffer_err_set(COFFER_E_PIN, "waiting for the PIN on /dev/tty: %s",
+                                  strerror(errno));
+        }
+        r = read(fd, &c, 1);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
             continue;
         }
         if (r < 0) {
-            coffer_wipe(&c, sizeof(c));
-            if (prompt_signal != 0) {
-                return coffer_err_set(COFFER_E_PIN, "PIN prompt interrupted by signal %d",
-                                      (int)prompt_signal);
-            }
             return coffer_err_set(COFFER_E_PIN, "cannot read PIN from /dev/tty: %s",
                                   strerror(errno));
         }
@@ -239,6 +266,7 @@ static enum coffer_err read_tty_line(int fd, struct coffer_secret_view v, size_t
 static enum coffer_err read_pin_prompt(struct coffer_secret **out)
 {
     struct sigaction saved_signals[N_PROMPT_SIGNALS];
+    sigset_t old_mask;
     struct coffer_secret *pin = NULL;
     struct termios saved, quiet;
     bool term_changed = false;
@@ -260,7 +288,7 @@ static enum coffer_err read_pin_prompt(struct coffer_secret **out)
         (void)close(fd);
         return rc;
     }
-    catch_prompt_signals(saved_signals);
+    catch_prompt_signals(saved_signals, &old_mask);
     quiet = saved;
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
     if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
@@ -269,7 +297,7 @@ static enum coffer_err read_pin_prompt(struct coffer_secret **out)
     }
     term_changed = true;
     tty_write(fd, "Token user PIN: ");
-    if ((rc = read_tty_line(fd, coffer_secret_view(pin), &len)) != COFFER_OK) {
+    if ((rc = read_tty_line(fd, &old_mask, coffer_secret_view(pin), &len)) != COFFER_OK) {
         goto out;
     }
     if (len == 0) {
@@ -286,7 +314,7 @@ out:
         (void)tcsetattr(fd, TCSAFLUSH, &saved);
         tty_write(fd, "\n");
     }
-    restore_prompt_signals(saved_signals);
+    restore_prompt_signals(saved_signals, &old_mask);
     (void)close(fd);
     coffer_secret_free(&pin);
     if (prompt_signal != 0) {

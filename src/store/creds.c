@@ -57,17 +57,29 @@ static const struct store_stmt cv_insert = {
     "AND ck.state = 'current')"
 #define CV_NCOLS 14
 
-static const struct store_stmt cv_get = {
-    .name = "coffer_cv_get",
-    .sql = "SELECT " CV_COLS " FROM coffer.credentials c "
-           "JOIN coffer.credential_versions v ON v.credential_id = c.id AND v.org_id = c.org_id "
-           "AND v.project_id = c.project_id "
+/*
+ * A batch of lookups in one round trip: the arrays are unnested with their
+ * ordinality, which tags each row with the index of the lookup it answers.
+ * Each lookup runs as its own lateral subquery (OFFSET 0 keeps it one), so
+ * the plan is three unique-index probes per lookup whatever the table
+ * statistics say. The org filter is part of every lookup, never implied; the
+ * version row is reached through its credential, whose org it shares by
+ * foreign key.
+ */
+static const struct store_stmt cv_get_many = {
+    .name = "coffer_cv_get_many",
+    .sql = "SELECT q.i, x.* FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[]) "
+           "WITH ORDINALITY AS q(org_id, project_id, name, version, i) "
+           "CROSS JOIN LATERAL (SELECT " CV_COLS " FROM coffer.credentials c "
+           "JOIN coffer.credential_versions v ON v.credential_id = c.id "
+           "AND v.version = CASE WHEN q.version = 0 THEN c.current_version ELSE q.version END "
            "JOIN coffer.org_keys k ON k.org_id = v.org_id AND k.version = v.org_key_version "
-           "WHERE c.org_id = $1 AND c.project_id = $2 AND c.name = $3 "
-           "AND v.version = CASE WHEN $4 = 0 THEN c.current_version ELSE $4 END",
+           "WHERE c.project_id = q.project_id AND c.name = q.name AND c.org_id = q.org_id "
+           "OFFSET 0) x",
     .nparams = 4,
-    .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT, STORE_OID_INT4},
-    .ncols = CV_NCOLS,
+    .types = {STORE_OID_UUID_ARRAY, STORE_OID_UUID_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_INT4_ARRAY},
+    .ncols = CV_NCOLS + 1,
 };
 
 static const struct store_stmt cv_rewrap = {
@@ -120,7 +132,7 @@ static const struct store_stmt count_stale = {
 };
 
 const struct store_stmt *const store_stmts_creds[] = {
-    &cred_next,      &cv_insert,      &cv_get,      &cv_rewrap,
+    &cred_next,      &cv_insert,      &cv_get_many, &cv_rewrap,
     &cv_stale_first, &cv_stale_after, &count_stale, NULL,
 };
 
@@ -336,42 +348,42 @@ out:
     return r;
 }
 
-static enum coffer_err cv_from_row(const PGresult *res, int row,
+static enum coffer_err cv_from_row(const PGresult *res, int row, int c0,
                                    struct coffer_store_cred_version *out)
 {
     size_t len = 0;
     enum coffer_err r;
 
     *out = (struct coffer_store_cred_version){0};
-    if ((r = store_col_uuid(res, row, 0, "coffer.credential_versions.credential_id",
+    if ((r = store_col_uuid(res, row, c0, "coffer.credential_versions.credential_id",
                             &out->credential_id)) != COFFER_OK ||
-        (r = store_col_u32(res, row, 1, "coffer.credential_versions.version", 1, &out->version)) !=
+        (r = store_col_u32(res, row, c0 + 1, "coffer.credential_versions.version", 1, &out->version)) !=
             COFFER_OK ||
-        (r = store_col_uuid(res, row, 2, "coffer.credential_versions.org_id", &out->org_id)) !=
+        (r = store_col_uuid(res, row, c0 + 2, "coffer.credential_versions.org_id", &out->org_id)) !=
             COFFER_OK ||
-        (r = store_col_uuid(res, row, 3, "coffer.credential_versions.project_id",
+        (r = store_col_uuid(res, row, c0 + 3, "coffer.credential_versions.project_id",
                             &out->project_id)) != COFFER_OK ||
-        (r = store_col_u32(res, row, 4, "coffer.credential_versions.org_key_version", 1,
+        (r = store_col_u32(res, row, c0 + 4, "coffer.credential_versions.org_key_version", 1,
                            &out->org_key_version)) != COFFER_OK ||
-        (r = store_col_mech(res, row, 5, "coffer.credential_versions.aead", COFFER_MECH_AEAD,
+        (r = store_col_mech(res, row, c0 + 5, "coffer.credential_versions.aead", COFFER_MECH_AEAD,
                             out->aead)) != COFFER_OK ||
-        (r = store_col_mech(res, row, 6, "coffer.credential_versions.wrap_mech", COFFER_MECH_WRAP,
+        (r = store_col_mech(res, row, c0 + 6, "coffer.credential_versions.wrap_mech", COFFER_MECH_WRAP,
                             out->wrap_mech)) != COFFER_OK ||
-        (r = store_col_key_names(res, row, 7, "coffer.credential_versions.key_names",
+        (r = store_col_key_names(res, row, c0 + 7, "coffer.credential_versions.key_names",
                                  &out->key_names, &out->n_keys)) != COFFER_OK ||
-        (r = store_col_bytea_exact(res, row, 8, "coffer.credential_versions.nonce", out->nonce,
+        (r = store_col_bytea_exact(res, row, c0 + 8, "coffer.credential_versions.nonce", out->nonce,
                                    COFFER_GCM_IV_LEN)) != COFFER_OK ||
-        (r = store_col_bytea_alloc(res, row, 9, "coffer.credential_versions.ciphertext",
+        (r = store_col_bytea_alloc(res, row, c0 + 9, "coffer.credential_versions.ciphertext",
                                    STORE_CIPHERTEXT_MAX, &out->ciphertext, &out->ciphertext_len)) !=
             COFFER_OK ||
-        (r = store_col_bytea_exact(res, row, 10, "coffer.credential_versions.tag", out->tag,
+        (r = store_col_bytea_exact(res, row, c0 + 10, "coffer.credential_versions.tag", out->tag,
                                    COFFER_GCM_TAG_LEN)) != COFFER_OK ||
-        (r = store_col_bytea_range(res, row, 11, "coffer.credential_versions.wrapped_cek",
+        (r = store_col_bytea_range(res, row, c0 + 11, "coffer.credential_versions.wrapped_cek",
                                    out->wrapped_cek, WRAPPED_MIN, COFFER_WRAPPED_MAX, &len)) !=
             COFFER_OK ||
-        (r = store_col_state(res, row, 12, "coffer.org_keys.state", &out->org_key_state)) !=
+        (r = store_col_state(res, row, c0 + 12, "coffer.org_keys.state", &out->org_key_state)) !=
             COFFER_OK ||
-        (r = store_col_u32_or_zero(res, row, 13, "coffer.org_keys.version (current)",
+        (r = store_col_u32_or_zero(res, row, c0 + 13, "coffer.org_keys.version (current)",
                                    &out->org_current_key_version)) != COFFER_OK) {
         coffer_store_cred_version_cleanup(out);
         return r;
@@ -380,51 +392,168 @@ static enum coffer_err cv_from_row(const PGresult *res, int row,
     return COFFER_OK;
 }
 
+/* Fills the results of a batch that failed as a whole. */
+static void fail_all(enum coffer_err r, size_t n, enum coffer_err *results)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        results[i] = r;
+    }
+}
+
+/* Checks one lookup before it is sent; COFFER_OK or the reason it cannot be asked. */
+static enum coffer_err check_ref(const struct coffer_store_cred_ref *ref)
+{
+    enum coffer_err r;
+
+    if (ref->org_id == NULL || ref->project_id == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "credential lookup without org or project");
+    }
+    if ((r = store_check_name(ref->name, "credential name")) != COFFER_OK) {
+        return r;
+    }
+    if (ref->version > INT32_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "credential version %" PRIu32 " is out of range",
+                              ref->version);
+    }
+    return COFFER_OK;
+}
+
+/* Reads row `row` of a batch result into the slot of the lookup it answers. */
+static void take_row(const PGresult *res, int row, const struct coffer_store_cred_ref *refs,
+                     size_t n, const size_t *slot_of, struct coffer_store_cred_version *out,
+                     enum coffer_err *results)
+{
+    struct coffer_store_cred_version v;
+    const struct coffer_store_cred_ref *ref;
+    int64_t i = 0;
+    size_t slot;
+    enum coffer_err r;
+
+    if (store_col_count(res, row, 0, "lookup index", &i) != COFFER_OK || i < 1 ||
+        (uint64_t)i > n) {
+        return;
+    }
+    slot = slot_of[i - 1];
+    ref = &refs[slot];
+    if (results[slot] != COFFER_E_NOT_FOUND) {
+        /* A unique key answered twice: refuse the lookup rather than pick a row. */
+        coffer_store_cred_version_cleanup(&out[slot]);
+        results[slot] = coffer_err_set(COFFER_E_INTEGRITY, "credential %s: several rows",
+                                       ref->name);
+        return;
+    }
+    if ((r = cv_from_row(res, row, 1, &v)) != COFFER_OK) {
+        results[slot] = r;
+        return;
+    }
+    if (!coffer_uuid_equal(&v.org_id, ref->org_id) ||
+        !coffer_uuid_equal(&v.project_id, ref->project_id) ||
+        (ref->version != 0 && v.version != ref->version)) {
+        coffer_store_cred_version_cleanup(&v);
+        results[slot] = coffer_err_set(COFFER_E_INTEGRITY,
+                                       "coffer.credential_versions: row does not match the query");
+        return;
+    }
+    out[slot] = v;
+    results[slot] = COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_version_get_many(struct coffer_store *s,
+                                                   const struct coffer_store_cred_ref *refs,
+                                                   size_t n, struct coffer_store_cred_version *out,
+                                                   enum coffer_err *results)
+{
+    const void *orgs[COFFER_STORE_BATCH_MAX];
+    const void *projects[COFFER_STORE_BATCH_MAX];
+    const void *names[COFFER_STORE_BATCH_MAX];
+    const void *versions[COFFER_STORE_BATCH_MAX];
+    size_t uuid_lens[COFFER_STORE_BATCH_MAX];
+    size_t name_lens[COFFER_STORE_BATCH_MAX];
+    size_t int_lens[COFFER_STORE_BATCH_MAX];
+    unsigned char vbytes[COFFER_STORE_BATCH_MAX][4];
+    size_t slot_of[COFFER_STORE_BATCH_MAX];
+    struct coffer_buf a_org = {0}, a_proj = {0}, a_name = {0}, a_ver = {0};
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    size_t asked = 0;
+    size_t i;
+    enum coffer_err r;
+
+    if (n == 0 || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "a batch holds 1 to %d lookups, not %zu",
+                              COFFER_STORE_BATCH_MAX, n);
+    }
+    for (i = 0; i < n; i++) {
+        out[i] = (struct coffer_store_cred_version){0};
+        if ((results[i] = check_ref(&refs[i])) != COFFER_OK) {
+            continue;
+        }
+        results[i] = COFFER_E_NOT_FOUND;
+        orgs[asked] = refs[i].org_id->b;
+        projects[asked] = refs[i].project_id->b;
+        names[asked] = refs[i].name;
+        name_lens[asked] = strlen(refs[i].name);
+        uuid_lens[asked] = sizeof(refs[i].org_id->b);
+        vbytes[asked][0] = (unsigned char)(refs[i].version >> 24);
+        vbytes[asked][1] = (unsigned char)(refs[i].version >> 16);
+        vbytes[asked][2] = (unsigned char)(refs[i].version >> 8);
+        vbytes[asked][3] = (unsigned char)refs[i].version;
+        versions[asked] = vbytes[asked];
+        int_lens[asked] = 4;
+        slot_of[asked] = i;
+        asked++;
+    }
+    if (asked == 0) {
+        return COFFER_OK;
+    }
+    if ((r = store_encode_array(STORE_OID_UUID, asked, orgs, uuid_lens, &a_org)) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_UUID, asked, projects, uuid_lens, &a_proj)) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_TEXT, asked, names, name_lens, &a_name)) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_INT4, asked, versions, int_lens, &a_ver)) != COFFER_OK) {
+        fail_all(r, n, results);
+        goto out;
+    }
+    store_param_binary(&p, a_org.data, a_org.len);
+    store_param_binary(&p, a_proj.data, a_proj.len);
+    store_param_binary(&p, a_name.data, a_name.len);
+    store_param_binary(&p, a_ver.data, a_ver.len);
+    if ((r = store_exec(s, &cv_get_many, &p, "loading credential versions", &res)) != COFFER_OK) {
+        fail_all(r, n, results);
+        goto out;
+    }
+    for (i = 0; i < (size_t)PQntuples(res); i++) {
+        take_row(res, (int)i, refs, asked, slot_of, out, results);
+    }
+    r = COFFER_OK;
+out:
+    PQclear(res);
+    coffer_buf_cleanup(&a_org);
+    coffer_buf_cleanup(&a_proj);
+    coffer_buf_cleanup(&a_name);
+    coffer_buf_cleanup(&a_ver);
+    return r;
+}
+
 enum coffer_err coffer_store_cred_version_get(struct coffer_store *s,
                                               const struct coffer_uuid *org_id,
                                               const struct coffer_uuid *project_id,
                                               const char *name, uint32_t version,
                                               struct coffer_store_cred_version *out)
 {
-    struct store_params p = {0};
-    PGresult *res = NULL;
+    struct coffer_store_cred_ref ref = {org_id, project_id, name, version};
+    enum coffer_err result = COFFER_OK;
     enum coffer_err r;
 
-    *out = (struct coffer_store_cred_version){0};
-    if ((r = store_check_name(name, "credential name")) != COFFER_OK) {
+    if ((r = coffer_store_cred_version_get_many(s, &ref, 1, out, &result)) != COFFER_OK) {
         return r;
     }
-    if (version > INT32_MAX) {
-        return coffer_err_set(COFFER_E_INVALID, "credential version %" PRIu32 " is out of range",
-                              version);
+    if (result == COFFER_E_NOT_FOUND) {
+        return coffer_err_set(COFFER_E_NOT_FOUND, "credential %s version %" PRIu32 " not found",
+                              name, version);
     }
-    store_param_uuid(&p, org_id);
-    store_param_uuid(&p, project_id);
-    store_param_text(&p, name);
-    store_param_int4(&p, (int32_t)version);
-    if ((r = store_exec(s, &cv_get, &p, "loading credential version", &res)) != COFFER_OK) {
-        return r;
-    }
-    if ((r = store_one_row(res, "credential version")) != COFFER_OK) {
-        if (r == COFFER_E_NOT_FOUND) {
-            r = coffer_err_set(COFFER_E_NOT_FOUND, "credential %s version %" PRIu32 " not found",
-                               name, version);
-        }
-        goto out;
-    }
-    if ((r = cv_from_row(res, 0, out)) != COFFER_OK) {
-        goto out;
-    }
-    if (!coffer_uuid_equal(&out->org_id, org_id) ||
-        !coffer_uuid_equal(&out->project_id, project_id) ||
-        (version != 0 && out->version != version)) {
-        coffer_store_cred_version_cleanup(out);
-        r = coffer_err_set(COFFER_E_INTEGRITY,
-                           "coffer.credential_versions: row does not match the query");
-    }
-out:
-    PQclear(res);
-    return r;
+    return result;
 }
 
 enum coffer_err coffer_store_cred_rewrap(struct coffer_store *s,
@@ -517,7 +646,7 @@ enum coffer_err coffer_store_cred_stale(struct coffer_store *s, struct coffer_st
         goto out;
     }
     for (i = 0; i < count; i++) {
-        if ((r = cv_from_row(res, i, &rows[i])) != COFFER_OK) {
+        if ((r = cv_from_row(res, i, 0, &rows[i])) != COFFER_OK) {
             goto out;
         }
     }

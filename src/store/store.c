@@ -13,6 +13,17 @@
  */
 #include "store/store_int.h"
 
+/*
+ * Settings of every connection. Every statement is schema-qualified, so
+ * nothing may resolve through search_path. Every statement is written for
+ * unique-index probes, so the generic plan is always right: forcing it saves
+ * the planner run that PostgreSQL would otherwise repeat on each execution
+ * of a statement whose array parameters make custom plans look cheaper.
+ */
+#define SESSION_SETUP                                                                              \
+    "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false), "                           \
+    "pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', false)"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -286,9 +297,7 @@ enum coffer_err store_connect(const char *conninfo, PGconn **out)
         goto out;
     }
     store_quiet_notices(conn);
-    /* Every statement is schema-qualified; nothing may resolve through search_path. */
-    r = run_command(conn, "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)",
-                    "pinning search_path");
+    r = run_command(conn, SESSION_SETUP, "setting up the session");
 out:
     PQconninfoFree(opts);
     if (r != COFFER_OK) {
@@ -509,9 +518,7 @@ static enum coffer_err ensure_connected(struct coffer_store *s, const char *what
                               what, message);
     }
     coffer_info("store", "reconnected to PostgreSQL");
-    if ((r = run_command(s->conn,
-                         "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)",
-                         "pinning search_path")) != COFFER_OK ||
+    if ((r = run_command(s->conn, SESSION_SETUP, "setting up the session")) != COFFER_OK ||
         (r = prepare_all(s->conn)) != COFFER_OK) {
         return coffer_err_wrap(r, "%s: after reconnecting", what);
     }
@@ -789,34 +796,46 @@ void store_param_binary(struct store_params *p, const unsigned char *b, size_t l
     p->formats[i] = 1;
 }
 
-enum coffer_err store_encode_text_array(char *const *names, size_t n, struct coffer_buf *out)
+enum coffer_err store_encode_array(uint32_t elem_oid, size_t n, const void *const *elems,
+                                   const size_t *lens, struct coffer_buf *out)
 {
     enum coffer_err r;
+    size_t i;
+
+    /* ndim, has-nulls flag, element type, then length and lower bound of the one dimension. */
+    if ((r = coffer_buf_put_u32(out, 1)) != COFFER_OK ||
+        (r = coffer_buf_put_u32(out, 0)) != COFFER_OK ||
+        (r = coffer_buf_put_u32(out, elem_oid)) != COFFER_OK ||
+        (r = coffer_buf_put_u32(out, (uint32_t)n)) != COFFER_OK ||
+        (r = coffer_buf_put_u32(out, 1)) != COFFER_OK) {
+        return r;
+    }
+    for (i = 0; i < n; i++) {
+        if ((r = coffer_buf_put_lv32(out, elems[i], lens[i])) != COFFER_OK) {
+            return r;
+        }
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err store_encode_text_array(char *const *names, size_t n, struct coffer_buf *out)
+{
+    const void *elems[COFFER_KEYS_MAX];
+    size_t lens[COFFER_KEYS_MAX];
     size_t i;
 
     if (n == 0 || n > COFFER_KEYS_MAX) {
         return coffer_err_set(COFFER_E_INVALID, "key names: %zu names, want 1..%d", n,
                               COFFER_KEYS_MAX);
     }
-    /* ndim, has-nulls flag, element type, then length and lower bound of the one dimension. */
-    if ((r = coffer_buf_put_u32(out, 1)) != COFFER_OK ||
-        (r = coffer_buf_put_u32(out, 0)) != COFFER_OK ||
-        (r = coffer_buf_put_u32(out, STORE_OID_TEXT)) != COFFER_OK ||
-        (r = coffer_buf_put_u32(out, (uint32_t)n)) != COFFER_OK ||
-        (r = coffer_buf_put_u32(out, 1)) != COFFER_OK) {
-        return r;
-    }
     for (i = 0; i < n; i++) {
-        size_t len = names[i] != NULL ? strnlen(names[i], COFFER_KEY_NAME_MAX + 1) : 0;
-
-        if (names[i] == NULL || !store_key_name_ok(names[i], len)) {
+        lens[i] = names[i] != NULL ? strnlen(names[i], COFFER_KEY_NAME_MAX + 1) : 0;
+        if (names[i] == NULL || !store_key_name_ok(names[i], lens[i])) {
             return coffer_err_set(COFFER_E_INVALID, "key name %zu is not a valid key name", i);
         }
-        if ((r = coffer_buf_put_lv32(out, names[i], len)) != COFFER_OK) {
-            return r;
-        }
+        elems[i] = names[i];
     }
-    return COFFER_OK;
+    return store_encode_array(STORE_OID_TEXT, n, elems, lens, out);
 }
 
 /* ---- Column readers ------------------------------------------------------------------ */

@@ -28,6 +28,8 @@
 #define STORE_OID_TEXT 25u
 #define STORE_OID_TEXT_ARRAY 1009u
 #define STORE_OID_UUID 2950u
+#define STORE_OID_UUID_ARRAY 2951u
+#define STORE_OID_INT4_ARRAY 1007u
 
 #define STORE_MAX_PARAMS 16
 
@@ -177,6 +179,13 @@ bool store_key_name_ok(const char *s, size_t len);
 enum coffer_err store_check_version(uint32_t v, const char *what) COFFER_MUST_USE;
 /* Parses a state name; false if unknown. */
 bool store_state_parse(const char *s, size_t len, enum coffer_key_state *out);
+
+/*
+ * Appends n elements of type elem_oid (each lens[i] bytes in the type's binary
+ * form) to out in the binary send format of a one-dimensional array.
+ */
+enum coffer_err store_encode_array(uint32_t elem_oid, size_t n, const void *const *elems,
+                                   const size_t *lens, struct coffer_buf *out) COFFER_MUST_USE;
 
 /*
  * Appends names to out (zero-initialised) in the binary send format of a

@@ -10,7 +10,10 @@
  * database connection, as cofferd's workers do), runs each measurement for a
  * fixed time, and stops the cluster it started. Usage:
  *
- *     core_bench [SECONDS_PER_MEASUREMENT]        (default 5)
+ *     core_bench [SECONDS_PER_MEASUREMENT [writes|reads|rewraps]]
+ *
+ * (default 5 seconds, every operation). Naming one operation runs only that
+ * row, for profiling.
  */
 #include "keys/keys_int.h"
 
@@ -36,6 +39,7 @@ static struct coffer_dev_env env;
 static struct coffer_org org;
 static struct coffer_project proj;
 static double seconds = 5.0;
+static const char *only; /* NULL: every operation */
 
 /* Wrapped CEKs and envelopes of real rows, read once, for the raw read and rewrap loops. */
 static struct coffer_store_cred_version sample[SAMPLE_ROWS];
@@ -502,6 +506,11 @@ static int rm_entry(const char *path, const struct stat *sb, int type, struct FT
     return remove(path);
 }
 
+static bool selected(const char *op)
+{
+    return only == NULL || strcmp(only, op) == 0;
+}
+
 static void row(const char *what, double core, long core_err, double raw, long raw_err)
 {
     printf("  %-28s %10.0f/s %10.0f/s   %5.1f%%   %s\n", what, core, raw,
@@ -521,10 +530,15 @@ int main(int argc, char **argv)
 
     if (argc > 1) {
         seconds = atof(argv[1]);
-        if (seconds <= 0.1 || seconds > 600) {
-            fprintf(stderr, "usage: core_bench [SECONDS_PER_MEASUREMENT]\n");
-            return 2;
-        }
+    }
+    if (argc > 2) {
+        only = argv[2];
+    }
+    if (argc > 3 || seconds <= 0.1 || seconds > 600 ||
+        (only != NULL && strcmp(only, "writes") != 0 && strcmp(only, "reads") != 0 &&
+         strcmp(only, "rewraps") != 0)) {
+        fprintf(stderr, "usage: core_bench [SECONDS_PER_MEASUREMENT [writes|reads|rewraps]]\n");
+        return 2;
     }
     if ((r = coffer_harden_process()) != COFFER_OK) {
         die("harden", r);
@@ -562,15 +576,22 @@ int main(int argc, char **argv)
 
         printf("\n%d process%s                          core (token+db)   raw token   core/raw\n",
                procs, procs == 1 ? "  " : "es");
-        raw = measure(OP_RAW_WRITE, procs, &e1);
-        core = measure(OP_CORE_WRITE, procs, &e2);
-        row("writes", core, e2, raw, e1);
-        raw = measure(OP_RAW_READ, procs, &e1);
-        core = measure(OP_CORE_READ, procs, &e2);
-        row("reads", core, e2, raw, e1);
-        db = measure(OP_DB_READ, procs, &e1);
-        printf("  %-28s %10.0f/s   (the database round trip of a read, alone)\n",
-               "  row fetch only", db);
+        if (selected("writes")) {
+            raw = measure(OP_RAW_WRITE, procs, &e1);
+            core = measure(OP_CORE_WRITE, procs, &e2);
+            row("writes", core, e2, raw, e1);
+        }
+        if (selected("reads")) {
+            raw = measure(OP_RAW_READ, procs, &e1);
+            core = measure(OP_CORE_READ, procs, &e2);
+            row("reads", core, e2, raw, e1);
+            db = measure(OP_DB_READ, procs, &e1);
+            printf("  %-28s %10.0f/s   (the database round trip of a read, alone)\n",
+                   "  row fetch only", db);
+        }
+        if (!selected("rewraps")) {
+            continue;
+        }
         /* A rotation makes every row stale; the sweep then rewraps them all. */
         if ((r = coffer_keys_org_rotate(k, st, &org.id, &rot)) != COFFER_OK) {
             die("rotate", r);

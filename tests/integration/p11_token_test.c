@@ -38,7 +38,7 @@
 static struct harness h;
 static char tmpdir[] = "/tmp/p11-token-test.XXXXXX";
 
-/* ---- Helpers ------------------------------------------------------------------- */
+/* ---- Test utilities ------------------------------------------------------------- */
 
 static void check_ok(enum coffer_err r, const char *what)
 {
@@ -170,13 +170,18 @@ static void test_open_close(void **state)
 
 static void test_open_twice_in_one_process(void **state)
 {
+    struct coffer_p11_config by_name = h.p11;
     struct coffer_p11 *a, *b;
     struct coffer_p11_session *s = NULL;
     coffer_p11_obj k;
 
     (void)state;
-    /* One module instance, two contexts: closing the first must not end the second. */
-    a = open_ok(&h.p11);
+    /*
+     * One module instance, two contexts, one loaded by p11-kit name and one by
+     * path: closing the first must not end the second.
+     */
+    by_name.module = "softhsm2";
+    a = open_ok(&by_name);
     b = open_ok(&h.p11);
     coffer_p11_close(&a);
     check_ok(coffer_p11_session_get(b, &s), "session of the second context");
@@ -614,6 +619,8 @@ static void prompt_child(const struct pty *t)
     enum coffer_err r;
     int fd;
 
+    /* A prompt that never ends must not hang the test: the alarm ends the child. */
+    alarm(30);
     if (setsid() < 0) {
         _exit(2);
     }
