@@ -169,9 +169,9 @@ struct coffer_keys_read_req {
     const struct coffer_uuid *org_id;
     const struct coffer_uuid *project_id;
     const char *name;
-    uint32_t version;                /* 0: the current one */
-    enum coffer_err result;          /* as coffer_keys_cred_read would return */
-    struct coffer_keyset *keys;      /* on COFFER_OK: owned by the caller */
+    uint32_t version;           /* 0: the current one */
+    enum coffer_err result;     /* as coffer_keys_cred_read would return */
+    struct coffer_keyset *keys; /* on COFFER_OK: owned by the caller */
     struct coffer_keys_read_info info;
 };
 
@@ -194,14 +194,14 @@ struct coffer_keys_sweep {
     bool org_key_started;
     bool org_keys_done;
     int64_t org_keys_rewrapped;
-    int64_t rewrapped;     /* credential versions moved to their org's current key */
-    int64_t lost_races;    /* rows another reader or server rewrapped first */
-    int64_t failed;        /* rows that did not authenticate; left as they are */
-    int64_t remaining;     /* credential versions still stale: counted at the first and
-                              last step, estimated in between */
+    int64_t rewrapped;  /* credential versions moved to their org's current key */
+    int64_t lost_races; /* rows another reader or server rewrapped first */
+    int64_t failed;     /* rows that did not authenticate; left as they are */
+    int64_t remaining;  /* credential versions still stale: counted at the first and
+                           last step, estimated in between */
     int64_t remaining_org_keys;
-    bool counted;          /* the first count has been taken */
-    bool done;             /* a whole pass has been made */
+    bool counted; /* the first count has been taken */
+    bool done;    /* a whole pass has been made */
 };
 
 /*

@@ -32,7 +32,7 @@ struct coffer_p11_session;
 /* An object handle (CK_OBJECT_HANDLE); 0 is never valid. */
 typedef unsigned long coffer_p11_obj;
 
-#define COFFER_KCV_LEN 3     /* CKA_CHECK_VALUE of an AES key */
+#define COFFER_KCV_LEN 3      /* CKA_CHECK_VALUE of an AES key */
 #define COFFER_WRAPPED_MAX 64 /* an AES-256 key wrapped with RFC 5649 is 40 bytes */
 #define COFFER_GCM_IV_LEN 12
 #define COFFER_GCM_TAG_LEN 16

@@ -24,14 +24,14 @@
 
 struct coffer_store;
 
-#define COFFER_NAME_MAX 63       /* org, project and credential names */
-#define COFFER_KEY_NAME_MAX 64   /* names of the keys inside a credential */
-#define COFFER_KEYS_MAX 64       /* keys in one credential */
-#define COFFER_MECH_NAME_MAX 15  /* "aes-kwp", "aes-256-gcm" */
+#define COFFER_NAME_MAX 63      /* org, project and credential names */
+#define COFFER_KEY_NAME_MAX 64  /* names of the keys inside a credential */
+#define COFFER_KEYS_MAX 64      /* keys in one credential */
+#define COFFER_MECH_NAME_MAX 15 /* "aes-kwp", "aes-256-gcm" */
 
 /* Names of the mechanisms recorded with every stored blob. */
-#define COFFER_MECH_WRAP "aes-kwp"      /* CKM_AES_KEY_WRAP_PAD, RFC 5649 */
-#define COFFER_MECH_AEAD "aes-256-gcm"  /* CKM_AES_GCM, 96-bit IV, 128-bit tag */
+#define COFFER_MECH_WRAP "aes-kwp"     /* CKM_AES_KEY_WRAP_PAD, RFC 5649 */
+#define COFFER_MECH_AEAD "aes-256-gcm" /* CKM_AES_GCM, 96-bit IV, 128-bit tag */
 
 enum coffer_key_state {
     COFFER_KEY_CURRENT = 0,   /* used for new wraps */
@@ -133,8 +133,7 @@ enum coffer_err coffer_store_mk_current(struct coffer_store *s,
 enum coffer_err coffer_store_mk_get(struct coffer_store *s, uint32_t version,
                                     struct coffer_store_mk *out) COFFER_MUST_USE;
 /* Highest version recorded, 0 if none. */
-enum coffer_err coffer_store_mk_max_version(struct coffer_store *s,
-                                            uint32_t *out) COFFER_MUST_USE;
+enum coffer_err coffer_store_mk_max_version(struct coffer_store *s, uint32_t *out) COFFER_MUST_USE;
 /* All versions, ascending. *out is allocated; free with coffer_free. */
 enum coffer_err coffer_store_mk_list(struct coffer_store *s, struct coffer_store_mk **out,
                                      size_t *n) COFFER_MUST_USE;
@@ -174,7 +173,8 @@ enum coffer_err coffer_store_org_key_current(struct coffer_store *s,
 enum coffer_err coffer_store_org_key_get(struct coffer_store *s, const struct coffer_uuid *org_id,
                                          uint32_t version,
                                          struct coffer_store_org_key *out) COFFER_MUST_USE;
-/* Every version of every org (org_id NULL) or of one org, by org then version. Free with coffer_free. */
+/* Every version of every org (org_id NULL) or of one org, by org then version. Free with
+ * coffer_free. */
 enum coffer_err coffer_store_org_key_list(struct coffer_store *s, const struct coffer_uuid *org_id,
                                           struct coffer_store_org_key **out,
                                           size_t *n) COFFER_MUST_USE;
@@ -187,7 +187,8 @@ enum coffer_err coffer_store_org_key_rewrap(struct coffer_store *s,
                                             const struct coffer_store_org_key *old,
                                             uint32_t new_mk_version, const unsigned char *wrapped,
                                             size_t wrapped_len, bool *won) COFFER_MUST_USE;
-/* Up to limit org key rows not wrapped under mk_version and not destroyed, id > after (NULL: from the start). */
+/* Up to limit org key rows not wrapped under mk_version and not destroyed, id > after (NULL: from
+ * the start). */
 enum coffer_err coffer_store_org_key_stale(struct coffer_store *s, uint32_t mk_version,
                                            const struct coffer_uuid *after, size_t limit,
                                            struct coffer_store_org_key **out,
@@ -252,23 +253,21 @@ void coffer_store_cred_version_cleanup(struct coffer_store_cred_version *v);
 enum coffer_err coffer_store_cred_next_version(struct coffer_store *s,
                                                const struct coffer_uuid *org_id,
                                                const struct coffer_uuid *project_id,
-                                               const char *name, const char *type,
-                                               const char *tier,
+                                               const char *name, const char *type, const char *tier,
                                                struct coffer_store_cred *out) COFFER_MUST_USE;
 
 /* Inserts a version row. COFFER_E_EXISTS if (credential, version) exists. */
-enum coffer_err coffer_store_cred_version_insert(
-    struct coffer_store *s, const struct coffer_store_cred_version *v) COFFER_MUST_USE;
+enum coffer_err
+coffer_store_cred_version_insert(struct coffer_store *s,
+                                 const struct coffer_store_cred_version *v) COFFER_MUST_USE;
 
 /*
  * Loads version (0: the current one) of the credential named name in
  * (org_id, project_id). The org filter is part of the query, never implied.
  */
-enum coffer_err coffer_store_cred_version_get(struct coffer_store *s,
-                                              const struct coffer_uuid *org_id,
-                                              const struct coffer_uuid *project_id,
-                                              const char *name, uint32_t version,
-                                              struct coffer_store_cred_version *out) COFFER_MUST_USE;
+enum coffer_err coffer_store_cred_version_get(
+    struct coffer_store *s, const struct coffer_uuid *org_id, const struct coffer_uuid *project_id,
+    const char *name, uint32_t version, struct coffer_store_cred_version *out) COFFER_MUST_USE;
 
 /* Largest batch of lookups coffer_store_cred_version_get_many accepts. */
 #define COFFER_STORE_BATCH_MAX 64
@@ -322,7 +321,8 @@ enum coffer_err coffer_store_cred_stale(struct coffer_store *s, struct coffer_st
                                         size_t limit, struct coffer_store_cred_version **out,
                                         size_t *n) COFFER_MUST_USE;
 
-/* Counts credential versions not under their org's current key, and org keys not under the current MK. */
+/* Counts credential versions not under their org's current key, and org keys not under the current
+ * MK. */
 enum coffer_err coffer_store_count_stale(struct coffer_store *s, int64_t *cred_versions,
                                          int64_t *org_keys) COFFER_MUST_USE;
 

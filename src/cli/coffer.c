@@ -40,8 +40,7 @@ int cli_fail(const char *what, enum coffer_err r)
 {
     const char *d = coffer_err_detail();
 
-    fprintf(stderr, "coffer: %s: %s%s%s\n", what, coffer_err_str(r), d[0] != '\0' ? ": " : "",
-            d);
+    fprintf(stderr, "coffer: %s: %s%s%s\n", what, coffer_err_str(r), d[0] != '\0' ? ": " : "", d);
     return 1;
 }
 
@@ -64,8 +63,9 @@ static const char *need_env(const char *name, enum coffer_err *r)
     const char *v = getenv(name);
 
     if ((v == NULL || v[0] == '\0') && *r == COFFER_OK) {
-        *r = coffer_err_set(COFFER_E_CONFIG, "%s is not set (source DIR/env.sh of the embedded "
-                                             "default, or see docs/operators.md)",
+        *r = coffer_err_set(COFFER_E_CONFIG,
+                            "%s is not set (source DIR/env.sh of the embedded "
+                            "default, or see docs/operators.md)",
                             name);
     }
     return v;

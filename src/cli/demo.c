@@ -69,8 +69,9 @@ static void show_keys(const struct coffer_keyset *ks, const struct coffer_keyset
         fingerprint(v, fp);
         printf("     %-10s %3zu bytes  sha256 %s…%s\n", coffer_keyset_name(ks, i),
                coffer_secret_len(v), fp,
-               e == NULL ? "" : (coffer_secret_equal(v, e) ? "  identical to what was stored"
-                                                           : "  DIFFERENT"));
+               e == NULL ? ""
+                         : (coffer_secret_equal(v, e) ? "  identical to what was stored"
+                                                      : "  DIFFERENT"));
     }
 }
 
@@ -81,8 +82,7 @@ static int show_row(struct cli_ctx *c, const struct coffer_org *org,
     char wrapped[2 * COFFER_WRAPPED_MAX + 1];
     enum coffer_err r;
 
-    if ((r = coffer_store_cred_version_get(c->st, &org->id, &proj->id, name, 0, &v)) !=
-        COFFER_OK) {
+    if ((r = coffer_store_cred_version_get(c->st, &org->id, &proj->id, name, 0, &v)) != COFFER_OK) {
         return cli_fail("reading the stored row", r);
     }
     coffer_hex(v.wrapped_cek, 8, wrapped);
@@ -131,8 +131,7 @@ static const char *find_psql(void)
 }
 
 /* Flips one bit of the ciphertext of (org, cred) as coffer_owner, through psql. */
-static int tamper(const struct coffer_dev_env *env, const struct coffer_org *org,
-                  const char *cred)
+static int tamper(const struct coffer_dev_env *env, const struct coffer_org *org, const char *cred)
 {
     const char *psql = find_psql();
     char id[COFFER_UUID_STR_LEN];
@@ -154,11 +153,11 @@ static int tamper(const struct coffer_dev_env *env, const struct coffer_org *org
              "c.current_version",
              id, cred);
     {
-        const char *argv[] = {psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", env->db_owner,
-                              "-c", sql, NULL};
+        const char *argv[] = {psql, "-X",          "-q", "-v", "ON_ERROR_STOP=1",
+                              "-d", env->db_owner, "-c", sql,  NULL};
         const char *envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C", NULL};
-        struct coffer_proc_spec spec = {argv, envp, NULL, STDOUT_FILENO, STDERR_FILENO, false,
-                                        0,    0,    false};
+        struct coffer_proc_spec spec = {argv,  envp, NULL, STDOUT_FILENO, STDERR_FILENO,
+                                        false, 0,    0,    false};
 
         printf("   $ psql -d '%s' -c \"%s\"\n", env->db_owner, sql);
         fflush(stdout);
@@ -233,8 +232,8 @@ static int run(struct coffer_dev_env *env, struct cli_ctx *c)
         rc = cli_fail("rotating", r);
         goto out;
     }
-    printf("   org key v%u is current after %.1f ms; no credential row was touched:\n",
-           rot.version, now_ms() - t0);
+    printf("   org key v%u is current after %.1f ms; no credential row was touched:\n", rot.version,
+           now_ms() - t0);
     if (show_row(c, &org, &proj, name) != 0) {
         goto out;
     }

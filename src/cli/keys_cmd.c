@@ -77,13 +77,13 @@ static int status(struct cli_ctx *c, const char *org_name)
         rc = cli_fail("listing org keys", r);
         goto out;
     }
-    printf("org keys\n  %-36s %-8s %-10s %-4s %-7s %s\n", "org", "version", "state", "mk",
-           "kcv", "credential versions wrapped");
+    printf("org keys\n  %-36s %-8s %-10s %-4s %-7s %s\n", "org", "version", "state", "mk", "kcv",
+           "credential versions wrapped");
     for (i = 0; i < n_ok; i++) {
         int64_t refs = 0;
 
-        if ((r = coffer_store_org_key_count_refs(c->st, &oks[i].org_id, oks[i].version,
-                                                 &refs)) != COFFER_OK) {
+        if ((r = coffer_store_org_key_count_refs(c->st, &oks[i].org_id, oks[i].version, &refs)) !=
+            COFFER_OK) {
             rc = cli_fail("counting references", r);
             goto out;
         }
@@ -146,8 +146,7 @@ static int rotate_mk(struct cli_ctx *c)
     print_created("master key", &created, now_ms() - t0);
     printf("token attributes read back: CKA_SENSITIVE=%s CKA_EXTRACTABLE=%s "
            "CKA_NEVER_EXTRACTABLE=%s\n",
-           created.attrs.sensitive ? "TRUE" : "FALSE",
-           created.attrs.extractable ? "TRUE" : "FALSE",
+           created.attrs.sensitive ? "TRUE" : "FALSE", created.attrs.extractable ? "TRUE" : "FALSE",
            created.attrs.never_extractable ? "TRUE" : "FALSE");
     return 0;
 }
@@ -177,8 +176,8 @@ static int sweep(struct cli_ctx *c, int argc, char **argv)
         }
         printf("org keys rewrapped %lld, credential versions rewrapped %lld, already moved %lld, "
                "failed %lld, remaining %lld\n",
-               (long long)sw.org_keys_rewrapped, (long long)sw.rewrapped,
-               (long long)sw.lost_races, (long long)sw.failed, (long long)sw.remaining);
+               (long long)sw.org_keys_rewrapped, (long long)sw.rewrapped, (long long)sw.lost_races,
+               (long long)sw.failed, (long long)sw.remaining);
     }
     return sw.failed > 0 ? 1 : 0;
 }

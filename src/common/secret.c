@@ -30,9 +30,9 @@
 
 struct coffer_secret {
     unsigned char *data;
-    size_t len;   /* visible length */
-    size_t cap;   /* bytes allocated at data (>= 1) */
-    bool mapped;  /* own mmap rather than the secure heap */
+    size_t len;  /* visible length */
+    size_t cap;  /* bytes allocated at data (>= 1) */
+    bool mapped; /* own mmap rather than the secure heap */
 };
 
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
@@ -89,8 +89,8 @@ enum coffer_err coffer_secret_new(size_t len, struct coffer_secret **out)
 
     *out = NULL;
     if (len > COFFER_SECRET_MAX) {
-        return coffer_err_set(COFFER_E_LIMIT, "secret of %zu bytes exceeds the %u-byte limit",
-                              len, COFFER_SECRET_MAX);
+        return coffer_err_set(COFFER_E_LIMIT, "secret of %zu bytes exceeds the %u-byte limit", len,
+                              COFFER_SECRET_MAX);
     }
     pthread_once(&heap_once, heap_init);
     s = coffer_calloc(1, sizeof(*s));

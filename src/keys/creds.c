@@ -88,8 +88,8 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
         goto out;
     }
     in_tx = true;
-    if ((r = coffer_store_cred_next_version(st, w->org_id, w->project_id, w->name, w->type,
-                                            w->tier, &cred)) != COFFER_OK ||
+    if ((r = coffer_store_cred_next_version(st, w->org_id, w->project_id, w->name, w->type, w->tier,
+                                            &cred)) != COFFER_OK ||
         (r = coffer_store_org_key_current(st, w->org_id, &ok_row)) != COFFER_OK ||
         (r = coffer_keys_org_key_handle(k, s, st, w->org_id, ok_row.version, &ok)) != COFFER_OK) {
         goto out;
@@ -109,8 +109,8 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
         goto out;
     }
     if ((r = coffer_p11_generate_aes(s, &coffer_keys_spec_cek_new, &cek)) != COFFER_OK ||
-        (r = coffer_p11_gcm_encrypt(s, cek, v.nonce, aad.data, aad.len, payload.data,
-                                    payload.len, v.ciphertext, v.tag)) != COFFER_OK ||
+        (r = coffer_p11_gcm_encrypt(s, cek, v.nonce, aad.data, aad.len, payload.data, payload.len,
+                                    v.ciphertext, v.tag)) != COFFER_OK ||
         (r = coffer_p11_wrap(s, ok, cek, v.wrapped_cek, &v.wrapped_cek_len)) != COFFER_OK) {
         goto out;
     }
@@ -161,14 +161,13 @@ static void lazy_rewrap(struct coffer_keys *k, struct coffer_p11_session *s,
     if (k->rewrap_hook != NULL) {
         k->rewrap_hook(k->rewrap_hook_arg);
     }
-    if ((r = coffer_keys_org_key_handle(k, s, st, &v->org_id, v->org_current_key_version,
-                                        &cur)) != COFFER_OK ||
+    if ((r = coffer_keys_org_key_handle(k, s, st, &v->org_id, v->org_current_key_version, &cur)) !=
+            COFFER_OK ||
         (r = coffer_p11_wrap(s, cur, cek, wrapped, &wrapped_len)) != COFFER_OK ||
         (r = coffer_store_cred_rewrap(st, v, v->org_current_key_version, wrapped, wrapped_len,
                                       &won)) != COFFER_OK) {
-        coffer_warn("keys", "lazy rewrap of version %u to org key v%u failed: %s: %s",
-                    v->version, v->org_current_key_version, coffer_err_str(r),
-                    coffer_err_detail());
+        coffer_warn("keys", "lazy rewrap of version %u to org key v%u failed: %s: %s", v->version,
+                    v->org_current_key_version, coffer_err_str(r), coffer_err_detail());
         return;
     }
     if (won) {
@@ -198,8 +197,8 @@ static enum coffer_err open_version(struct coffer_keys *k, struct coffer_p11_ses
                               v->version, v->aead, v->wrap_mech);
     }
     if (v->org_key_state == COFFER_KEY_DESTROYED) {
-        return coffer_err_set(COFFER_E_STATE, "version %u: org key v%u was destroyed",
-                              v->version, v->org_key_version);
+        return coffer_err_set(COFFER_E_STATE, "version %u: org key v%u was destroyed", v->version,
+                              v->org_key_version);
     }
     stale = v->org_current_key_version != 0 && v->org_key_version != v->org_current_key_version;
     if ((r = coffer_keys_aad(&v->org_id, &v->project_id, &v->credential_id, v->version,

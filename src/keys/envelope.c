@@ -19,9 +19,9 @@ const struct coffer_p11_keyspec coffer_keys_spec_org_key_loaded = {
 const struct coffer_p11_keyspec coffer_keys_spec_cek_new = {
     false, true, COFFER_P11_ENCRYPT | COFFER_P11_DECRYPT, NULL};
 const struct coffer_p11_keyspec coffer_keys_spec_cek_read = {false, false, COFFER_P11_DECRYPT,
-                                                              NULL};
+                                                             NULL};
 const struct coffer_p11_keyspec coffer_keys_spec_cek_rewrap = {false, true, COFFER_P11_DECRYPT,
-                                                                NULL};
+                                                               NULL};
 
 enum coffer_err coffer_keys_aad(const struct coffer_uuid *org, const struct coffer_uuid *project,
                                 const struct coffer_uuid *credential, uint32_t version,

@@ -426,8 +426,9 @@ enum coffer_err coffer_keys_mk_retire(struct coffer_keys *k, struct coffer_store
         goto out;
     }
     if (row.state != COFFER_KEY_ACTIVE) {
-        r = coffer_err_set(COFFER_E_STATE, "master key v%u is %s; only an active, non-current "
-                                           "version can be retired",
+        r = coffer_err_set(COFFER_E_STATE,
+                           "master key v%u is %s; only an active, non-current "
+                           "version can be retired",
                            version, coffer_key_state_str(row.state));
         goto out;
     }
@@ -436,8 +437,8 @@ enum coffer_err coffer_keys_mk_retire(struct coffer_keys *k, struct coffer_store
     }
     if (*refs > 0) {
         r = coffer_err_set(COFFER_E_REFERENCED,
-                           "master key v%u still wraps %lld org key versions; sweep first",
-                           version, (long long)*refs);
+                           "master key v%u still wraps %lld org key versions; sweep first", version,
+                           (long long)*refs);
         goto out;
     }
     if ((r = coffer_store_mk_set_state(st, version, COFFER_KEY_RETIRED)) != COFFER_OK ||
@@ -468,8 +469,9 @@ enum coffer_err coffer_keys_org_key_retire(struct coffer_keys *k, struct coffer_
         goto out;
     }
     if (row.state != COFFER_KEY_ACTIVE) {
-        r = coffer_err_set(COFFER_E_STATE, "org key v%u is %s; only an active, non-current "
-                                           "version can be retired",
+        r = coffer_err_set(COFFER_E_STATE,
+                           "org key v%u is %s; only an active, non-current "
+                           "version can be retired",
                            version, coffer_key_state_str(row.state));
         goto out;
     }
@@ -478,8 +480,8 @@ enum coffer_err coffer_keys_org_key_retire(struct coffer_keys *k, struct coffer_
     }
     if (*refs > 0) {
         r = coffer_err_set(COFFER_E_REFERENCED,
-                           "org key v%u still wraps %lld credential versions; sweep first",
-                           version, (long long)*refs);
+                           "org key v%u still wraps %lld credential versions; sweep first", version,
+                           (long long)*refs);
         goto out;
     }
     if ((r = coffer_store_org_key_set_state(st, org_id, version, COFFER_KEY_RETIRED)) !=

@@ -73,7 +73,7 @@ enum coffer_err coffer_keys_org_key_rewrap(struct coffer_keys *k, struct coffer_
                                            bool *won) COFFER_MUST_USE;
 
 /* Fixed specs of the keys Coffer makes. */
-extern const struct coffer_p11_keyspec coffer_keys_spec_org_key_new;    /* extractable, wrap/unwrap */
+extern const struct coffer_p11_keyspec coffer_keys_spec_org_key_new; /* extractable, wrap/unwrap */
 extern const struct coffer_p11_keyspec coffer_keys_spec_org_key_loaded; /* non-extractable */
 extern const struct coffer_p11_keyspec coffer_keys_spec_cek_new;        /* extractable, enc/dec */
 extern const struct coffer_p11_keyspec coffer_keys_spec_cek_read;       /* non-extractable, dec */

@@ -68,8 +68,7 @@ void coffer_keyset_free(struct coffer_keyset **ks)
     *ks = NULL;
 }
 
-static enum coffer_err check_new_entry(const struct coffer_keyset *ks, const char *name,
-                                       size_t len)
+static enum coffer_err check_new_entry(const struct coffer_keyset *ks, const char *name, size_t len)
 {
     if (!coffer_keys_name_valid(name)) {
         return coffer_err_set(COFFER_E_INVALID,
@@ -83,8 +82,8 @@ static enum coffer_err check_new_entry(const struct coffer_keyset *ks, const cha
                               COFFER_KEYS_MAX);
     }
     if (len > COFFER_VALUE_MAX) {
-        return coffer_err_set(COFFER_E_LIMIT, "value of key '%s' is %zu bytes, limit %u", name,
-                              len, COFFER_VALUE_MAX);
+        return coffer_err_set(COFFER_E_LIMIT, "value of key '%s' is %zu bytes, limit %u", name, len,
+                              COFFER_VALUE_MAX);
     }
     if (ks->total + len > COFFER_PAYLOAD_MAX) {
         return coffer_err_set(COFFER_E_LIMIT, "values total more than %u bytes",

@@ -86,8 +86,7 @@ static enum coffer_err rewrap_version(struct coffer_keys *k, struct coffer_p11_s
         return r;
     }
     if ((r = coffer_p11_wrap(s, new_ok, cek, wrapped, &wrapped_len)) == COFFER_OK) {
-        r = coffer_store_cred_rewrap(st, v, v->org_current_key_version, wrapped, wrapped_len,
-                                     won);
+        r = coffer_store_cred_rewrap(st, v, v->org_current_key_version, wrapped, wrapped_len, won);
     }
     coffer_p11_destroy(s, &cek);
     return r;
@@ -115,8 +114,8 @@ static enum coffer_err sweep_creds(struct coffer_keys *k, struct coffer_p11_sess
 
         r = rewrap_version(k, s, st, &rows[i], &won);
         if (r == COFFER_E_INTEGRITY || r == COFFER_E_STATE) {
-            coffer_warn("keys", "sweep: credential version %u left as it is: %s",
-                        rows[i].version, coffer_err_detail());
+            coffer_warn("keys", "sweep: credential version %u left as it is: %s", rows[i].version,
+                        coffer_err_detail());
             state->failed++;
         } else if (r != COFFER_OK) {
             goto out;

@@ -357,8 +357,8 @@ static enum coffer_err cv_from_row(const PGresult *res, int row, int c0,
     *out = (struct coffer_store_cred_version){0};
     if ((r = store_col_uuid(res, row, c0, "coffer.credential_versions.credential_id",
                             &out->credential_id)) != COFFER_OK ||
-        (r = store_col_u32(res, row, c0 + 1, "coffer.credential_versions.version", 1, &out->version)) !=
-            COFFER_OK ||
+        (r = store_col_u32(res, row, c0 + 1, "coffer.credential_versions.version", 1,
+                           &out->version)) != COFFER_OK ||
         (r = store_col_uuid(res, row, c0 + 2, "coffer.credential_versions.org_id", &out->org_id)) !=
             COFFER_OK ||
         (r = store_col_uuid(res, row, c0 + 3, "coffer.credential_versions.project_id",
@@ -367,8 +367,8 @@ static enum coffer_err cv_from_row(const PGresult *res, int row, int c0,
                            &out->org_key_version)) != COFFER_OK ||
         (r = store_col_mech(res, row, c0 + 5, "coffer.credential_versions.aead", COFFER_MECH_AEAD,
                             out->aead)) != COFFER_OK ||
-        (r = store_col_mech(res, row, c0 + 6, "coffer.credential_versions.wrap_mech", COFFER_MECH_WRAP,
-                            out->wrap_mech)) != COFFER_OK ||
+        (r = store_col_mech(res, row, c0 + 6, "coffer.credential_versions.wrap_mech",
+                            COFFER_MECH_WRAP, out->wrap_mech)) != COFFER_OK ||
         (r = store_col_key_names(res, row, c0 + 7, "coffer.credential_versions.key_names",
                                  &out->key_names, &out->n_keys)) != COFFER_OK ||
         (r = store_col_bytea_exact(res, row, c0 + 8, "coffer.credential_versions.nonce", out->nonce,
@@ -431,8 +431,7 @@ static void take_row(const PGresult *res, int row, const struct coffer_store_cre
     size_t slot;
     enum coffer_err r;
 
-    if (store_col_count(res, row, 0, "lookup index", &i) != COFFER_OK || i < 1 ||
-        (uint64_t)i > n) {
+    if (store_col_count(res, row, 0, "lookup index", &i) != COFFER_OK || i < 1 || (uint64_t)i > n) {
         return;
     }
     slot = slot_of[i - 1];
@@ -440,8 +439,8 @@ static void take_row(const PGresult *res, int row, const struct coffer_store_cre
     if (results[slot] != COFFER_E_NOT_FOUND) {
         /* A unique key answered twice: refuse the lookup rather than pick a row. */
         coffer_store_cred_version_cleanup(&out[slot]);
-        results[slot] = coffer_err_set(COFFER_E_INTEGRITY, "credential %s: several rows",
-                                       ref->name);
+        results[slot] =
+            coffer_err_set(COFFER_E_INTEGRITY, "credential %s: several rows", ref->name);
         return;
     }
     if ((r = cv_from_row(res, row, 1, &v)) != COFFER_OK) {
@@ -509,7 +508,8 @@ enum coffer_err coffer_store_cred_version_get_many(struct coffer_store *s,
         return COFFER_OK;
     }
     if ((r = store_encode_array(STORE_OID_UUID, asked, orgs, uuid_lens, &a_org)) != COFFER_OK ||
-        (r = store_encode_array(STORE_OID_UUID, asked, projects, uuid_lens, &a_proj)) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_UUID, asked, projects, uuid_lens, &a_proj)) !=
+            COFFER_OK ||
         (r = store_encode_array(STORE_OID_TEXT, asked, names, name_lens, &a_name)) != COFFER_OK ||
         (r = store_encode_array(STORE_OID_INT4, asked, versions, int_lens, &a_ver)) != COFFER_OK) {
         fail_all(r, n, results);

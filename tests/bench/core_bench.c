@@ -127,6 +127,7 @@ enum op {
     OP_CORE_WRITE,
     OP_RAW_READ,
     OP_CORE_READ,
+    OP_CORE_READ_BATCH,
     OP_DB_READ,
     OP_RAW_REWRAP,
     OP_CORE_REWRAP,
@@ -221,8 +222,8 @@ static void raw_read(struct worker *w, struct result *res)
         }
     }
     if ((r = coffer_p11_session_get(w->p11, &s)) != COFFER_OK ||
-        (r = coffer_keys_org_key_handle(w->k, s, w->st, &org.id, sample[0].org_key_version,
-                                        &ok)) != COFFER_OK) {
+        (r = coffer_keys_org_key_handle(w->k, s, w->st, &org.id, sample[0].org_key_version, &ok)) !=
+            COFFER_OK) {
         die("raw read set-up", r);
     }
     t0 = now_s();
@@ -233,11 +234,11 @@ static void raw_read(struct worker *w, struct result *res)
         struct coffer_secret *plain = NULL;
         coffer_p11_obj cek = 0;
 
-        if (coffer_p11_unwrap(s, ok, v->wrapped_cek, v->wrapped_cek_len,
-                              &coffer_keys_spec_cek_read, &cek) != COFFER_OK ||
+        if (coffer_p11_unwrap(s, ok, v->wrapped_cek, v->wrapped_cek_len, &coffer_keys_spec_cek_read,
+                              &cek) != COFFER_OK ||
             coffer_p11_gcm_decrypt(s, cek, v->nonce, aads[i % n_sample].data,
-                                   aads[i % n_sample].len, v->ciphertext, v->ciphertext_len,
-                                   v->tag, &plain) != COFFER_OK) {
+                                   aads[i % n_sample].len, v->ciphertext, v->ciphertext_len, v->tag,
+                                   &plain) != COFFER_OK) {
             res->errors++;
         }
         coffer_secret_free(&plain);
@@ -268,8 +269,7 @@ static void core_read(struct worker *w, struct result *res, bool db_only)
 
         snprintf(name, sizeof(name), "bench-r%d-%ld", writer, i / MAX_PROCS);
         if (db_only) {
-            if (coffer_store_cred_version_get(w->st, &org.id, &proj.id, name, 0, &v) !=
-                COFFER_OK) {
+            if (coffer_store_cred_version_get(w->st, &org.id, &proj.id, name, 0, &v) != COFFER_OK) {
                 res->errors++;
             }
             coffer_store_cred_version_cleanup(&v);
@@ -279,6 +279,43 @@ static void core_read(struct worker *w, struct result *res, bool db_only)
         }
         coffer_keyset_free(&ks);
         res->ops++;
+    }
+    res->secs = now_s() - t0;
+}
+
+/* Reads in batches of READ_BATCH, as a worker with that many requests in flight would. */
+#define READ_BATCH 32
+
+static void core_read_batch(struct worker *w, struct result *res)
+{
+    unsigned int seed = (unsigned int)(getpid() * 2654435761u);
+    struct coffer_keys_read_req reqs[READ_BATCH];
+    char names[READ_BATCH][64];
+    double t0 = now_s();
+    double end = t0 + seconds;
+    size_t j;
+
+    while (now_s() < end) {
+        for (j = 0; j < READ_BATCH; j++) {
+            long i = rand_r(&seed) % n_creds;
+
+            snprintf(names[j], sizeof(names[j]), "bench-r%d-%ld", (int)(i % MAX_PROCS),
+                     i / MAX_PROCS);
+            memset(&reqs[j], 0, sizeof(reqs[j]));
+            reqs[j].org_id = &org.id;
+            reqs[j].project_id = &proj.id;
+            reqs[j].name = names[j];
+        }
+        if (coffer_keys_cred_read_many(w->k, w->st, reqs, READ_BATCH) != COFFER_OK) {
+            res->errors += READ_BATCH;
+        }
+        for (j = 0; j < READ_BATCH; j++) {
+            if (reqs[j].result != COFFER_OK) {
+                res->errors++;
+            }
+            coffer_keyset_free(&reqs[j].keys);
+        }
+        res->ops += READ_BATCH;
     }
     res->secs = now_s() - t0;
 }
@@ -364,6 +401,9 @@ static void run_op(struct worker *w, enum op op, struct result *res)
         break;
     case OP_CORE_READ:
         core_read(w, res, false);
+        break;
+    case OP_CORE_READ_BATCH:
+        core_read_batch(w, res);
         break;
     case OP_DB_READ:
         core_read(w, res, true);
@@ -514,8 +554,7 @@ static bool selected(const char *op)
 static void row(const char *what, double core, long core_err, double raw, long raw_err)
 {
     printf("  %-28s %10.0f/s %10.0f/s   %5.1f%%   %s\n", what, core, raw,
-           raw > 0 ? 100.0 * core / raw : 0.0,
-           core_err + raw_err == 0 ? "" : "(errors!)");
+           raw > 0 ? 100.0 * core / raw : 0.0, core_err + raw_err == 0 ? "" : "(errors!)");
 }
 
 int main(int argc, char **argv)
@@ -585,6 +624,8 @@ int main(int argc, char **argv)
             raw = measure(OP_RAW_READ, procs, &e1);
             core = measure(OP_CORE_READ, procs, &e2);
             row("reads", core, e2, raw, e1);
+            core = measure(OP_CORE_READ_BATCH, procs, &e2);
+            row("reads, batches of 32", core, e2, raw, e1);
             db = measure(OP_DB_READ, procs, &e1);
             printf("  %-28s %10.0f/s   (the database round trip of a read, alone)\n",
                    "  row fetch only", db);

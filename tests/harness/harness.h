@@ -22,8 +22,8 @@ struct harness {
     char dbname[64];             /* t_<name>_<pid> */
     char db_app[PATH_MAX + 128]; /* conninfo of the test database as coffer_app */
     char db_owner[PATH_MAX + 128];
-    char token_label[33];        /* t-<name>-<pid>, at most 32 characters */
-    char token_uri[96];          /* pkcs11:token=<token_label> */
+    char token_label[33];         /* t-<name>-<pid>, at most 32 characters */
+    char token_uri[96];           /* pkcs11:token=<token_label> */
     struct coffer_p11_config p11; /* module, token_uri, pin_source of this test's token */
 };
 

@@ -131,9 +131,9 @@ struct coffer_store *world_store(struct world *w)
     return st;
 }
 
-uint32_t world_put(struct world *w, const struct coffer_org *org,
-                   const struct coffer_project *proj, const char *cred, size_t n,
-                   const char *const *names, const char *const *values, const size_t *lens)
+uint32_t world_put(struct world *w, const struct coffer_org *org, const struct coffer_project *proj,
+                   const char *cred, size_t n, const char *const *names, const char *const *values,
+                   const size_t *lens)
 {
     struct coffer_keyset *ks = NULL;
     struct coffer_keys_write wr;

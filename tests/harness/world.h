@@ -40,7 +40,8 @@ void world_close(struct world *w);
 /* Runs SQL as coffer_owner; exits 1 if it fails. Returns the number of rows affected. */
 long world_sql(struct world *w, const char *sql);
 
-/* Runs a query as coffer_owner returning one value as text (caller frees with PQfreemem-free: free()). */
+/* Runs a query as coffer_owner returning one value as text (caller frees with PQfreemem-free:
+ * free()). */
 char *world_sql_value(struct world *w, const char *sql);
 
 /* True if the one-value query returns expected (printing both otherwise). */
@@ -50,8 +51,8 @@ bool world_sql_is(struct world *w, const char *sql, const char *expected);
 struct coffer_store *world_store(struct world *w);
 
 /* Writes a credential with the given (name, value) pairs; asserts success; returns the version. */
-uint32_t world_put(struct world *w, const struct coffer_org *org,
-                   const struct coffer_project *proj, const char *cred, size_t n,
-                   const char *const *names, const char *const *values, const size_t *lens);
+uint32_t world_put(struct world *w, const struct coffer_org *org, const struct coffer_project *proj,
+                   const char *cred, size_t n, const char *const *names, const char *const *values,
+                   const size_t *lens);
 
 #endif

@@ -100,19 +100,22 @@ static void test_rotation_and_one_sweep(void **state)
         rotate_org(v + 1);
     }
     /* Rotation is constant time: it rewrote no credential row. */
-    assert_true(world_sql_is(&w, "SELECT count(*) FROM coffer.credential_versions WHERE "
-                                 "rewrapped_at IS NOT NULL",
+    assert_true(world_sql_is(&w,
+                             "SELECT count(*) FROM coffer.credential_versions WHERE "
+                             "rewrapped_at IS NOT NULL",
                              "0"));
-    assert_true(world_sql_is(&w, org_sql("SELECT count(*) FROM coffer.credential_versions WHERE "
-                                         "org_id = '%s' AND org_key_version < 4"),
+    assert_true(world_sql_is(&w,
+                             org_sql("SELECT count(*) FROM coffer.credential_versions WHERE "
+                                     "org_id = '%s' AND org_key_version < 4"),
                              "15"));
     /* One sweep moves every row. */
     sweep_all(&sw);
     assert_int_equal(sw.rewrapped, 3 * ROWS_PER_VERSION);
     assert_int_equal(sw.failed, 0);
     assert_int_equal(sw.remaining, 0);
-    assert_true(world_sql_is(&w, org_sql("SELECT count(*) FROM coffer.credential_versions WHERE "
-                                         "org_id = '%s' AND org_key_version <> 4"),
+    assert_true(world_sql_is(&w,
+                             org_sql("SELECT count(*) FROM coffer.credential_versions WHERE "
+                                     "org_id = '%s' AND org_key_version <> 4"),
                              "0"));
     /* All still readable, now under version 4, with no further rewrap. */
     for (v = 1; v <= 3; v++) {
@@ -139,9 +142,10 @@ static void test_read_rewraps_lazily(void **state)
     check_read("lazy", "lazy-value", &info);
     assert_true(info.rewrapped);
     assert_int_equal(info.org_key_version, 5);
-    assert_true(world_sql_is(&w, "SELECT org_key_version FROM coffer.credential_versions cv JOIN "
-                                 "coffer.credentials c ON c.id = cv.credential_id WHERE c.name = "
-                                 "'lazy'",
+    assert_true(world_sql_is(&w,
+                             "SELECT org_key_version FROM coffer.credential_versions cv JOIN "
+                             "coffer.credentials c ON c.id = cv.credential_id WHERE c.name = "
+                             "'lazy'",
                              "5"));
     check_read("lazy", "lazy-value", &info);
     assert_false(info.rewrapped);
@@ -165,8 +169,9 @@ static void test_retire_org_key(void **state)
     sweep_all(&sw);
     assert_int_equal(coffer_keys_org_key_retire(w.k, w.st, &w.org.id, 5, &refs), COFFER_OK);
     assert_int_equal(refs, 0);
-    assert_true(world_sql_is(&w, org_sql("SELECT state FROM coffer.org_keys WHERE org_id = '%s' "
-                                         "AND version = 5"),
+    assert_true(world_sql_is(&w,
+                             org_sql("SELECT state FROM coffer.org_keys WHERE org_id = '%s' "
+                                     "AND version = 5"),
                              "retired"));
     /* Retiring twice is refused. */
     assert_int_equal(coffer_keys_org_key_retire(w.k, w.st, &w.org.id, 5, &refs), COFFER_E_STATE);
@@ -196,8 +201,8 @@ static void *read_thread(void *arg)
     struct coffer_keyset *ks = NULL;
     const struct coffer_secret *s;
 
-    rd->r = coffer_keys_cred_read(w.k, rd->st, &w.org.id, &w.proj.id, "contended", 0, &ks,
-                                  &rd->info);
+    rd->r =
+        coffer_keys_cred_read(w.k, rd->st, &w.org.id, &w.proj.id, "contended", 0, &ks, &rd->info);
     if (rd->r == COFFER_OK) {
         s = coffer_keyset_get(ks, "token");
         rd->value_ok = s != NULL && coffer_secret_len(s) == 15 &&
@@ -235,9 +240,10 @@ static void test_two_readers_one_rewrap(void **state)
     assert_true(rd[1].value_ok);
     /* Exactly one swap won. */
     assert_int_equal((int)rd[0].info.rewrapped + (int)rd[1].info.rewrapped, 1);
-    assert_true(world_sql_is(&w, "SELECT org_key_version FROM coffer.credential_versions cv JOIN "
-                                 "coffer.credentials c ON c.id = cv.credential_id WHERE c.name = "
-                                 "'contended'",
+    assert_true(world_sql_is(&w,
+                             "SELECT org_key_version FROM coffer.credential_versions cv JOIN "
+                             "coffer.credentials c ON c.id = cv.credential_id WHERE c.name = "
+                             "'contended'",
                              "7"));
 }
 
@@ -257,8 +263,7 @@ static void test_master_key_rotation(void **state)
     assert_false(mk2.attrs.extractable);
     assert_true(mk2.attrs.sensitive);
     /* Constant time: no org key row was rewrapped by the rotation itself. */
-    assert_true(world_sql_is(&w, "SELECT count(*) FROM coffer.org_keys WHERE mk_version = 2",
-                             "0"));
+    assert_true(world_sql_is(&w, "SELECT count(*) FROM coffer.org_keys WHERE mk_version = 2", "0"));
     /* v1 still wraps org keys: retiring it is refused with the count. */
     assert_int_equal(coffer_keys_mk_retire(w.k, w.st, 1, &refs), COFFER_E_REFERENCED);
     assert_true(refs >= 1);
@@ -266,15 +271,15 @@ static void test_master_key_rotation(void **state)
     /* With empty caches a read loads the org key under v1 and moves it to v2 on the way. */
     world_reopen_token(&w);
     check_read("lazy", "lazy-value", &info);
-    assert_true(world_sql_is(&w, org_sql("SELECT mk_version FROM coffer.org_keys WHERE org_id = "
-                                         "'%s' AND version = 7"),
+    assert_true(world_sql_is(&w,
+                             org_sql("SELECT mk_version FROM coffer.org_keys WHERE org_id = "
+                                     "'%s' AND version = 7"),
                              "2"));
     /* The sweep moves the remaining (older, retired) org key versions too. */
     sweep_all(&sw);
     assert_int_equal(sw.failed, 0);
     assert_int_equal(sw.remaining_org_keys, 0);
-    assert_true(world_sql_is(&w, "SELECT count(*) FROM coffer.org_keys WHERE mk_version = 1",
-                             "0"));
+    assert_true(world_sql_is(&w, "SELECT count(*) FROM coffer.org_keys WHERE mk_version = 1", "0"));
     assert_int_equal(coffer_keys_mk_retire(w.k, w.st, 1, &refs), COFFER_OK);
     assert_int_equal(refs, 0);
     /* Everything still reads through the new master key only. */

@@ -23,13 +23,13 @@ static struct world w;
 /* Distinctive plaintexts so a scan cannot match by accident. */
 #define CANARY_A "canary-alpha-7f3c9e1d-plaintext"
 #define CANARY_B "canary-bravo-\xc3\xa9\xe2\x82\xac-\x00-binary"
-#define CANARY_B_LEN 30
+#define CANARY_B_LEN (sizeof(CANARY_B) - 1)
 
 static void read_ok(const char *cred, uint32_t version, struct coffer_keyset **out,
                     struct coffer_keys_read_info *info)
 {
-    enum coffer_err r = coffer_keys_cred_read(w.k, w.st, &w.org.id, &w.proj.id, cred, version,
-                                              out, info);
+    enum coffer_err r =
+        coffer_keys_cred_read(w.k, w.st, &w.org.id, &w.proj.id, cred, version, out, info);
 
     if (r != COFFER_OK) {
         fprintf(stderr, "read %s: %s: %s\n", cred, coffer_err_str(r), coffer_err_detail());
@@ -37,8 +37,7 @@ static void read_ok(const char *cred, uint32_t version, struct coffer_keyset **o
     assert_int_equal(r, COFFER_OK);
 }
 
-static void check_value(const struct coffer_keyset *ks, const char *name, const void *v,
-                        size_t len)
+static void check_value(const struct coffer_keyset *ks, const char *name, const void *v, size_t len)
 {
     const struct coffer_secret *s = coffer_keyset_get(ks, name);
     struct coffer_secret_view view;
@@ -131,9 +130,9 @@ static void test_versions(void **state)
     assert_int_equal(info.version, 1);
     check_value(ks, "token", "first-value", 11);
     coffer_keyset_free(&ks);
-    assert_int_equal(coffer_keys_cred_read(w.k, w.st, &w.org.id, &w.proj.id, "versioned", 3, &ks,
-                                           &info),
-                     COFFER_E_NOT_FOUND);
+    assert_int_equal(
+        coffer_keys_cred_read(w.k, w.st, &w.org.id, &w.proj.id, "versioned", 3, &ks, &info),
+        COFFER_E_NOT_FOUND);
     assert_null(ks);
 }
 
@@ -145,19 +144,16 @@ static void test_not_found_and_org_confinement(void **state)
     struct coffer_keys_read_info info;
 
     (void)state;
-    assert_int_equal(coffer_keys_cred_read(w.k, w.st, &w.org.id, &w.proj.id, "nope", 0, &ks,
-                                           &info),
+    assert_int_equal(coffer_keys_cred_read(w.k, w.st, &w.org.id, &w.proj.id, "nope", 0, &ks, &info),
                      COFFER_E_NOT_FOUND);
     assert_int_equal(coffer_keys_org_create(w.k, w.st, "other-org", &other, NULL), COFFER_OK);
-    assert_int_equal(coffer_store_project_insert(w.st, &other.id, "proj", &other_proj),
-                     COFFER_OK);
+    assert_int_equal(coffer_store_project_insert(w.st, &other.id, "proj", &other_proj), COFFER_OK);
     /* The credential "one" exists in w.org; asking with another org's id finds nothing. */
-    assert_int_equal(coffer_keys_cred_read(w.k, w.st, &other.id, &w.proj.id, "one", 0, &ks,
-                                           &info),
+    assert_int_equal(coffer_keys_cred_read(w.k, w.st, &other.id, &w.proj.id, "one", 0, &ks, &info),
                      COFFER_E_NOT_FOUND);
-    assert_int_equal(coffer_keys_cred_read(w.k, w.st, &other.id, &other_proj.id, "one", 0, &ks,
-                                           &info),
-                     COFFER_E_NOT_FOUND);
+    assert_int_equal(
+        coffer_keys_cred_read(w.k, w.st, &other.id, &other_proj.id, "one", 0, &ks, &info),
+        COFFER_E_NOT_FOUND);
     assert_null(ks);
 }
 
@@ -263,8 +259,7 @@ static bool database_contains(const void *needle, size_t len)
         for (j = 0; j < PQntuples(rows) && !found; j++) {
             const char *text = PQgetvalue(rows, j, 0);
 
-            found = memmem(text, strlen(text), needle, len) != NULL ||
-                    strstr(text, hex) != NULL;
+            found = memmem(text, strlen(text), needle, len) != NULL || strstr(text, hex) != NULL;
         }
         PQclear(rows);
     }

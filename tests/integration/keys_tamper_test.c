@@ -167,7 +167,7 @@ static void restore_envelope(void)
     world_sql(&w, "DROP TABLE saved");
 }
 
-#define ALL_COLUMNS                                                                            \
+#define ALL_COLUMNS                                                                                \
     "nonce = s.nonce, ciphertext = s.ciphertext, tag = s.tag, wrapped_cek = s.wrapped_cek"
 
 static void test_copied_to_another_row(void **state)

@@ -122,15 +122,18 @@ static void test_err_detail(void **state)
     assert_string_equal(coffer_err_detail(), "reading x: row 7");
     assert_string_equal(coffer_err_str(COFFER_E_INTEGRITY), "integrity_error");
     assert_string_equal(coffer_err_str(COFFER_E_DB_UNAVAILABLE), "database_unavailable");
-    assert_string_equal(coffer_err_str((enum coffer_err)-999), "unknown_error");
+    assert_string_equal(coffer_err_str((enum coffer_err) - 999), "unknown_error");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_and_read), cmocka_unit_test(test_limit),
-        cmocka_unit_test(test_growth_keeps_content), cmocka_unit_test(test_hex),
-        cmocka_unit_test(test_uuid), cmocka_unit_test(test_err_detail),
+        cmocka_unit_test(test_put_and_read),
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_growth_keeps_content),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_err_detail),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -126,9 +126,9 @@ static void test_wipe(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_new_is_zeroed),   cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_from_and_equal),  cmocka_unit_test(test_truncate_wipes_tail),
-        cmocka_unit_test(test_large_secret),    cmocka_unit_test(test_harden),
+        cmocka_unit_test(test_new_is_zeroed),  cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_from_and_equal), cmocka_unit_test(test_truncate_wipes_tail),
+        cmocka_unit_test(test_large_secret),   cmocka_unit_test(test_harden),
         cmocka_unit_test(test_wipe),
     };
 

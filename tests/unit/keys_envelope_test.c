@@ -157,9 +157,9 @@ static void roundtrip(const char *const *names, const void *const *values, const
         assert_int_equal(coffer_keyset_add(ks, names[i], values[i], lens[i]), COFFER_OK);
     }
     assert_int_equal(coffer_keys_payload_encode(ks, &enc), COFFER_OK);
-    assert_int_equal(coffer_keys_payload_decode(enc.data, enc.len, coffer_keys_keyset_names(ks),
-                                                n, &back),
-                     COFFER_OK);
+    assert_int_equal(
+        coffer_keys_payload_decode(enc.data, enc.len, coffer_keys_keyset_names(ks), n, &back),
+        COFFER_OK);
     assert_int_equal(coffer_keyset_count(back), n);
     for (i = 0; i < n; i++) {
         assert_string_equal(coffer_keyset_name(back, i), names[i]);
