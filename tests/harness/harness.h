@@ -34,7 +34,7 @@ struct harness {
  */
 void harness_setup(const char *name, struct harness *h);
 
-/* Drops the test database. */
+/* Releases the harness; the database stays until the fixture removes the whole cluster. */
 void harness_teardown(struct harness *h);
 
 #endif
