@@ -66,7 +66,8 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
     struct coffer_store_cred cred;
     struct coffer_store_org_key ok_row;
     struct coffer_store_cred_version v;
-    struct coffer_buf payload = {0};
+    struct coffer_secret *payload = NULL;
+    struct coffer_secret_view pv;
     struct coffer_buf aad = {0};
     coffer_p11_obj ok = 0;
     coffer_p11_obj cek = 0;
@@ -81,6 +82,7 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
     if ((r = coffer_keys_payload_encode(w->keys, &payload)) != COFFER_OK) {
         goto out;
     }
+    pv = coffer_secret_view(payload);
     if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK) {
         goto out;
     }
@@ -98,18 +100,18 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
                              coffer_keys_keyset_names(w->keys), n, &aad)) != COFFER_OK) {
         goto out;
     }
-    v.ciphertext = coffer_calloc(1, payload.len);
+    v.ciphertext = coffer_calloc(1, pv.len);
     if (v.ciphertext == NULL) {
-        r = coffer_err_set(COFFER_E_NOMEM, "ciphertext of %zu bytes", payload.len);
+        r = coffer_err_set(COFFER_E_NOMEM, "ciphertext of %zu bytes", pv.len);
         goto out;
     }
-    v.ciphertext_len = payload.len;
+    v.ciphertext_len = pv.len;
     if (RAND_bytes(v.nonce, sizeof(v.nonce)) != 1) {
         r = coffer_err_set(COFFER_E_CRYPTO, "RAND_bytes failed for the GCM nonce");
         goto out;
     }
     if ((r = coffer_p11_generate_aes(s, &coffer_keys_spec_cek_new, &cek)) != COFFER_OK ||
-        (r = coffer_p11_gcm_encrypt(s, cek, v.nonce, aad.data, aad.len, payload.data, payload.len,
+        (r = coffer_p11_gcm_encrypt(s, cek, v.nonce, aad.data, aad.len, pv.data, pv.len,
                                     v.ciphertext, v.tag)) != COFFER_OK ||
         (r = coffer_p11_wrap(s, ok, cek, v.wrapped_cek, &v.wrapped_cek_len)) != COFFER_OK) {
         goto out;
@@ -139,7 +141,7 @@ out:
     coffer_p11_destroy(s, &cek);
     coffer_p11_session_put(k->p11, &s);
     coffer_store_cred_version_cleanup(&v);
-    coffer_buf_cleanup(&payload);
+    coffer_secret_free(&payload);
     coffer_buf_cleanup(&aad);
     return r;
 }

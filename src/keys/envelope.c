@@ -56,27 +56,72 @@ enum coffer_err coffer_keys_aad(const struct coffer_uuid *org, const struct coff
     return COFFER_OK;
 }
 
-enum coffer_err coffer_keys_payload_encode(const struct coffer_keyset *ks, struct coffer_buf *out)
+/* A bounded writer into a secret's bytes: every put checks the room left. */
+struct writer {
+    unsigned char *p;
+    size_t left;
+};
+
+static enum coffer_err put(struct writer *w, const void *src, size_t n)
 {
+    if (n > w->left) {
+        return coffer_err_set(COFFER_E_INVALID, "payload: encoding overran its buffer");
+    }
+    coffer_memcpy(w->p, src, n);
+    w->p += n;
+    w->left -= n;
+    return COFFER_OK;
+}
+
+static enum coffer_err put_u32(struct writer *w, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+
+    return put(w, x, sizeof(x));
+}
+
+enum coffer_err coffer_keys_payload_encode(const struct coffer_keyset *ks,
+                                           struct coffer_secret **out)
+{
+    const unsigned char format = COFFER_PAYLOAD_FORMAT;
     size_t n = coffer_keyset_count(ks);
+    size_t total = 1 + 4;
+    struct writer w;
     enum coffer_err r;
     size_t i;
 
+    *out = NULL;
     if (n == 0) {
         return coffer_err_set(COFFER_E_INVALID, "a credential needs at least one key");
     }
-    if ((r = coffer_buf_put_u8(out, COFFER_PAYLOAD_FORMAT)) != COFFER_OK ||
-        (r = coffer_buf_put_u32(out, (uint32_t)n)) != COFFER_OK) {
+    /* The key set bounds every length, so this sum cannot overflow. */
+    for (i = 0; i < n; i++) {
+        total += 4 + coffer_secret_len(coffer_keyset_value(ks, i));
+    }
+    if ((r = coffer_secret_new(total, out)) != COFFER_OK) {
         return r;
+    }
+    w.p = coffer_secret_view(*out).data;
+    w.left = total;
+    if ((r = put(&w, &format, 1)) != COFFER_OK || (r = put_u32(&w, (uint32_t)n)) != COFFER_OK) {
+        goto out;
     }
     for (i = 0; i < n; i++) {
         struct coffer_secret_view v = coffer_secret_view(coffer_keyset_value(ks, i));
 
-        if ((r = coffer_buf_put_lv32(out, v.data, v.len)) != COFFER_OK) {
-            return r;
+        if ((r = put_u32(&w, (uint32_t)v.len)) != COFFER_OK ||
+            (r = put(&w, v.data, v.len)) != COFFER_OK) {
+            goto out;
         }
     }
-    return COFFER_OK;
+    r = w.left == 0 ? COFFER_OK
+                    : coffer_err_set(COFFER_E_INVALID, "payload: encoding left %zu bytes", w.left);
+out:
+    if (r != COFFER_OK) {
+        coffer_secret_free(out);
+    }
+    return r;
 }
 
 enum coffer_err coffer_keys_payload_decode(const unsigned char *p, size_t len, char *const *names,

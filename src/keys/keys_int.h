@@ -31,9 +31,13 @@ enum coffer_err coffer_keys_aad(const struct coffer_uuid *org, const struct coff
                                 char *const *names, size_t n_names,
                                 struct coffer_buf *out) COFFER_MUST_USE;
 
-/* Encodes the values of ks (in order) into out: format byte, u32 count, lv32 values. */
+/*
+ * Encodes the values of ks (in order) into a new secret: format byte, u32
+ * count, then each value as u32 length and bytes. The plaintext never leaves
+ * locked memory.
+ */
 enum coffer_err coffer_keys_payload_encode(const struct coffer_keyset *ks,
-                                           struct coffer_buf *out) COFFER_MUST_USE;
+                                           struct coffer_secret **out) COFFER_MUST_USE;
 
 /*
  * Decodes a payload whose values belong to names (n of them) into a new key

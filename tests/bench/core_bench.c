@@ -138,7 +138,7 @@ static void raw_write(struct worker *w, struct result *res)
     struct coffer_p11_session *s = NULL;
     struct coffer_store_org_key cur;
     struct coffer_keyset *ks = payload(0);
-    struct coffer_buf pl = {0};
+    struct coffer_secret *pl = NULL;
     struct coffer_buf aad = {0};
     unsigned char ct[256];
     unsigned char tag[COFFER_GCM_TAG_LEN];
@@ -167,8 +167,8 @@ static void raw_write(struct worker *w, struct result *res)
             die("RAND_bytes", COFFER_E_CRYPTO);
         }
         if (coffer_p11_generate_aes(s, &coffer_keys_spec_cek_new, &cek) != COFFER_OK ||
-            coffer_p11_gcm_encrypt(s, cek, iv, aad.data, aad.len, pl.data, pl.len, ct, tag) !=
-                COFFER_OK ||
+            coffer_p11_gcm_encrypt(s, cek, iv, aad.data, aad.len, coffer_secret_view(pl).data,
+                                   coffer_secret_len(pl), ct, tag) != COFFER_OK ||
             coffer_p11_wrap(s, ok, cek, wrapped, &wl) != COFFER_OK) {
             res->errors++;
         }
@@ -177,7 +177,7 @@ static void raw_write(struct worker *w, struct result *res)
     }
     res->secs = now_s() - t0;
     coffer_p11_session_put(w->p11, &s);
-    coffer_buf_cleanup(&pl);
+    coffer_secret_free(&pl);
     coffer_buf_cleanup(&aad);
     coffer_keyset_free(&ks);
 }

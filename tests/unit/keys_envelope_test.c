@@ -149,7 +149,7 @@ static void roundtrip(const char *const *names, const void *const *values, const
 {
     struct coffer_keyset *ks = NULL;
     struct coffer_keyset *back = NULL;
-    struct coffer_buf enc = {0};
+    struct coffer_secret *enc = NULL;
     size_t i;
 
     assert_int_equal(coffer_keyset_new(&ks), COFFER_OK);
@@ -157,9 +157,10 @@ static void roundtrip(const char *const *names, const void *const *values, const
         assert_int_equal(coffer_keyset_add(ks, names[i], values[i], lens[i]), COFFER_OK);
     }
     assert_int_equal(coffer_keys_payload_encode(ks, &enc), COFFER_OK);
-    assert_int_equal(
-        coffer_keys_payload_decode(enc.data, enc.len, coffer_keys_keyset_names(ks), n, &back),
-        COFFER_OK);
+    assert_int_equal(coffer_keys_payload_decode(coffer_secret_view(enc).data,
+                                                coffer_secret_len(enc),
+                                                coffer_keys_keyset_names(ks), n, &back),
+                     COFFER_OK);
     assert_int_equal(coffer_keyset_count(back), n);
     for (i = 0; i < n; i++) {
         assert_string_equal(coffer_keyset_name(back, i), names[i]);
@@ -167,7 +168,7 @@ static void roundtrip(const char *const *names, const void *const *values, const
     }
     coffer_keyset_free(&back);
     coffer_keyset_free(&ks);
-    coffer_buf_cleanup(&enc);
+    coffer_secret_free(&enc);
 }
 
 static void test_payload_shapes(void **state)
