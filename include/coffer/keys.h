@@ -186,6 +186,23 @@ enum coffer_err coffer_keys_cred_read_many(struct coffer_keys *k, struct coffer_
                                            struct coffer_keys_read_req *reqs,
                                            size_t n) COFFER_MUST_USE;
 
+/*
+ * Pipelined reads: the database looks up the next batch while the token opens
+ * this one. coffer_keys_read_start sends the lookups of a batch;
+ * coffer_keys_read_finish, called with the same requests, receives their
+ * rows, sends the lookups of next (if next_n > 0) and then opens this batch
+ * in the token, with the results of coffer_keys_cred_read_many. A batch with
+ * a stale row sends next only after its rewraps. If a start fails, nothing is
+ * in flight and the finish of that batch looks it up directly. Outside a
+ * transaction only; one batch in flight per store connection.
+ */
+enum coffer_err coffer_keys_read_start(struct coffer_keys *k, struct coffer_store *st,
+                                       struct coffer_keys_read_req *reqs, size_t n) COFFER_MUST_USE;
+enum coffer_err coffer_keys_read_finish(struct coffer_keys *k, struct coffer_store *st,
+                                        struct coffer_keys_read_req *reqs, size_t n,
+                                        struct coffer_keys_read_req *next,
+                                        size_t next_n) COFFER_MUST_USE;
+
 /* ---- Sweeper ---------------------------------------------------------------- */
 
 struct coffer_keys_sweep {

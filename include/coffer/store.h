@@ -295,6 +295,25 @@ enum coffer_err coffer_store_cred_version_get_many(struct coffer_store *s,
                                                    enum coffer_err *results) COFFER_MUST_USE;
 
 /*
+ * The two halves of coffer_store_cred_version_get_many, so that the caller can
+ * work (open the previous batch in the token) while the database answers.
+ * send_many sends the lookups without waiting; recv_many, called with the
+ * same refs, waits for the rows. While a batch is in flight every other call
+ * on the connection fails with COFFER_E_STATE (rollback and close discard
+ * the answer). Outside a transaction only.
+ */
+/* True while a batch sent by coffer_store_cred_version_send_many awaits its receive. */
+bool coffer_store_in_flight(const struct coffer_store *s);
+
+enum coffer_err coffer_store_cred_version_send_many(struct coffer_store *s,
+                                                    const struct coffer_store_cred_ref *refs,
+                                                    size_t n) COFFER_MUST_USE;
+enum coffer_err coffer_store_cred_version_recv_many(struct coffer_store *s,
+                                                    const struct coffer_store_cred_ref *refs,
+                                                    size_t n, struct coffer_store_cred_version *out,
+                                                    enum coffer_err *results) COFFER_MUST_USE;
+
+/*
  * Compare-and-swap rewrap of a version's CEK: sets (org_key_version,
  * wrapped_cek) only if the row still has old->org_key_version and
  * old->wrapped_cek. *won says whether this call changed the row.
@@ -303,6 +322,23 @@ enum coffer_err coffer_store_cred_rewrap(struct coffer_store *s,
                                          const struct coffer_store_cred_version *old,
                                          uint32_t new_org_key_version, const unsigned char *wrapped,
                                          size_t wrapped_len, bool *won) COFFER_MUST_USE;
+
+/* One row of a batched rewrap: the version as read, and its new wrapping. */
+struct coffer_store_rewrap {
+    const struct coffer_store_cred_version *old;
+    uint32_t new_org_key_version;
+    const unsigned char *wrapped;
+    size_t wrapped_len;
+};
+
+/*
+ * coffer_store_cred_rewrap for up to COFFER_STORE_BATCH_MAX rows in one
+ * statement (atomic: all swaps that win commit together). won[i] says whether
+ * items[i] was moved by this call.
+ */
+enum coffer_err coffer_store_cred_rewrap_many(struct coffer_store *s,
+                                              const struct coffer_store_rewrap *items, size_t n,
+                                              bool *won) COFFER_MUST_USE;
 
 /* Position in the sweep over credential versions (keyset pagination). */
 struct coffer_store_sweep_pos {

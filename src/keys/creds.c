@@ -243,39 +243,115 @@ out:
     return r;
 }
 
-enum coffer_err coffer_keys_cred_read_many(struct coffer_keys *k, struct coffer_store *st,
-                                           struct coffer_keys_read_req *reqs, size_t n)
+static size_t refs_of(const struct coffer_keys_read_req *reqs, size_t n,
+                      struct coffer_store_cred_ref *refs)
 {
-    struct coffer_store_cred_ref refs[COFFER_KEYS_BATCH_MAX];
-    struct coffer_store_cred_version rows[COFFER_KEYS_BATCH_MAX];
-    enum coffer_err found[COFFER_KEYS_BATCH_MAX];
-    struct coffer_p11_session *s = NULL;
-    enum coffer_err r;
     size_t i;
 
-    if (n == 0 || n > COFFER_KEYS_BATCH_MAX) {
-        return coffer_err_set(COFFER_E_INVALID, "a batch holds 1 to %d reads, not %zu",
-                              COFFER_KEYS_BATCH_MAX, n);
-    }
     for (i = 0; i < n; i++) {
-        reqs[i].keys = NULL;
-        memset(&reqs[i].info, 0, sizeof(reqs[i].info));
         refs[i].org_id = reqs[i].org_id;
         refs[i].project_id = reqs[i].project_id;
         refs[i].name = reqs[i].name;
         refs[i].version = reqs[i].version;
     }
-    if ((r = coffer_store_cred_version_get_many(st, refs, n, rows, found)) != COFFER_OK) {
-        for (i = 0; i < n; i++) {
-            reqs[i].result = r;
-        }
+    return n;
+}
+
+static enum coffer_err check_batch(size_t n)
+{
+    if (n == 0 || n > COFFER_KEYS_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "a batch holds 1 to %d reads, not %zu",
+                              COFFER_KEYS_BATCH_MAX, n);
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_keys_read_start(struct coffer_keys *k, struct coffer_store *st,
+                                       struct coffer_keys_read_req *reqs, size_t n)
+{
+    struct coffer_store_cred_ref refs[COFFER_KEYS_BATCH_MAX];
+    enum coffer_err r;
+
+    (void)k;
+    if ((r = check_batch(n)) != COFFER_OK) {
+        return r;
+    }
+    return coffer_store_cred_version_send_many(st, refs, refs_of(reqs, n, refs));
+}
+
+/* Sends the next batch's lookups; a failure only means its finish looks them up itself. */
+static void start_next(struct coffer_keys *k, struct coffer_store *st,
+                       struct coffer_keys_read_req *next, size_t next_n)
+{
+    if (coffer_keys_read_start(k, st, next, next_n) != COFFER_OK) {
+        coffer_debug("keys", "prefetch failed; the next batch will be read directly: %s",
+                     coffer_err_detail());
+    }
+}
+
+static void fail_reads(struct coffer_keys_read_req *reqs, size_t n, enum coffer_err r)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        reqs[i].result = r;
+    }
+}
+
+enum coffer_err coffer_keys_read_finish(struct coffer_keys *k, struct coffer_store *st,
+                                        struct coffer_keys_read_req *reqs, size_t n,
+                                        struct coffer_keys_read_req *next, size_t next_n)
+{
+    struct coffer_store_cred_ref refs[COFFER_KEYS_BATCH_MAX];
+    struct coffer_store_cred_version rows[COFFER_KEYS_BATCH_MAX];
+    enum coffer_err found[COFFER_KEYS_BATCH_MAX];
+    struct coffer_p11_session *s = NULL;
+    bool prefetch = next != NULL && next_n > 0;
+    bool prefetch_late = false;
+    enum coffer_err r;
+    size_t i;
+
+    if ((r = check_batch(n)) != COFFER_OK) {
+        return r;
+    }
+    for (i = 0; i < n; i++) {
+        reqs[i].keys = NULL;
+        memset(&reqs[i].info, 0, sizeof(reqs[i].info));
+    }
+    refs_of(reqs, n, refs);
+    /* If the start failed (nothing in flight), the lookup runs now instead. */
+    r = coffer_store_in_flight(st) ? coffer_store_cred_version_recv_many(st, refs, n, rows, found)
+                                   : coffer_store_cred_version_get_many(st, refs, n, rows, found);
+    if (r != COFFER_OK) {
+        fail_reads(reqs, n, r);
         return r;
     }
     if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK) {
-        for (i = 0; i < n; i++) {
-            reqs[i].result = r;
-        }
+        fail_reads(reqs, n, r);
         goto out;
+    }
+    /*
+     * The next lookup goes out before the token work, so the database answers
+     * it meanwhile. The connection is busy until then, so everything that may
+     * need it comes first: org key handles are loaded now (a cache miss reads
+     * the database), and a batch with a stale row, whose rewrap writes, sends
+     * the next lookup only after its own work.
+     */
+    for (i = 0; i < n && prefetch; i++) {
+        coffer_p11_obj ok = 0;
+
+        if (found[i] != COFFER_OK) {
+            continue;
+        }
+        if ((rows[i].org_current_key_version != 0 &&
+             rows[i].org_key_version != rows[i].org_current_key_version) ||
+            coffer_keys_org_key_handle(k, s, st, &rows[i].org_id, rows[i].org_key_version, &ok) !=
+                COFFER_OK) {
+            prefetch_late = true;
+        }
+    }
+    if (prefetch && !prefetch_late) {
+        start_next(k, st, next, next_n);
     }
     for (i = 0; i < n; i++) {
         reqs[i].result = found[i];
@@ -291,10 +367,19 @@ enum coffer_err coffer_keys_cred_read_many(struct coffer_keys *k, struct coffer_
     r = COFFER_OK;
 out:
     coffer_p11_session_put(k->p11, &s);
+    if (prefetch && (prefetch_late || r != COFFER_OK)) {
+        start_next(k, st, next, next_n);
+    }
     for (i = 0; i < n; i++) {
         coffer_store_cred_version_cleanup(&rows[i]);
     }
     return r;
+}
+
+enum coffer_err coffer_keys_cred_read_many(struct coffer_keys *k, struct coffer_store *st,
+                                           struct coffer_keys_read_req *reqs, size_t n)
+{
+    return coffer_keys_read_finish(k, st, reqs, n, NULL, 0);
 }
 
 enum coffer_err coffer_keys_cred_read(struct coffer_keys *k, struct coffer_store *st,

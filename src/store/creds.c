@@ -50,32 +50,38 @@ static const struct store_stmt cv_insert = {
 };
 
 /* The columns of a full version row, in the order cv_from_row reads them. */
-#define CV_COLS                                                                                    \
+#define CV_VERSION_COLS                                                                            \
     "v.credential_id, v.version, v.org_id, v.project_id, v.org_key_version, v.aead, "              \
-    "v.wrap_mech, v.key_names, v.nonce, v.ciphertext, v.tag, v.wrapped_cek, k.state, "             \
-    "(SELECT ck.version FROM coffer.org_keys ck WHERE ck.org_id = v.org_id "                       \
-    "AND ck.state = 'current')"
+    "v.wrap_mech, v.key_names, v.nonce, v.ciphertext, v.tag, v.wrapped_cek"
+#define CV_COLS                                                                                    \
+    CV_VERSION_COLS ", k.state, "                                                                  \
+                    "(SELECT ck.version FROM coffer.org_keys ck WHERE ck.org_id = v.org_id "       \
+                    "AND ck.state = 'current')"
 #define CV_NCOLS 14
 
 /*
  * A batch of lookups in one round trip: the arrays are unnested with their
  * ordinality, which tags each row with the index of the lookup it answers.
- * Each lookup runs as its own lateral subquery (OFFSET 0 keeps it one), so
- * the plan is three unique-index probes per lookup whatever the table
- * statistics say. The org filter is part of every lookup, never implied; the
- * version row is reached through its credential, whose org it shares by
+ * Each lookup of a version runs as its own lateral subquery (OFFSET 0 keeps
+ * it one), so the plan is two unique-index probes per lookup whatever the
+ * table statistics say; the org key's state and the org's current version
+ * are joined outside it, where the planner can memoize them for the many
+ * rows of one org. The org filter is part of every lookup, never implied;
+ * the version row is reached through its credential, whose org it shares by
  * foreign key.
  */
 static const struct store_stmt cv_get_many = {
     .name = "coffer_cv_get_many",
-    .sql = "SELECT q.i, x.* FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[]) "
+    .sql = "SELECT q.i, x.*, k.state, cur.version "
+           "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[]) "
            "WITH ORDINALITY AS q(org_id, project_id, name, version, i) "
-           "CROSS JOIN LATERAL (SELECT " CV_COLS " FROM coffer.credentials c "
+           "CROSS JOIN LATERAL (SELECT " CV_VERSION_COLS " FROM coffer.credentials c "
            "JOIN coffer.credential_versions v ON v.credential_id = c.id "
            "AND v.version = CASE WHEN q.version = 0 THEN c.current_version ELSE q.version END "
-           "JOIN coffer.org_keys k ON k.org_id = v.org_id AND k.version = v.org_key_version "
            "WHERE c.project_id = q.project_id AND c.name = q.name AND c.org_id = q.org_id "
-           "OFFSET 0) x",
+           "OFFSET 0) x "
+           "JOIN coffer.org_keys k ON k.org_id = x.org_id AND k.version = x.org_key_version "
+           "LEFT JOIN coffer.org_keys cur ON cur.org_id = x.org_id AND cur.state = 'current'",
     .nparams = 4,
     .types = {STORE_OID_UUID_ARRAY, STORE_OID_UUID_ARRAY, STORE_OID_TEXT_ARRAY,
               STORE_OID_INT4_ARRAY},
@@ -131,8 +137,31 @@ static const struct store_stmt count_stale = {
     .ncols = 2,
 };
 
+/*
+ * The compare-and-swap of many versions in one statement: each row moves only
+ * if it still has the old (org_key_version, wrapped_cek); RETURNING names the
+ * rows this statement moved.
+ */
+static const struct store_stmt cv_rewrap_many = {
+    .name = "coffer_cv_rewrap_many",
+    .sql = "UPDATE coffer.credential_versions v "
+           "SET org_key_version = u.new_okv, wrapped_cek = u.new_wrapped, rewrapped_at = now() "
+           "FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::int4[], $5::bytea[], $6::int4[], "
+           "$7::bytea[]) AS u(credential_id, version, org_id, new_okv, new_wrapped, old_okv, "
+           "old_wrapped) "
+           "WHERE v.credential_id = u.credential_id AND v.version = u.version "
+           "AND v.org_id = u.org_id AND v.org_key_version = u.old_okv "
+           "AND v.wrapped_cek = u.old_wrapped "
+           "RETURNING v.credential_id, v.version",
+    .nparams = 7,
+    .types = {STORE_OID_UUID_ARRAY, STORE_OID_INT4_ARRAY, STORE_OID_UUID_ARRAY,
+              STORE_OID_INT4_ARRAY, STORE_OID_BYTEA_ARRAY, STORE_OID_INT4_ARRAY,
+              STORE_OID_BYTEA_ARRAY},
+    .ncols = 2,
+};
+
 const struct store_stmt *const store_stmts_creds[] = {
-    &cred_next,      &cv_insert,      &cv_get_many, &cv_rewrap,
+    &cred_next,      &cv_insert,      &cv_get_many, &cv_rewrap, &cv_rewrap_many,
     &cv_stale_first, &cv_stale_after, &count_stale, NULL,
 };
 
@@ -459,10 +488,30 @@ static void take_row(const PGresult *res, int row, const struct coffer_store_cre
     results[slot] = COFFER_OK;
 }
 
-enum coffer_err coffer_store_cred_version_get_many(struct coffer_store *s,
-                                                   const struct coffer_store_cred_ref *refs,
-                                                   size_t n, struct coffer_store_cred_version *out,
-                                                   enum coffer_err *results)
+/*
+ * Classifies the lookups of a batch: results[i] is COFFER_E_NOT_FOUND for
+ * each lookup to send (until a row answers it) or the reason it cannot be
+ * sent; slot_of maps the sent lookups, in order, to their index in refs.
+ * Deterministic, so that sending and receiving agree on the mapping.
+ */
+static size_t classify(const struct coffer_store_cred_ref *refs, size_t n, enum coffer_err *results,
+                       size_t *slot_of)
+{
+    size_t asked = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if ((results[i] = check_ref(&refs[i])) == COFFER_OK) {
+            results[i] = COFFER_E_NOT_FOUND;
+            slot_of[asked++] = i;
+        }
+    }
+    return asked;
+}
+
+enum coffer_err coffer_store_cred_version_send_many(struct coffer_store *s,
+                                                    const struct coffer_store_cred_ref *refs,
+                                                    size_t n)
 {
     const void *orgs[COFFER_STORE_BATCH_MAX];
     const void *projects[COFFER_STORE_BATCH_MAX];
@@ -473,10 +522,62 @@ enum coffer_err coffer_store_cred_version_get_many(struct coffer_store *s,
     size_t int_lens[COFFER_STORE_BATCH_MAX];
     unsigned char vbytes[COFFER_STORE_BATCH_MAX][4];
     size_t slot_of[COFFER_STORE_BATCH_MAX];
+    enum coffer_err results[COFFER_STORE_BATCH_MAX];
     struct coffer_buf a_org = {0}, a_proj = {0}, a_name = {0}, a_ver = {0};
     struct store_params p = {0};
+    size_t asked;
+    size_t j;
+    enum coffer_err r;
+
+    if (n == 0 || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "a batch holds 1 to %d lookups, not %zu",
+                              COFFER_STORE_BATCH_MAX, n);
+    }
+    asked = classify(refs, n, results, slot_of);
+    /* Even a batch with nothing valid to ask is sent (empty), so that a receive always follows. */
+    for (j = 0; j < asked; j++) {
+        const struct coffer_store_cred_ref *ref = &refs[slot_of[j]];
+
+        orgs[j] = ref->org_id->b;
+        projects[j] = ref->project_id->b;
+        names[j] = ref->name;
+        name_lens[j] = strlen(ref->name);
+        uuid_lens[j] = sizeof(ref->org_id->b);
+        vbytes[j][0] = (unsigned char)(ref->version >> 24);
+        vbytes[j][1] = (unsigned char)(ref->version >> 16);
+        vbytes[j][2] = (unsigned char)(ref->version >> 8);
+        vbytes[j][3] = (unsigned char)ref->version;
+        versions[j] = vbytes[j];
+        int_lens[j] = 4;
+    }
+    if ((r = store_encode_array(STORE_OID_UUID, asked, orgs, uuid_lens, &a_org)) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_UUID, asked, projects, uuid_lens, &a_proj)) !=
+            COFFER_OK ||
+        (r = store_encode_array(STORE_OID_TEXT, asked, names, name_lens, &a_name)) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_INT4, asked, versions, int_lens, &a_ver)) != COFFER_OK) {
+        goto out;
+    }
+    store_param_binary(&p, a_org.data, a_org.len);
+    store_param_binary(&p, a_proj.data, a_proj.len);
+    store_param_binary(&p, a_name.data, a_name.len);
+    store_param_binary(&p, a_ver.data, a_ver.len);
+    r = store_send(s, &cv_get_many, &p, "loading credential versions");
+out:
+    coffer_buf_cleanup(&a_org);
+    coffer_buf_cleanup(&a_proj);
+    coffer_buf_cleanup(&a_name);
+    coffer_buf_cleanup(&a_ver);
+    return r;
+}
+
+enum coffer_err coffer_store_cred_version_recv_many(struct coffer_store *s,
+                                                    const struct coffer_store_cred_ref *refs,
+                                                    size_t n, struct coffer_store_cred_version *out,
+                                                    enum coffer_err *results)
+{
+    size_t slot_of[COFFER_STORE_BATCH_MAX];
     PGresult *res = NULL;
-    size_t asked = 0;
+    size_t asked;
     size_t i;
     enum coffer_err r;
 
@@ -486,54 +587,33 @@ enum coffer_err coffer_store_cred_version_get_many(struct coffer_store *s,
     }
     for (i = 0; i < n; i++) {
         out[i] = (struct coffer_store_cred_version){0};
-        if ((results[i] = check_ref(&refs[i])) != COFFER_OK) {
-            continue;
-        }
-        results[i] = COFFER_E_NOT_FOUND;
-        orgs[asked] = refs[i].org_id->b;
-        projects[asked] = refs[i].project_id->b;
-        names[asked] = refs[i].name;
-        name_lens[asked] = strlen(refs[i].name);
-        uuid_lens[asked] = sizeof(refs[i].org_id->b);
-        vbytes[asked][0] = (unsigned char)(refs[i].version >> 24);
-        vbytes[asked][1] = (unsigned char)(refs[i].version >> 16);
-        vbytes[asked][2] = (unsigned char)(refs[i].version >> 8);
-        vbytes[asked][3] = (unsigned char)refs[i].version;
-        versions[asked] = vbytes[asked];
-        int_lens[asked] = 4;
-        slot_of[asked] = i;
-        asked++;
     }
-    if (asked == 0) {
-        return COFFER_OK;
-    }
-    if ((r = store_encode_array(STORE_OID_UUID, asked, orgs, uuid_lens, &a_org)) != COFFER_OK ||
-        (r = store_encode_array(STORE_OID_UUID, asked, projects, uuid_lens, &a_proj)) !=
-            COFFER_OK ||
-        (r = store_encode_array(STORE_OID_TEXT, asked, names, name_lens, &a_name)) != COFFER_OK ||
-        (r = store_encode_array(STORE_OID_INT4, asked, versions, int_lens, &a_ver)) != COFFER_OK) {
+    asked = classify(refs, n, results, slot_of);
+    if ((r = store_recv(s, "loading credential versions", &res)) != COFFER_OK) {
         fail_all(r, n, results);
-        goto out;
-    }
-    store_param_binary(&p, a_org.data, a_org.len);
-    store_param_binary(&p, a_proj.data, a_proj.len);
-    store_param_binary(&p, a_name.data, a_name.len);
-    store_param_binary(&p, a_ver.data, a_ver.len);
-    if ((r = store_exec(s, &cv_get_many, &p, "loading credential versions", &res)) != COFFER_OK) {
-        fail_all(r, n, results);
-        goto out;
+        return r;
     }
     for (i = 0; i < (size_t)PQntuples(res); i++) {
         take_row(res, (int)i, refs, asked, slot_of, out, results);
     }
-    r = COFFER_OK;
-out:
     PQclear(res);
-    coffer_buf_cleanup(&a_org);
-    coffer_buf_cleanup(&a_proj);
-    coffer_buf_cleanup(&a_name);
-    coffer_buf_cleanup(&a_ver);
-    return r;
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_version_get_many(struct coffer_store *s,
+                                                   const struct coffer_store_cred_ref *refs,
+                                                   size_t n, struct coffer_store_cred_version *out,
+                                                   enum coffer_err *results)
+{
+    enum coffer_err r;
+
+    if ((r = coffer_store_cred_version_send_many(s, refs, n)) != COFFER_OK) {
+        if (n <= COFFER_STORE_BATCH_MAX) {
+            fail_all(r, n, results);
+        }
+        return r;
+    }
+    return coffer_store_cred_version_recv_many(s, refs, n, out, results);
 }
 
 enum coffer_err coffer_store_cred_version_get(struct coffer_store *s,
@@ -685,5 +765,131 @@ enum coffer_err coffer_store_count_stale(struct coffer_store *s, int64_t *cred_v
         *org_keys = 0;
     }
     PQclear(res);
+    return r;
+}
+
+static void put_be32(unsigned char out[4], uint32_t v)
+{
+    out[0] = (unsigned char)(v >> 24);
+    out[1] = (unsigned char)(v >> 16);
+    out[2] = (unsigned char)(v >> 8);
+    out[3] = (unsigned char)v;
+}
+
+static enum coffer_err check_rewrap(const struct coffer_store_rewrap *it)
+{
+    enum coffer_err r;
+
+    if ((r = store_check_version(it->old->version, "credential")) != COFFER_OK ||
+        (r = store_check_version(it->old->org_key_version, "credential's old org key")) !=
+            COFFER_OK ||
+        (r = store_check_version(it->new_org_key_version, "credential's new org key")) !=
+            COFFER_OK) {
+        return r;
+    }
+    if (it->wrapped == NULL || it->wrapped_len < WRAPPED_MIN ||
+        it->wrapped_len > COFFER_WRAPPED_MAX || it->old->wrapped_cek_len < WRAPPED_MIN ||
+        it->old->wrapped_cek_len > COFFER_WRAPPED_MAX) {
+        return coffer_err_set(
+            COFFER_E_INVALID, "credential rewrap: wrapped CEK of %zu bytes (old %zu), want %d..%d",
+            it->wrapped_len, it->old->wrapped_cek_len, WRAPPED_MIN, COFFER_WRAPPED_MAX);
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_rewrap_many(struct coffer_store *s,
+                                              const struct coffer_store_rewrap *items, size_t n,
+                                              bool *won)
+{
+    const void *ids[COFFER_STORE_BATCH_MAX], *vers[COFFER_STORE_BATCH_MAX];
+    const void *orgs[COFFER_STORE_BATCH_MAX], *new_okv[COFFER_STORE_BATCH_MAX];
+    const void *new_w[COFFER_STORE_BATCH_MAX], *old_okv[COFFER_STORE_BATCH_MAX];
+    const void *old_w[COFFER_STORE_BATCH_MAX];
+    size_t uuid_lens[COFFER_STORE_BATCH_MAX], int_lens[COFFER_STORE_BATCH_MAX];
+    size_t new_lens[COFFER_STORE_BATCH_MAX], old_lens[COFFER_STORE_BATCH_MAX];
+    unsigned char ints[COFFER_STORE_BATCH_MAX][3][4];
+    struct coffer_buf a[7] = {{0}};
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+    size_t i;
+    int row;
+
+    if (n == 0 || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "a rewrap batch holds 1 to %d rows, not %zu",
+                              COFFER_STORE_BATCH_MAX, n);
+    }
+    for (i = 0; i < n; i++) {
+        const struct coffer_store_cred_version *old = items[i].old;
+
+        won[i] = false;
+        if ((r = check_rewrap(&items[i])) != COFFER_OK) {
+            return r;
+        }
+        put_be32(ints[i][0], old->version);
+        put_be32(ints[i][1], items[i].new_org_key_version);
+        put_be32(ints[i][2], old->org_key_version);
+        ids[i] = old->credential_id.b;
+        orgs[i] = old->org_id.b;
+        vers[i] = ints[i][0];
+        new_okv[i] = ints[i][1];
+        old_okv[i] = ints[i][2];
+        new_w[i] = items[i].wrapped;
+        old_w[i] = old->wrapped_cek;
+        uuid_lens[i] = sizeof(old->credential_id.b);
+        int_lens[i] = 4;
+        new_lens[i] = items[i].wrapped_len;
+        old_lens[i] = old->wrapped_cek_len;
+    }
+    if ((r = store_encode_array(STORE_OID_UUID, n, ids, uuid_lens, &a[0])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_INT4, n, vers, int_lens, &a[1])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_UUID, n, orgs, uuid_lens, &a[2])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_INT4, n, new_okv, int_lens, &a[3])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_BYTEA, n, new_w, new_lens, &a[4])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_INT4, n, old_okv, int_lens, &a[5])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_BYTEA, n, old_w, old_lens, &a[6])) != COFFER_OK) {
+        goto out;
+    }
+    for (i = 0; i < 7; i++) {
+        store_param_binary(&p, a[i].data, a[i].len);
+    }
+    if ((r = store_exec(s, &cv_rewrap_many, &p, "rewrapping credential versions", &res)) !=
+        COFFER_OK) {
+        if (store_sqlstate_is(s, "23503")) {
+            r = coffer_err_set(COFFER_E_NOT_FOUND,
+                               "rewrapping credential versions: no such org key version");
+        }
+        goto out;
+    }
+    for (row = 0; row < PQntuples(res); row++) {
+        struct coffer_uuid id;
+        uint32_t version = 0;
+
+        if ((r = store_col_uuid(res, row, 0, "coffer.credential_versions.credential_id", &id)) !=
+                COFFER_OK ||
+            (r = store_col_u32(res, row, 1, "coffer.credential_versions.version", 1, &version)) !=
+                COFFER_OK) {
+            goto out;
+        }
+        for (i = 0; i < n; i++) {
+            if (!won[i] && items[i].old->version == version &&
+                coffer_uuid_equal(&items[i].old->credential_id, &id)) {
+                won[i] = true;
+                break;
+            }
+        }
+        if (i == n) {
+            r = coffer_err_set(COFFER_E_INTEGRITY,
+                               "rewrapping credential versions: the database moved a row it was "
+                               "not asked to");
+            goto out;
+        }
+    }
+    r = COFFER_OK;
+out:
+    PQclear(res);
+    for (i = 0; i < 7; i++) {
+        coffer_buf_cleanup(&a[i]);
+    }
     return r;
 }

@@ -484,11 +484,35 @@ out:
     return r;
 }
 
+static enum coffer_err refuse_pending(const struct coffer_store *s, const char *what)
+{
+    if (s->pending != NULL) {
+        return coffer_err_set(COFFER_E_STATE, "%s: statement %s is still in flight", what,
+                              s->pending->name);
+    }
+    return COFFER_OK;
+}
+
+/* Reads and discards the answer of a statement in flight. */
+static void discard_pending(struct coffer_store *s)
+{
+    PGresult *res;
+
+    if (s->pending == NULL) {
+        return;
+    }
+    while ((res = PQgetResult(s->conn)) != NULL) {
+        PQclear(res);
+    }
+    s->pending = NULL;
+}
+
 void coffer_store_close(struct coffer_store **s)
 {
     if (s == NULL || *s == NULL) {
         return;
     }
+    discard_pending(*s);
     PQfinish((*s)->conn);
     coffer_free(*s);
     *s = NULL;
@@ -525,15 +549,20 @@ static enum coffer_err ensure_connected(struct coffer_store *s, const char *what
     return COFFER_OK;
 }
 
-enum coffer_err store_exec(struct coffer_store *s, const struct store_stmt *st,
-                           const struct store_params *p, const char *what, PGresult **res)
+bool coffer_store_in_flight(const struct coffer_store *s)
 {
-    PGresult *r_res;
-    ExecStatusType status;
+    return s->pending != NULL;
+}
+
+enum coffer_err store_send(struct coffer_store *s, const struct store_stmt *st,
+                           const struct store_params *p, const char *what)
+{
     enum coffer_err r;
 
-    *res = NULL;
     s->sqlstate[0] = '\0';
+    if ((r = refuse_pending(s, what)) != COFFER_OK) {
+        return r;
+    }
     if (p->overflow || p->n != st->nparams) {
         return coffer_err_set(COFFER_E_INVALID, "%s: statement %s bound %d parameters, takes %d",
                               what, st->name, p->n, st->nparams);
@@ -541,21 +570,65 @@ enum coffer_err store_exec(struct coffer_store *s, const struct store_stmt *st,
     if ((r = ensure_connected(s, what)) != COFFER_OK) {
         return r;
     }
-    r_res = PQexecPrepared(s->conn, st->name, p->n, p->values, p->lengths, p->formats, 1);
-    status = r_res != NULL ? PQresultStatus(r_res) : PGRES_FATAL_ERROR;
+    if (PQsendQueryPrepared(s->conn, st->name, p->n, p->values, p->lengths, p->formats, 1) != 1) {
+        char message[MESSAGE_MAX];
+
+        store_conn_message(s->conn, message, sizeof(message));
+        if (PQstatus(s->conn) == CONNECTION_BAD) {
+            return coffer_err_set(COFFER_E_DB_UNAVAILABLE, "%s: lost the database connection: %s",
+                                  what, message);
+        }
+        return coffer_err_set(COFFER_E_DB, "%s: could not send statement %s: %s", what, st->name,
+                              message);
+    }
+    s->pending = st;
+    return COFFER_OK;
+}
+
+enum coffer_err store_recv(struct coffer_store *s, const char *what, PGresult **res)
+{
+    const struct store_stmt *st = s->pending;
+    PGresult *first;
+    PGresult *extra;
+    ExecStatusType status;
+    enum coffer_err r;
+
+    *res = NULL;
+    if (st == NULL) {
+        return coffer_err_set(COFFER_E_STATE, "%s: no statement in flight", what);
+    }
+    first = PQgetResult(s->conn);
+    /* One statement gives one result; read to the end so the connection is free again. */
+    while ((extra = PQgetResult(s->conn)) != NULL) {
+        PQclear(extra);
+    }
+    s->pending = NULL;
+    status = first != NULL ? PQresultStatus(first) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-        if (status == PGRES_TUPLES_OK && PQnfields(r_res) != st->ncols) {
+        if (status == PGRES_TUPLES_OK && PQnfields(first) != st->ncols) {
             r = coffer_err_set(COFFER_E_INTEGRITY, "%s: statement %s returned %d columns, want %d",
-                               what, st->name, PQnfields(r_res), st->ncols);
-            PQclear(r_res);
+                               what, st->name, PQnfields(first), st->ncols);
+            PQclear(first);
             return r;
         }
-        *res = r_res;
+        *res = first;
         return COFFER_OK;
     }
-    r = store_result_error(s, r_res, what);
-    PQclear(r_res);
+    r = store_result_error(s, first, what);
+    PQclear(first);
     return r;
+}
+
+enum coffer_err store_exec(struct coffer_store *s, const struct store_stmt *st,
+                           const struct store_params *p, const char *what, PGresult **res)
+{
+    enum coffer_err r;
+
+    *res = NULL;
+    if ((r = store_send(s, st, p, what)) != COFFER_OK) {
+        return r;
+    }
+    return store_recv(s, what, res);
 }
 
 long store_affected(const PGresult *res)
@@ -599,6 +672,9 @@ enum coffer_err coffer_store_begin(struct coffer_store *s)
     }
     if (s->in_tx) {
         return coffer_err_set(COFFER_E_STATE, "begin: a transaction is already open");
+    }
+    if ((r = refuse_pending(s, "begin")) != COFFER_OK) {
+        return r;
     }
     if ((r = ensure_connected(s, "begin")) != COFFER_OK ||
         (r = run_command(s->conn, "BEGIN", "begin")) != COFFER_OK) {
@@ -651,6 +727,7 @@ void coffer_store_rollback(struct coffer_store *s)
     if (s == NULL) {
         return;
     }
+    discard_pending(s);
     if (s->in_tx && PQstatus(s->conn) == CONNECTION_OK &&
         PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
         res = PQexecParams(s->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 1);

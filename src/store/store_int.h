@@ -30,6 +30,7 @@
 #define STORE_OID_UUID 2950u
 #define STORE_OID_UUID_ARRAY 2951u
 #define STORE_OID_INT4_ARRAY 1007u
+#define STORE_OID_BYTEA_ARRAY 1001u
 
 #define STORE_MAX_PARAMS 16
 
@@ -41,8 +42,9 @@
 
 struct coffer_store {
     PGconn *conn;
-    bool in_tx;       /* a transaction begun with coffer_store_begin is open */
-    char sqlstate[6]; /* SQLSTATE of the last failed statement, "" if none */
+    bool in_tx;                       /* a transaction begun with coffer_store_begin is open */
+    char sqlstate[6];                 /* SQLSTATE of the last failed statement, "" if none */
+    const struct store_stmt *pending; /* sent by store_send, not yet received */
 };
 
 /* One named statement, prepared once per connection by coffer_store_open. */
@@ -89,6 +91,19 @@ void store_param_binary(struct store_params *p, const unsigned char *b, size_t l
  */
 enum coffer_err store_exec(struct coffer_store *s, const struct store_stmt *st,
                            const struct store_params *p, const char *what,
+                           PGresult **res) COFFER_MUST_USE;
+
+/*
+ * The two halves of store_exec, for a caller that works while the server
+ * answers: store_send sends the statement without waiting (COFFER_E_STATE if
+ * one is already in flight); store_recv waits for its answer, with the same
+ * results as store_exec. While a statement is in flight every other call on
+ * the connection is refused with COFFER_E_STATE; rollback and close discard
+ * the answer.
+ */
+enum coffer_err store_send(struct coffer_store *s, const struct store_stmt *st,
+                           const struct store_params *p, const char *what) COFFER_MUST_USE;
+enum coffer_err store_recv(struct coffer_store *s, const char *what,
                            PGresult **res) COFFER_MUST_USE;
 
 /*

@@ -12,7 +12,7 @@
  *
  *     core_bench [SECONDS_PER_MEASUREMENT [writes|reads|rewraps]]
  *
- * (default 5 seconds, every operation). Naming one operation runs only that
+ * (default 3 seconds, every operation). Naming one operation runs only that
  * row, for profiling.
  */
 #include "keys/keys_int.h"
@@ -38,7 +38,7 @@
 static struct coffer_dev_env env;
 static struct coffer_org org;
 static struct coffer_project proj;
-static double seconds = 5.0;
+static double seconds = 3.0;
 static const char *only; /* NULL: every operation */
 
 /* Wrapped CEKs and envelopes of real rows, read once, for the raw read and rewrap loops. */
@@ -128,6 +128,7 @@ enum op {
     OP_RAW_READ,
     OP_CORE_READ,
     OP_CORE_READ_BATCH,
+    OP_CORE_READ_PIPELINED,
     OP_DB_READ,
     OP_RAW_REWRAP,
     OP_CORE_REWRAP,
@@ -284,38 +285,73 @@ static void core_read(struct worker *w, struct result *res, bool db_only)
 }
 
 /* Reads in batches of READ_BATCH, as a worker with that many requests in flight would. */
-#define READ_BATCH 32
+#define READ_BATCH 64
 
-static void core_read_batch(struct worker *w, struct result *res)
+static void fill_batch(unsigned int *seed, struct coffer_keys_read_req *reqs, char (*names)[64])
 {
-    unsigned int seed = (unsigned int)(getpid() * 2654435761u);
-    struct coffer_keys_read_req reqs[READ_BATCH];
-    char names[READ_BATCH][64];
-    double t0 = now_s();
-    double end = t0 + seconds;
     size_t j;
 
-    while (now_s() < end) {
-        for (j = 0; j < READ_BATCH; j++) {
-            long i = rand_r(&seed) % n_creds;
+    for (j = 0; j < READ_BATCH; j++) {
+        long i = rand_r(seed) % n_creds;
 
-            snprintf(names[j], sizeof(names[j]), "bench-r%d-%ld", (int)(i % MAX_PROCS),
-                     i / MAX_PROCS);
-            memset(&reqs[j], 0, sizeof(reqs[j]));
-            reqs[j].org_id = &org.id;
-            reqs[j].project_id = &proj.id;
-            reqs[j].name = names[j];
+        snprintf(names[j], 64, "bench-r%d-%ld", (int)(i % MAX_PROCS), i / MAX_PROCS);
+        memset(&reqs[j], 0, sizeof(reqs[j]));
+        reqs[j].org_id = &org.id;
+        reqs[j].project_id = &proj.id;
+        reqs[j].name = names[j];
+    }
+}
+
+static void count_batch(struct coffer_keys_read_req *reqs, struct result *res)
+{
+    size_t j;
+
+    for (j = 0; j < READ_BATCH; j++) {
+        if (reqs[j].result != COFFER_OK) {
+            res->errors++;
         }
-        if (coffer_keys_cred_read_many(w->k, w->st, reqs, READ_BATCH) != COFFER_OK) {
+        coffer_keyset_free(&reqs[j].keys);
+    }
+    res->ops += READ_BATCH;
+}
+
+/*
+ * Reads in batches of READ_BATCH, as a worker with that many requests in
+ * flight would; pipelined, the next batch's lookup overlaps this batch's
+ * token work.
+ */
+static void core_read_batch(struct worker *w, struct result *res, bool pipelined)
+{
+    unsigned int seed = (unsigned int)(getpid() * 2654435761u);
+    struct coffer_keys_read_req reqs[2][READ_BATCH];
+    char names[2][READ_BATCH][64];
+    double t0 = now_s();
+    double end = t0 + seconds;
+    int cur = 0;
+
+    fill_batch(&seed, reqs[cur], names[cur]);
+    if (pipelined && coffer_keys_read_start(w->k, w->st, reqs[cur], READ_BATCH) != COFFER_OK) {
+        res->errors++;
+    }
+    while (now_s() < end) {
+        int nxt = 1 - cur;
+        bool more = pipelined && now_s() < end;
+
+        fill_batch(&seed, reqs[nxt], names[nxt]);
+        if (coffer_keys_read_finish(w->k, w->st, reqs[cur], READ_BATCH, more ? reqs[nxt] : NULL,
+                                    more ? READ_BATCH : 0) != COFFER_OK) {
             res->errors += READ_BATCH;
         }
-        for (j = 0; j < READ_BATCH; j++) {
-            if (reqs[j].result != COFFER_OK) {
-                res->errors++;
-            }
-            coffer_keyset_free(&reqs[j].keys);
+        count_batch(reqs[cur], res);
+        cur = nxt;
+    }
+    if (pipelined && coffer_store_in_flight(w->st)) {
+        if (coffer_keys_read_finish(w->k, w->st, reqs[cur], READ_BATCH, NULL, 0) != COFFER_OK) {
+            res->errors += READ_BATCH;
         }
-        res->ops += READ_BATCH;
+        for (size_t j = 0; j < READ_BATCH; j++) {
+            coffer_keyset_free(&reqs[cur][j].keys);
+        }
     }
     res->secs = now_s() - t0;
 }
@@ -403,7 +439,10 @@ static void run_op(struct worker *w, enum op op, struct result *res)
         core_read(w, res, false);
         break;
     case OP_CORE_READ_BATCH:
-        core_read_batch(w, res);
+        core_read_batch(w, res, false);
+        break;
+    case OP_CORE_READ_PIPELINED:
+        core_read_batch(w, res, true);
         break;
     case OP_DB_READ:
         core_read(w, res, true);
@@ -471,6 +510,44 @@ static double measure(enum op op, int procs, long *errors)
     }
     *errors = total.errors;
     return total.secs > 0 ? (double)total.ops / total.secs : 0.0;
+}
+
+#define ROUNDS 3
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a;
+    double y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/*
+ * Measures each of n operations ROUNDS times, interleaved (a b c, a b c, ...)
+ * so that drift in the machine's speed affects all alike, and reports each
+ * operation's median rate and its total errors.
+ */
+static void measure_rounds(const enum op *ops, size_t n, int procs, double *rate, long *errors)
+{
+    double samples[4][ROUNDS];
+    size_t i;
+    int k;
+
+    for (i = 0; i < n; i++) {
+        errors[i] = 0;
+    }
+    for (k = 0; k < ROUNDS; k++) {
+        for (i = 0; i < n; i++) {
+            long e = 0;
+
+            samples[i][k] = measure(ops[i], procs, &e);
+            errors[i] += e;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        qsort(samples[i], ROUNDS, sizeof(double), cmp_double);
+        rate[i] = samples[i][ROUNDS / 2];
+    }
 }
 
 /* ---- Set-up ------------------------------------------------------------------- */
@@ -600,46 +677,49 @@ int main(int argc, char **argv)
         (r = coffer_store_project_insert(st, &org.id, "bench", &proj)) != COFFER_OK) {
         die("set-up", r);
     }
-    printf("core_bench: %.1f s per measurement, payload 3 keys / 58 bytes, SoftHSMv2 in %s\n",
-           seconds, dir);
+    printf("core_bench: medians of %d interleaved runs of %.1f s, payload 3 keys / 58 bytes, "
+           "SoftHSMv2 in %s\n",
+           ROUNDS, seconds, dir);
     populate(2500);
     load_sample(st);
 
     for (procs = 1; procs <= MAX_PROCS; procs++) {
         struct coffer_keys_created rot;
-        long e1 = 0;
-        long e2 = 0;
+        enum op write_ops[] = {OP_RAW_WRITE, OP_CORE_WRITE};
+        enum op read_ops[] = {OP_RAW_READ, OP_CORE_READ, OP_CORE_READ_BATCH,
+                              OP_CORE_READ_PIPELINED};
+        enum op rewrap_ops[] = {OP_RAW_REWRAP};
+        double rate[4];
+        long errs[4];
+        long e = 0;
         double core;
-        double raw;
         double db;
 
         printf("\n%d process%s                          core (token+db)   raw token   core/raw\n",
                procs, procs == 1 ? "  " : "es");
         if (selected("writes")) {
-            raw = measure(OP_RAW_WRITE, procs, &e1);
-            core = measure(OP_CORE_WRITE, procs, &e2);
-            row("writes", core, e2, raw, e1);
+            measure_rounds(write_ops, 2, procs, rate, errs);
+            row("writes", rate[1], errs[1], rate[0], errs[0]);
         }
         if (selected("reads")) {
-            raw = measure(OP_RAW_READ, procs, &e1);
-            core = measure(OP_CORE_READ, procs, &e2);
-            row("reads", core, e2, raw, e1);
-            core = measure(OP_CORE_READ_BATCH, procs, &e2);
-            row("reads, batches of 32", core, e2, raw, e1);
-            db = measure(OP_DB_READ, procs, &e1);
-            printf("  %-28s %10.0f/s   (the database round trip of a read, alone)\n",
-                   "  row fetch only", db);
+            measure_rounds(read_ops, 4, procs, rate, errs);
+            row("reads, one at a time", rate[1], errs[1], rate[0], errs[0]);
+            row("reads, batches of 64", rate[2], errs[2], rate[0], errs[0]);
+            row("reads, pipelined batches", rate[3], errs[3], rate[0], errs[0]);
+            db = measure(OP_DB_READ, procs, &e);
+            printf("  %-28s %10.0f/s   (one row fetch, the database part of a single read)\n",
+                   "  row fetch alone", db);
         }
         if (!selected("rewraps")) {
             continue;
         }
-        /* A rotation makes every row stale; the sweep then rewraps them all. */
+        /* A rotation makes every row stale; the sweep then rewraps them all, once. */
         if ((r = coffer_keys_org_rotate(k, st, &org.id, &rot)) != COFFER_OK) {
             die("rotate", r);
         }
-        raw = measure(OP_RAW_REWRAP, procs, &e1);
-        core = measure(OP_CORE_REWRAP, procs, &e2);
-        row("rewraps (sweep)", core, e2, raw, e1);
+        measure_rounds(rewrap_ops, 1, procs, rate, errs);
+        core = measure(OP_CORE_REWRAP, procs, &e);
+        row("rewraps (sweep)", core, e, rate[0], errs[0]);
         load_sample(st);
     }
 

@@ -247,6 +247,52 @@ static void test_two_readers_one_rewrap(void **state)
                              "7"));
 }
 
+static void test_pipelined_batch_with_stale_rows(void **state)
+{
+    struct coffer_keys_read_req a[2];
+    struct coffer_keys_read_req b[1];
+    size_t i;
+
+    (void)state;
+    put_value("pipe-a", "pipe-a-value");
+    put_value("pipe-b", "pipe-b-value");
+    rotate_org(8);
+    memset(a, 0, sizeof(a));
+    memset(b, 0, sizeof(b));
+    for (i = 0; i < 2; i++) {
+        a[i].org_id = &w.org.id;
+        a[i].project_id = &w.proj.id;
+    }
+    a[0].name = "pipe-a";
+    a[1].name = "lazy";
+    b[0].org_id = &w.org.id;
+    b[0].project_id = &w.proj.id;
+    b[0].name = "pipe-b";
+    /* Stale rows in the batch: their rewraps use the connection before the next lookup goes. */
+    assert_int_equal(coffer_keys_read_start(w.k, w.st, a, 2), COFFER_OK);
+    assert_int_equal(coffer_keys_read_finish(w.k, w.st, a, 2, b, 1), COFFER_OK);
+    assert_int_equal(a[0].result, COFFER_OK);
+    assert_true(a[0].info.rewrapped);
+    assert_int_equal(a[0].info.org_key_version, 8);
+    assert_int_equal(a[1].result, COFFER_OK);
+    assert_true(a[1].info.rewrapped);
+    assert_true(coffer_store_in_flight(w.st));
+    assert_int_equal(coffer_keys_read_finish(w.k, w.st, b, 1, NULL, 0), COFFER_OK);
+    assert_int_equal(b[0].result, COFFER_OK);
+    assert_true(b[0].info.rewrapped);
+    assert_true(coffer_secret_len(coffer_keyset_get(b[0].keys, "token")) == 12);
+    for (i = 0; i < 2; i++) {
+        coffer_keyset_free(&a[i].keys);
+    }
+    coffer_keyset_free(&b[0].keys);
+    assert_true(world_sql_is(&w,
+                             org_sql("SELECT count(*) FROM coffer.credential_versions v JOIN "
+                                     "coffer.credentials c ON c.id = v.credential_id WHERE "
+                                     "c.org_id = '%s' AND c.name IN ('pipe-a', 'pipe-b', 'lazy') "
+                                     "AND v.org_key_version = 8"),
+                             "3"));
+}
+
 /* ---- Master key rotation ----------------------------------------------------- */
 
 static void test_master_key_rotation(void **state)
@@ -273,7 +319,7 @@ static void test_master_key_rotation(void **state)
     check_read("lazy", "lazy-value", &info);
     assert_true(world_sql_is(&w,
                              org_sql("SELECT mk_version FROM coffer.org_keys WHERE org_id = "
-                                     "'%s' AND version = 7"),
+                                     "'%s' AND version = 8"),
                              "2"));
     /* The sweep moves the remaining (older, retired) org key versions too. */
     sweep_all(&sw);
@@ -315,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_read_rewraps_lazily),
         cmocka_unit_test(test_retire_org_key),
         cmocka_unit_test(test_two_readers_one_rewrap),
+        cmocka_unit_test(test_pipelined_batch_with_stale_rows),
         cmocka_unit_test(test_master_key_rotation),
         cmocka_unit_test(test_mk_label_collision_refused),
     };

@@ -285,6 +285,83 @@ static void test_no_plaintext_in_database(void **state)
     assert_false(database_contains("second-value", 12));
 }
 
+static void set_req(struct coffer_keys_read_req *r, const char *name, uint32_t version)
+{
+    memset(r, 0, sizeof(*r));
+    r->org_id = &w.org.id;
+    r->project_id = &w.proj.id;
+    r->name = name;
+    r->version = version;
+}
+
+static void test_batch_reads(void **state)
+{
+    struct coffer_keys_read_req a[4];
+    struct coffer_keys_read_req b[2];
+    size_t i;
+
+    (void)state;
+    set_req(&a[0], "one", 0);
+    set_req(&a[1], "nope", 0);      /* not found */
+    set_req(&a[2], "Bad Name", 0);  /* refused before it is sent */
+    set_req(&a[3], "versioned", 1); /* an older version */
+    set_req(&b[0], "versioned", 0);
+    set_req(&b[1], "several", 0);
+    /* Pipelined: b is looked up while a is opened. */
+    assert_int_equal(coffer_keys_read_start(w.k, w.st, a, 4), COFFER_OK);
+    assert_true(coffer_store_in_flight(w.st));
+    assert_int_equal(coffer_keys_read_finish(w.k, w.st, a, 4, b, 2), COFFER_OK);
+    assert_true(coffer_store_in_flight(w.st));
+    assert_int_equal(a[0].result, COFFER_OK);
+    check_value(a[0].keys, "api_key", CANARY_A, strlen(CANARY_A));
+    assert_int_equal(a[1].result, COFFER_E_NOT_FOUND);
+    assert_null(a[1].keys);
+    assert_int_equal(a[2].result, COFFER_E_INVALID);
+    assert_null(a[2].keys);
+    assert_int_equal(a[3].result, COFFER_OK);
+    assert_int_equal(a[3].info.version, 1);
+    check_value(a[3].keys, "token", "first-value", 11);
+    assert_int_equal(coffer_keys_read_finish(w.k, w.st, b, 2, NULL, 0), COFFER_OK);
+    assert_false(coffer_store_in_flight(w.st));
+    assert_int_equal(b[0].result, COFFER_OK);
+    assert_int_equal(b[0].info.version, 2);
+    check_value(b[0].keys, "token", "second-value", 12);
+    assert_int_equal(b[1].result, COFFER_OK);
+    assert_int_equal(coffer_keyset_count(b[1].keys), 4);
+    for (i = 0; i < 4; i++) {
+        coffer_keyset_free(&a[i].keys);
+    }
+    for (i = 0; i < 2; i++) {
+        coffer_keyset_free(&b[i].keys);
+    }
+    /* A finish without a start looks the batch up itself. */
+    set_req(&a[0], "one", 0);
+    assert_int_equal(coffer_keys_read_finish(w.k, w.st, a, 1, NULL, 0), COFFER_OK);
+    assert_int_equal(a[0].result, COFFER_OK);
+    coffer_keyset_free(&a[0].keys);
+    /* Batch sizes outside 1..COFFER_KEYS_BATCH_MAX are refused. */
+    assert_int_equal(coffer_keys_cred_read_many(w.k, w.st, a, 0), COFFER_E_INVALID);
+    assert_int_equal(coffer_keys_cred_read_many(w.k, w.st, a, COFFER_KEYS_BATCH_MAX + 1),
+                     COFFER_E_INVALID);
+}
+
+static void test_in_flight_blocks_other_statements(void **state)
+{
+    struct coffer_keys_read_req a[1];
+    struct coffer_org org;
+
+    (void)state;
+    set_req(&a[0], "one", 0);
+    assert_int_equal(coffer_keys_read_start(w.k, w.st, a, 1), COFFER_OK);
+    /* The connection answers one statement at a time: anything else is refused, not mixed. */
+    assert_int_equal(coffer_store_org_by_name(w.st, "acme", &org), COFFER_E_STATE);
+    assert_int_equal(coffer_store_begin(w.st), COFFER_E_STATE);
+    /* A rollback discards the answer and frees the connection. */
+    coffer_store_rollback(w.st);
+    assert_false(coffer_store_in_flight(w.st));
+    assert_int_equal(coffer_store_org_by_name(w.st, "acme", &org), COFFER_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +374,8 @@ int main(void)
         cmocka_unit_test(test_master_key_attributes),
         cmocka_unit_test(test_org_key_attributes),
         cmocka_unit_test(test_no_plaintext_in_database),
+        cmocka_unit_test(test_batch_reads),
+        cmocka_unit_test(test_in_flight_blocks_other_statements),
     };
     int failed;
 

@@ -841,6 +841,35 @@ static void test_rewrap_and_sweep(void **state)
         assert_int_equal(refs, 1);
     }
 
+    /* The batched swap: the stale version 1 moves once; a second swap with old values loses. */
+    {
+        struct coffer_store_cred_version old;
+        struct coffer_store_rewrap item;
+        unsigned char w2[40];
+        bool won2[1] = {false};
+
+        ok(coffer_store_cred_version_get(st, &cw.a.id, &cw.pa.id, "db", 1, &old));
+        fill(w2, sizeof(w2), 77);
+        item.old = &old;
+        item.new_org_key_version = 2;
+        item.wrapped = w2;
+        item.wrapped_len = sizeof(w2);
+        ok(coffer_store_cred_rewrap_many(st, &item, 1, won2));
+        assert_true(won2[0]);
+        ok(coffer_store_cred_rewrap_many(st, &item, 1, won2));
+        assert_false(won2[0]);
+        item.wrapped_len = 8;
+        err_is(coffer_store_cred_rewrap_many(st, &item, 1, won2), COFFER_E_INVALID);
+        err_is(coffer_store_cred_rewrap_many(st, &item, 0, won2), COFFER_E_INVALID);
+        coffer_store_cred_version_cleanup(&old);
+        ok(coffer_store_cred_version_get(st, &cw.a.id, &cw.pa.id, "db", 1, &old));
+        assert_int_equal(old.org_key_version, 2);
+        assert_memory_equal(old.wrapped_cek, w2, sizeof(w2));
+        coffer_store_cred_version_cleanup(&old);
+        ok(coffer_store_count_stale(st, &stale_cv, &stale_ok));
+        assert_int_equal(stale_cv, 0);
+    }
+
     /* Org keys not under the current MK (v2): MK v1 still wraps none after the rewrap above. */
     ok(coffer_store_count_stale(st, &stale_cv, &stale_ok));
     assert_int_equal(stale_ok, 0);
