@@ -110,17 +110,21 @@ static const struct store_stmt cv_rewrap = {
     "JOIN coffer.org_keys cur ON cur.org_id = v.org_id AND cur.state = 'current' "                 \
     "WHERE v.org_key_version <> cur.version AND k.state <> 'destroyed' "
 
-static const struct store_stmt cv_stale_first = {
-    .name = "coffer_cv_stale_first",
-    .sql = "SELECT " CV_COLS CV_STALE_FROM "ORDER BY v.credential_id, v.version LIMIT $1",
-    .nparams = 1,
-    .types = {STORE_OID_INT8},
-    .ncols = CV_NCOLS,
-};
-
-static const struct store_stmt cv_stale_after = {
-    .name = "coffer_cv_stale_after",
-    .sql = "SELECT " CV_COLS CV_STALE_FROM "AND (v.credential_id, v.version) > ($1, $2) "
+/*
+ * The next stale rows after a position: for each org key version that is
+ * not its org's current one (and not destroyed), an ordered range scan of
+ * (org, version, credential, version) from the position, merged and cut to
+ * the batch. The position starts below every real row (zero id, version 0).
+ */
+static const struct store_stmt cv_stale = {
+    .name = "coffer_cv_stale",
+    .sql = "SELECT " CV_VERSION_COLS ", k.state, cur.version FROM coffer.org_keys k "
+           "JOIN coffer.org_keys cur ON cur.org_id = k.org_id AND cur.state = 'current' "
+           "CROSS JOIN LATERAL (SELECT * FROM coffer.credential_versions s "
+           "WHERE s.org_id = k.org_id AND s.org_key_version = k.version "
+           "AND (s.credential_id, s.version) > ($1, $2) "
+           "ORDER BY s.credential_id, s.version LIMIT $3) v "
+           "WHERE k.version <> cur.version AND k.state <> 'destroyed' "
            "ORDER BY v.credential_id, v.version LIMIT $3",
     .nparams = 3,
     .types = {STORE_OID_UUID, STORE_OID_INT4, STORE_OID_INT8},
@@ -161,8 +165,8 @@ static const struct store_stmt cv_rewrap_many = {
 };
 
 const struct store_stmt *const store_stmts_creds[] = {
-    &cred_next,      &cv_insert,      &cv_get_many, &cv_rewrap, &cv_rewrap_many,
-    &cv_stale_first, &cv_stale_after, &count_stale, NULL,
+    &cred_next,      &cv_insert, &cv_get_many, &cv_rewrap,
+    &cv_rewrap_many, &cv_stale,  &count_stale, NULL,
 };
 
 static bool type_ok(const char *s)
@@ -707,13 +711,16 @@ enum coffer_err coffer_store_cred_stale(struct coffer_store *s, struct coffer_st
         }
         store_param_uuid(&p, &pos->credential_id);
         store_param_int4(&p, (int32_t)pos->version);
-        store_param_int8(&p, lim);
-        r = store_exec(s, &cv_stale_after, &p, "listing credential versions to rewrap", &res);
     } else {
-        store_param_int8(&p, lim);
-        r = store_exec(s, &cv_stale_first, &p, "listing credential versions to rewrap", &res);
+        /* Below every row: versions start at 1. */
+        static const struct coffer_uuid zero = {{0}};
+
+        store_param_uuid(&p, &zero);
+        store_param_int4(&p, 0);
     }
-    if (r != COFFER_OK) {
+    store_param_int8(&p, lim);
+    if ((r = store_exec(s, &cv_stale, &p, "listing credential versions to rewrap", &res)) !=
+        COFFER_OK) {
         return r;
     }
     count = PQntuples(res);
