@@ -75,4 +75,10 @@ enum coffer_err coffer_dev_pg_stop(struct coffer_dev_env *env) COFFER_MUST_USE;
  */
 enum coffer_err coffer_dev_up(const char *dir, struct coffer_dev_env *env) COFFER_MUST_USE;
 
+/*
+ * Removes the directory tree at path, depth first, never following a link.
+ * A path that does not exist is not an error. COFFER_E_IO names what failed.
+ */
+enum coffer_err coffer_dev_remove_tree(const char *path) COFFER_MUST_USE;
+
 #endif

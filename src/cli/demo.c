@@ -94,6 +94,23 @@ static int show_row(struct cli_ctx *c, const struct coffer_org *org,
     return 0;
 }
 
+/* Reads the current version back and shows it against what was stored. */
+static int read_and_show(struct cli_ctx *c, const struct coffer_org *org,
+                         const struct coffer_project *proj, const char *name,
+                         const struct coffer_keyset *stored, struct coffer_keys_read_info *info)
+{
+    struct coffer_keyset *back = NULL;
+    enum coffer_err r;
+
+    if ((r = coffer_keys_cred_read(c->k, c->st, &org->id, &proj->id, name, 0, &back, info)) !=
+        COFFER_OK) {
+        return cli_fail("reading", r);
+    }
+    show_keys(back, stored);
+    coffer_keyset_free(&back);
+    return 0;
+}
+
 static enum coffer_err demo_keyset(struct coffer_keyset **out)
 {
     unsigned char pw[24];
@@ -218,13 +235,9 @@ static int run(struct coffer_dev_env *env, struct cli_ctx *c)
     }
 
     step(3, "Read it back");
-    if ((r = coffer_keys_cred_read(c->k, c->st, &org.id, &proj.id, name, 0, &back, &info)) !=
-        COFFER_OK) {
-        rc = cli_fail("reading", r);
+    if (read_and_show(c, &org, &proj, name, stored, &info) != 0) {
         goto out;
     }
-    show_keys(back, stored);
-    coffer_keyset_free(&back);
 
     step(4, "Rotate the org key");
     t0 = now_ms();
@@ -239,13 +252,9 @@ static int run(struct coffer_dev_env *env, struct cli_ctx *c)
     }
 
     step(5, "Read again: the stale row is rewrapped on the way");
-    if ((r = coffer_keys_cred_read(c->k, c->st, &org.id, &proj.id, name, 0, &back, &info)) !=
-        COFFER_OK) {
-        rc = cli_fail("reading", r);
+    if (read_and_show(c, &org, &proj, name, stored, &info) != 0) {
         goto out;
     }
-    show_keys(back, stored);
-    coffer_keyset_free(&back);
     printf("   this read %s the CEK under org key v%u (compare-and-swap on the version)\n",
            info.rewrapped ? "rewrapped" : "found someone had already rewrapped",
            info.org_key_version);

@@ -272,8 +272,7 @@ static int rm_entry(const char *path, const struct stat *st, int type, struct FT
     return unlink(path);
 }
 
-/* Removes a tree this file created (an interrupted initdb's directory). */
-static enum coffer_err remove_tree(const char *path)
+enum coffer_err coffer_dev_remove_tree(const char *path)
 {
     if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
         return coffer_err_set(COFFER_E_IO, "removing %s: %s", path, strerror(errno));
@@ -862,7 +861,7 @@ static enum coffer_err run_initdb(const struct pg_ctx *c)
         freelocale(probe);
     }
     /* initdb works in DIR/pg/data.new, renamed when complete: a crash leaves no half cluster. */
-    if ((r = remove_tree(fresh)) != COFFER_OK) {
+    if ((r = coffer_dev_remove_tree(fresh)) != COFFER_OK) {
         return r;
     }
     char locale_arg[32];

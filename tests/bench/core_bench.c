@@ -21,7 +21,6 @@
 #include "coffer/mem.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -615,14 +614,6 @@ static void load_sample(struct coffer_store *st)
     }
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static bool selected(const char *op)
 {
     return only == NULL || strcmp(only, op) == 0;
@@ -732,8 +723,8 @@ int main(int argc, char **argv)
     if ((r = coffer_dev_pg_stop(&env)) != COFFER_OK) {
         die("stopping PostgreSQL", r);
     }
-    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-        fprintf(stderr, "core_bench: could not remove %s: %s\n", dir, strerror(errno));
+    if ((r = coffer_dev_remove_tree(dir)) != COFFER_OK) {
+        die("removing the directory", r);
     }
     return 0;
 }

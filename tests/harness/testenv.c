@@ -163,16 +163,6 @@ static bool wait_gone(pid_t pid, long timeout_ms)
     return !alive(pid);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (type == FTW_DP) {
-        return rmdir(path);
-    }
-    return unlink(path);
-}
-
 static int write_fixture_file(const char *file, const char *dir)
 {
     char tmp[PATH_MAX];
@@ -244,7 +234,9 @@ static int up(const char *file)
         if (coffer_dev_pg_stop(&env) != COFFER_OK) {
             fprintf(stderr, "testenv: stopping PostgreSQL: %s\n", coffer_err_detail());
         }
-        (void)nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (coffer_dev_remove_tree(dir) != COFFER_OK) {
+            fprintf(stderr, "testenv: %s\n", coffer_err_detail());
+        }
         return rc;
     }
     printf("%s\n", dir);
@@ -255,7 +247,7 @@ static int down(const char *file)
 {
     char dir[PATH_MAX];
     char data[PATH_MAX + 16];
-    struct stat st;
+    enum coffer_err r;
     pid_t pid;
 
     if (access(file, F_OK) != 0) {
@@ -287,8 +279,8 @@ static int down(const char *file)
     } else {
         printf("testenv: no postmaster running for %s\n", dir);
     }
-    if (lstat(dir, &st) == 0 && nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-        return fail_errno("removing", dir);
+    if ((r = coffer_dev_remove_tree(dir)) != COFFER_OK) {
+        return fail("removing the directory", r);
     }
     if (unlink(file) != 0 && errno != ENOENT) {
         return fail_errno("removing", file);

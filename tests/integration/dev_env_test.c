@@ -36,16 +36,6 @@
 static char base[64];
 static struct coffer_dev_env envs[3];
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (type == FTW_DP) {
-        return rmdir(path);
-    }
-    return unlink(path);
-}
-
 /* A fresh /tmp directory the cluster's unprivileged user can pass through. */
 static int make_base(void **state)
 {
@@ -68,7 +58,9 @@ static int cleanup(void **state)
         envs[i] = (struct coffer_dev_env){0};
     }
     if (base[0] != '\0') {
-        (void)nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (coffer_dev_remove_tree(base) != COFFER_OK) {
+            fprintf(stderr, "removing %s: %s\n", base, coffer_err_detail());
+        }
         base[0] = '\0';
     }
     return 0;
