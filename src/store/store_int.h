@@ -188,6 +188,8 @@ enum coffer_err store_col_key_names(const PGresult *res, int row, int col, const
 
 /* COFFER_E_INVALID unless name matches ^[a-z0-9][a-z0-9_-]{0,62}$. what names the field. */
 enum coffer_err store_check_name(const char *name, const char *what) COFFER_MUST_USE;
+/* Whether s (len bytes) matches ^[a-z0-9][a-z0-9_-]{0,62}$. */
+bool store_name_ok(const char *s, size_t len);
 /* Whether s is a key name: [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}, len bytes. */
 bool store_key_name_ok(const char *s, size_t len);
 /* COFFER_E_INVALID unless 1 <= v <= INT32_MAX. */
@@ -208,6 +210,9 @@ enum coffer_err store_encode_array(uint32_t elem_oid, size_t n, const void *cons
  */
 enum coffer_err store_encode_text_array(char *const *names, size_t n,
                                         struct coffer_buf *out) COFFER_MUST_USE;
+
+/* Runs a fixed statement without parameters on a bare connection; COFFER_OK or the mapped error. */
+enum coffer_err store_run_command(PGconn *conn, const char *sql, const char *what) COFFER_MUST_USE;
 
 /* Makes the connection's notices go to the debug log instead of stderr. */
 void store_quiet_notices(PGconn *conn);
