@@ -26,6 +26,9 @@ struct coffer_buf {
 
 #define COFFER_BUF_DEFAULT_MAX (16u * 1024u * 1024u)
 
+/* Makes room for n more bytes in one allocation (so a known size grows once). */
+enum coffer_err coffer_buf_reserve(struct coffer_buf *b, size_t n) COFFER_MUST_USE;
+
 /* Appends n bytes. COFFER_E_LIMIT past max, COFFER_E_NOMEM on allocation failure. */
 enum coffer_err coffer_buf_put(struct coffer_buf *b, const void *p, size_t n) COFFER_MUST_USE;
 enum coffer_err coffer_buf_put_u8(struct coffer_buf *b, uint8_t v) COFFER_MUST_USE;

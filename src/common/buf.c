@@ -39,6 +39,11 @@ static enum coffer_err reserve(struct coffer_buf *b, size_t extra)
     return COFFER_OK;
 }
 
+enum coffer_err coffer_buf_reserve(struct coffer_buf *b, size_t n)
+{
+    return reserve(b, n);
+}
+
 enum coffer_err coffer_buf_put(struct coffer_buf *b, const void *p, size_t n)
 {
     enum coffer_err r;

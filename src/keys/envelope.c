@@ -27,12 +27,19 @@ enum coffer_err coffer_keys_aad(const struct coffer_uuid *org, const struct coff
                                 const struct coffer_uuid *credential, uint32_t version,
                                 char *const *names, size_t n_names, struct coffer_buf *out)
 {
+    size_t need = 4 + strlen(COFFER_AAD_PREFIX) + 3 * sizeof(org->b) + 4 + 4;
     enum coffer_err r;
     size_t i;
 
     if (n_names == 0 || n_names > COFFER_KEYS_MAX) {
         return coffer_err_set(COFFER_E_INVALID, "a credential has 1 to %d keys, not %zu",
                               COFFER_KEYS_MAX, n_names);
+    }
+    for (i = 0; i < n_names; i++) {
+        need += 2 + strnlen(names[i], COFFER_KEY_NAME_MAX + 1);
+    }
+    if ((r = coffer_buf_reserve(out, need)) != COFFER_OK) {
+        return r;
     }
     if ((r = coffer_buf_put_lv32(out, COFFER_AAD_PREFIX, strlen(COFFER_AAD_PREFIX))) != COFFER_OK ||
         (r = coffer_buf_put(out, org->b, sizeof(org->b))) != COFFER_OK ||

@@ -12,10 +12,39 @@
 
 struct coffer_keyset {
     size_t n;
+    size_t cap;
     size_t total; /* sum of value lengths */
-    char *names[COFFER_KEYS_MAX];
-    struct coffer_secret *values[COFFER_KEYS_MAX];
+    char **names; /* cap entries; the first n in use */
+    struct coffer_secret **values;
 };
+
+/* Room for one more entry: grows by doubling up to COFFER_KEYS_MAX. */
+static enum coffer_err reserve_one(struct coffer_keyset *ks)
+{
+    size_t cap;
+    char **names;
+    struct coffer_secret **values;
+
+    if (ks->n < ks->cap) {
+        return COFFER_OK;
+    }
+    cap = ks->cap == 0 ? 4 : ks->cap * 2;
+    if (cap > COFFER_KEYS_MAX) {
+        cap = COFFER_KEYS_MAX;
+    }
+    names = coffer_reallocarray(ks->names, cap, sizeof(*names));
+    if (names == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "key set of %zu keys", cap);
+    }
+    ks->names = names;
+    values = coffer_reallocarray(ks->values, cap, sizeof(*values));
+    if (values == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "key set of %zu keys", cap);
+    }
+    ks->values = values;
+    ks->cap = cap;
+    return COFFER_OK;
+}
 
 bool coffer_keys_name_valid(const char *name)
 {
@@ -64,7 +93,9 @@ void coffer_keyset_free(struct coffer_keyset **ks)
         coffer_free((*ks)->names[i]);
         coffer_secret_free(&(*ks)->values[i]);
     }
-    coffer_freezero(*ks, sizeof(**ks));
+    coffer_free((*ks)->names);
+    coffer_free((*ks)->values);
+    coffer_free(*ks);
     *ks = NULL;
 }
 
@@ -99,7 +130,7 @@ enum coffer_err coffer_keyset_add_secret(struct coffer_keyset *ks, const char *n
     enum coffer_err r;
     char *copy;
 
-    if ((r = check_new_entry(ks, name, len)) != COFFER_OK) {
+    if ((r = check_new_entry(ks, name, len)) != COFFER_OK || (r = reserve_one(ks)) != COFFER_OK) {
         return r;
     }
     copy = coffer_strdup(name);
