@@ -214,6 +214,7 @@ struct coffer_store_cred {
     char type[32];
     char tier[16];
     uint32_t current_version;
+    uint32_t org_current_key_version; /* the org's current key version, 0 if none */
 };
 
 /*
@@ -247,7 +248,9 @@ void coffer_store_cred_version_cleanup(struct coffer_store_cred_version *v);
 /*
  * Inside a transaction: creates the credential (org, project, name) if absent
  * with current_version 1, or increments current_version of the existing one,
- * locking its row until commit. Fills *out with the id and the new version.
+ * locking its row until commit. Fills *out with the id, the new version and
+ * the org's current key version (read in the same statement, so a write
+ * costs one round trip less).
  * type and tier are stored as given (the API validates them).
  */
 enum coffer_err coffer_store_cred_next_version(struct coffer_store *s,

@@ -64,7 +64,6 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
 {
     struct coffer_p11_session *s = NULL;
     struct coffer_store_cred cred;
-    struct coffer_store_org_key ok_row;
     struct coffer_store_cred_version v;
     struct coffer_secret *payload = NULL;
     struct coffer_secret_view pv;
@@ -91,9 +90,15 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
     }
     in_tx = true;
     if ((r = coffer_store_cred_next_version(st, w->org_id, w->project_id, w->name, w->type, w->tier,
-                                            &cred)) != COFFER_OK ||
-        (r = coffer_store_org_key_current(st, w->org_id, &ok_row)) != COFFER_OK ||
-        (r = coffer_keys_org_key_handle(k, s, st, w->org_id, ok_row.version, &ok)) != COFFER_OK) {
+                                            &cred)) != COFFER_OK) {
+        goto out;
+    }
+    if (cred.org_current_key_version == 0) {
+        r = coffer_err_set(COFFER_E_STATE, "credential %s: the org has no current key", w->name);
+        goto out;
+    }
+    if ((r = coffer_keys_org_key_handle(k, s, st, w->org_id, cred.org_current_key_version, &ok)) !=
+        COFFER_OK) {
         goto out;
     }
     if ((r = coffer_keys_aad(w->org_id, w->project_id, &cred.id, cred.current_version,
@@ -120,7 +125,7 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
     v.version = cred.current_version;
     v.org_id = *w->org_id;
     v.project_id = *w->project_id;
-    v.org_key_version = ok_row.version;
+    v.org_key_version = cred.org_current_key_version;
     snprintf(v.aead, sizeof(v.aead), "%s", COFFER_MECH_AEAD);
     snprintf(v.wrap_mech, sizeof(v.wrap_mech), "%s", COFFER_MECH_WRAP);
     /* The row borrows the key set's names; they are detached before cleanup below. */

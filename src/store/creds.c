@@ -31,10 +31,12 @@ static const struct store_stmt cred_next = {
            "current_version = c.current_version + 1, type = excluded.type, tier = excluded.tier, "
            "updated_at = now() "
            "WHERE c.org_id = excluded.org_id "
-           "RETURNING id, org_id, project_id, name, type, tier, current_version",
+           "RETURNING id, org_id, project_id, name, type, tier, current_version, "
+           "(SELECT k.version FROM coffer.org_keys k WHERE k.org_id = c.org_id "
+           "AND k.state = 'current')",
     .nparams = 5,
     .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
-    .ncols = 7,
+    .ncols = 8,
 };
 
 static const struct store_stmt cv_insert = {
@@ -230,7 +232,9 @@ static enum coffer_err cred_from_row(const PGresult *res, struct coffer_store_cr
         (r = store_col_text(res, 0, 5, "coffer.credentials.tier", out->tier, sizeof(out->tier))) !=
             COFFER_OK ||
         (r = store_col_u32(res, 0, 6, "coffer.credentials.current_version", 1,
-                           &out->current_version)) != COFFER_OK) {
+                           &out->current_version)) != COFFER_OK ||
+        (r = store_col_u32_or_zero(res, 0, 7, "coffer.org_keys.version (current)",
+                                   &out->org_current_key_version)) != COFFER_OK) {
         return r;
     }
     if (!type_ok(out->type)) {

@@ -648,6 +648,7 @@ static void test_credentials(void **state)
     ok(coffer_store_begin(st));
     ok(coffer_store_cred_next_version(st, &cw.a.id, &cw.pa.id, "db", "password", "high", &c1));
     assert_int_equal(c1.current_version, 1);
+    assert_int_equal(c1.org_current_key_version, 1);
     assert_true(coffer_uuid_equal(&c1.org_id, &cw.a.id));
     assert_true(coffer_uuid_equal(&c1.project_id, &cw.pa.id));
     version_row(&v, &c1, 1, 1, names, 2, ct1, sizeof(ct1), 1);
