@@ -138,10 +138,19 @@ static enum coffer_err initialize_locked(const char *module, CK_FUNCTION_LIST *f
     args.flags = CKF_OS_LOCKING_OK;
     rv = fn->C_Initialize(&args);
     /*
-     * Already initialised with no use counted: inherited across fork(), where
-     * the library keeps its state. Nothing else in Coffer initialises it.
+     * Already initialised with no use counted in this process: the state was
+     * inherited across fork() (nothing else in Coffer initialises a module),
+     * with the parent's sessions and login, when the module does not reset
+     * itself on fork. Finalize that copy and start clean, so that a process
+     * never works under a login it did not make.
      */
-    if (rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+    if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+        rv = fn->C_Finalize(NULL);
+        if (rv == CKR_OK) {
+            rv = fn->C_Initialize(&args);
+        }
+    }
+    if (rv == CKR_OK) {
         return COFFER_OK;
     }
     if (p11_rv_fail("C_Initialize", rv, P11_PATH_NORMAL) == COFFER_E_NOMEM) {

@@ -489,7 +489,9 @@ static enum coffer_err write_softhsm_conf(const struct coffer_dev_env *env)
                 "objectstore.backend = file\n"
                 "log.level = ERROR\n"
                 "slots.removable = false\n"
-                "library.reset_on_fork = false\n",
+                "# A forked process starts from a clean library: it never inherits the\n"
+                "# parent's sessions or login, and initialises and logs in itself.\n"
+                "library.reset_on_fork = true\n",
                 env->dir);
     if (r != COFFER_OK) {
         return r;

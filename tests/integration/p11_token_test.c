@@ -326,7 +326,7 @@ static enum coffer_err open_restricted(const char *mechanisms, struct coffer_p11
     n = snprintf(text, sizeof(text),
                  "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
                  "slots.removable = false\nslots.mechanisms = -CKM_MD5,%s\n"
-                 "library.reset_on_fork = false\n",
+                 "library.reset_on_fork = true\n",
                  tokendir, mechanisms);
     assert_true(n > 0 && (size_t)n < sizeof(text));
     write_file(conf_path, text, (size_t)n, 0600);
@@ -1059,9 +1059,17 @@ static void test_fork(void **state)
     int status = 0;
     pid_t pid;
 
+    static const char wrong[] = "wrong-pin-0815\n";
+    struct coffer_p11_config wrong_cfg = h.p11;
+    char wrong_path[PATH_MAX], wrong_source[PATH_MAX + 8];
+
     (void)state;
     check_ok(coffer_p11_session_get(p, &s), "session_get");
     k = gen_key(s, false, false, COFFER_P11_ENCRYPT | COFFER_P11_DECRYPT, NULL);
+    tmp_path(wrong_path, sizeof(wrong_path), "fork-wrong.pin");
+    write_file(wrong_path, wrong, strlen(wrong), 0600);
+    snprintf(wrong_source, sizeof(wrong_source), "file:%s", wrong_path);
+    wrong_cfg.pin_source = wrong_source;
 
     pid = fork();
     assert_true(pid >= 0);
@@ -1080,6 +1088,15 @@ static void test_fork(void **state)
         }
         /* Frees memory only: the parent's sessions and login are not touched. */
         coffer_p11_close(&p);
+        /* The parent's login is not inherited: the child must log in, and a wrong PIN fails. */
+        if (code == 0) {
+            struct coffer_p11 *wp = NULL;
+
+            if (coffer_p11_open(&wrong_cfg, &wp) != COFFER_E_PIN || wp != NULL) {
+                code = 13;
+            }
+            coffer_p11_close(&wp);
+        }
         if (code == 0) {
             code = child_opens_its_own();
         }
