@@ -244,6 +244,7 @@ enum coffer_err coffer_keys_mk_create(struct coffer_keys *k, struct coffer_store
     coffer_p11_obj existing = 0;
     uint32_t max = 0;
     bool committed = false;
+    bool commit_sent = false;
     enum coffer_err r;
 
     memset(&row, 0, sizeof(row));
@@ -285,8 +286,11 @@ enum coffer_err coffer_keys_mk_create(struct coffer_keys *k, struct coffer_store
     }
     row.state = COFFER_KEY_ACTIVE;
     if ((r = coffer_store_mk_insert(st, &row)) != COFFER_OK ||
-        (r = coffer_store_mk_make_current(st, row.version)) != COFFER_OK ||
-        (r = coffer_store_commit(st)) != COFFER_OK) {
+        (r = coffer_store_mk_make_current(st, row.version)) != COFFER_OK) {
+        goto out;
+    }
+    commit_sent = true;
+    if ((r = coffer_store_commit(st)) != COFFER_OK) {
         goto out;
     }
     committed = true;
@@ -295,8 +299,18 @@ enum coffer_err coffer_keys_mk_create(struct coffer_keys *k, struct coffer_store
 out:
     if (!committed) {
         coffer_store_rollback(st);
-        /* Nothing records the new object: remove it so no orphan stays in the token. */
-        coffer_p11_destroy(s, &obj);
+        if (!commit_sent) {
+            /* Nothing records the new object: remove it so no orphan stays in the token. */
+            coffer_p11_destroy(s, &obj);
+        } else {
+            /*
+             * The commit may have reached the database even though its answer
+             * did not reach us: keep the key rather than risk destroying one
+             * the database records. The next creation reports the label.
+             */
+            coffer_warn("keys", "commit of master key %s failed; the token object is kept",
+                        row.label);
+        }
     }
     coffer_p11_session_put(k->p11, &s);
     return r;
