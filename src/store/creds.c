@@ -90,18 +90,6 @@ static const struct store_stmt cv_get_many = {
     .ncols = CV_NCOLS + 1,
 };
 
-static const struct store_stmt cv_rewrap = {
-    .name = "coffer_cv_rewrap",
-    .sql = "UPDATE coffer.credential_versions "
-           "SET org_key_version = $4, wrapped_cek = $5, rewrapped_at = now() "
-           "WHERE credential_id = $1 AND version = $2 AND org_id = $3 "
-           "AND org_key_version = $6 AND wrapped_cek = $7",
-    .nparams = 7,
-    .types = {STORE_OID_UUID, STORE_OID_INT4, STORE_OID_UUID, STORE_OID_INT4, STORE_OID_BYTEA,
-              STORE_OID_INT4, STORE_OID_BYTEA},
-    .ncols = 0,
-};
-
 /*
  * Versions not under their org's current key. Rows under a destroyed org key
  * are excluded: they can no longer be unwrapped, so there is nothing to move.
@@ -167,8 +155,7 @@ static const struct store_stmt cv_rewrap_many = {
 };
 
 const struct store_stmt *const store_stmts_creds[] = {
-    &cred_next,      &cv_insert, &cv_get_many, &cv_rewrap,
-    &cv_rewrap_many, &cv_stale,  &count_stale, NULL,
+    &cred_next, &cv_insert, &cv_get_many, &cv_rewrap_many, &cv_stale, &count_stale, NULL,
 };
 
 static bool type_ok(const char *s)
@@ -649,47 +636,10 @@ enum coffer_err coffer_store_cred_rewrap(struct coffer_store *s,
                                          uint32_t new_org_key_version, const unsigned char *wrapped,
                                          size_t wrapped_len, bool *won)
 {
-    struct store_params p = {0};
-    PGresult *res = NULL;
-    enum coffer_err r;
-    long affected;
+    struct coffer_store_rewrap item = {old, new_org_key_version, wrapped, wrapped_len};
 
-    *won = false;
-    if ((r = store_check_version(old->version, "credential")) != COFFER_OK ||
-        (r = store_check_version(old->org_key_version, "credential's old org key")) != COFFER_OK ||
-        (r = store_check_version(new_org_key_version, "credential's new org key")) != COFFER_OK) {
-        return r;
-    }
-    if (wrapped == NULL || wrapped_len < WRAPPED_MIN || wrapped_len > COFFER_WRAPPED_MAX ||
-        old->wrapped_cek_len < WRAPPED_MIN || old->wrapped_cek_len > COFFER_WRAPPED_MAX) {
-        return coffer_err_set(COFFER_E_INVALID,
-                              "credential rewrap: wrapped CEK of %zu bytes "
-                              "(old %zu), want %d..%d",
-                              wrapped_len, old->wrapped_cek_len, WRAPPED_MIN, COFFER_WRAPPED_MAX);
-    }
-    store_param_uuid(&p, &old->credential_id);
-    store_param_int4(&p, (int32_t)old->version);
-    store_param_uuid(&p, &old->org_id);
-    store_param_int4(&p, (int32_t)new_org_key_version);
-    store_param_bytea(&p, wrapped, wrapped_len);
-    store_param_int4(&p, (int32_t)old->org_key_version);
-    store_param_bytea(&p, old->wrapped_cek, old->wrapped_cek_len);
-    if ((r = store_exec(s, &cv_rewrap, &p, "rewrapping credential version", &res)) != COFFER_OK) {
-        if (store_sqlstate_is(s, "23503")) {
-            r = coffer_err_set(COFFER_E_NOT_FOUND,
-                               "rewrapping credential version: no org key version %" PRIu32,
-                               new_org_key_version);
-        }
-        return r;
-    }
-    affected = store_affected(res);
-    PQclear(res);
-    if (affected < 0 || affected > 1) {
-        return coffer_err_set(COFFER_E_INTEGRITY, "rewrapping credential version: %ld rows changed",
-                              affected);
-    }
-    *won = affected == 1;
-    return COFFER_OK;
+    /* One row is a batch of one: the same statement, the same checks. */
+    return coffer_store_cred_rewrap_many(s, &item, 1, won);
 }
 
 enum coffer_err coffer_store_cred_stale(struct coffer_store *s, struct coffer_store_sweep_pos *pos,
