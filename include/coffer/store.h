@@ -18,8 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coffer/arena.h"
+#include "coffer/authz.h"
 #include "coffer/err.h"
 #include "coffer/p11.h"
+#include "coffer/policy.h"
 #include "coffer/uuid.h"
 
 struct coffer_store;
@@ -364,5 +367,123 @@ enum coffer_err coffer_store_cred_stale(struct coffer_store *s, struct coffer_st
  * MK. */
 enum coffer_err coffer_store_count_stale(struct coffer_store *s, int64_t *cred_versions,
                                          int64_t *org_keys) COFFER_MUST_USE;
+
+/* ---- Policy in force (docs/policy.md) -------------------------------------- */
+
+/*
+ * Loads the policy in force of org into *out, allocated in a: its agent
+ * types, its four tiers (built-in lifetimes for tiers without rows), and its
+ * projects that have phases and are not removed, with their members,
+ * credential rules and policy grants, every list in the order
+ * coffer_policy_finish gives. Positions are zero and files empty. Every row
+ * is validated as the policy parser would; a row that fails is
+ * COFFER_E_INTEGRITY naming the table and column.
+ */
+enum coffer_err coffer_store_policy_load(struct coffer_store *s, const struct coffer_org *org,
+                                         struct coffer_arena *a,
+                                         struct coffer_policy_org *out) COFFER_MUST_USE;
+
+struct coffer_store_policy_result {
+    bool changed;
+    uint32_t version; /* the policy version in force afterwards; 0 if none was ever applied */
+    struct coffer_policy_changes changes;
+};
+
+/*
+ * Makes org (a finished model) the policy in force of the org of that name,
+ * inside the caller's transaction or in its own: locks the org row, loads the
+ * policy in force, compares, and when anything differs writes the new policy
+ * and a policy version (the files and their SHA-256, the policy as
+ * coffer_policy_emit writes it with its SHA-256, the changes, applied_by).
+ * Nothing is written when nothing differs. Policy grants that the new policy
+ * drops are deleted, so they stop working at commit.
+ *
+ * COFFER_E_NOT_FOUND if the org does not exist; COFFER_E_STATE if a project
+ * the policy drops still holds credentials, or a project's current phase is
+ * no longer among its phases (the detail names the project). The changes
+ * are allocated in a.
+ */
+enum coffer_err coffer_store_policy_apply(struct coffer_store *s,
+                                          const struct coffer_policy_org *org,
+                                          const char *applied_by, struct coffer_arena *a,
+                                          struct coffer_store_policy_result *out) COFFER_MUST_USE;
+
+/* The latest policy version of an org, 0 if none was applied. */
+enum coffer_err coffer_store_policy_version(struct coffer_store *s,
+                                            const struct coffer_uuid *org_id,
+                                            uint32_t *out) COFFER_MUST_USE;
+
+/* ---- Phases ------------------------------------------------------------------- */
+
+struct coffer_store_phase_result {
+    bool changed;                   /* false: the project was already in the phase */
+    char from[COFFER_NAME_MAX + 1]; /* the phase left, "" if the project had none */
+    char to[COFFER_NAME_MAX + 1];   /* the phase entered */
+    const char **expired;           /* credentials that expired, sorted (in the arena) */
+    size_t n_expired;
+    int64_t changed_at_us; /* the instant of the change and of the expiry */
+};
+
+/*
+ * Moves project org/project to phase in one transaction (the caller's or its
+ * own): the project row is locked, its phase changes, every credential of
+ * the project marked expire_on_phase_end for the phase left (on the
+ * credential or by its credential rule) and not yet expired expires at the
+ * same instant, and the change is recorded in coffer.phase_changes with
+ * changed_by. COFFER_E_NOT_FOUND for an unknown org or project;
+ * COFFER_E_INVALID for a phase the project does not declare (the detail
+ * lists its phases). Moving to the current phase changes nothing.
+ */
+enum coffer_err coffer_store_project_phase(struct coffer_store *s, const char *org,
+                                           const char *project, const char *phase,
+                                           const char *changed_by, struct coffer_arena *a,
+                                           struct coffer_store_phase_result *out) COFFER_MUST_USE;
+
+/* ---- What an access decision reads ------------------------------------------- */
+
+/* The credential an access refers to, when it exists. */
+struct coffer_store_access {
+    bool found;
+    struct coffer_uuid credential_id;
+    struct coffer_uuid org_id;
+    struct coffer_uuid project_id;
+    uint32_t current_version;
+};
+
+/*
+ * One query loads, for the credential name in project of org (org is the
+ * principal's org: the lookup never leaves it), everything the decision needs
+ * and fills the credential, project and time fields of *in (principal and
+ * purpose are the caller's): the credential's tier, issue time, expiry and
+ * revocation, the org's max TTL for the tier, the rule's purpose patterns,
+ * the project's phase and members, and every grant. now_us is the
+ * database's clock, the same clock that wrote expiry and phase changes.
+ * A missing org, project or credential gives found == false and COFFER_OK.
+ * Arrays are allocated in a.
+ */
+enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org,
+                                         const char *project, const char *name,
+                                         struct coffer_arena *a, struct coffer_authz_input *in,
+                                         struct coffer_store_access *out) COFFER_MUST_USE;
+
+/*
+ * Sets a credential's own expiry (COFFER_AUTHZ_NO_EXPIRY for none) and the
+ * phase whose end expires it (NULL for none). COFFER_E_NOT_FOUND if no such
+ * credential in org_id.
+ */
+enum coffer_err coffer_store_cred_set_lifetime(struct coffer_store *s,
+                                               const struct coffer_uuid *org_id,
+                                               const struct coffer_uuid *credential_id,
+                                               int64_t expires_us,
+                                               const char *expire_on_phase_end) COFFER_MUST_USE;
+
+/*
+ * Revokes a credential from now on with reason (1..1024 bytes of text).
+ * COFFER_E_NOT_FOUND if no such credential in org_id; COFFER_E_STATE if it is
+ * already revoked.
+ */
+enum coffer_err coffer_store_cred_revoke(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                         const struct coffer_uuid *credential_id,
+                                         const char *reason) COFFER_MUST_USE;
 
 #endif

@@ -26,6 +26,8 @@ struct cli_ctx {
  * COFFER_E_CONFIG names any variable that is missing.
  */
 enum coffer_err cli_open(struct cli_ctx *c) COFFER_MUST_USE;
+/* Reads COFFER_DATABASE and opens the database only (no token). */
+enum coffer_err cli_open_db(struct cli_ctx *c) COFFER_MUST_USE;
 void cli_close(struct cli_ctx *c);
 
 /* Prints "coffer: <what>: <code>: <detail>" to stderr and returns 1. */
@@ -37,6 +39,8 @@ enum coffer_err cli_parse_version(const char *s, uint32_t *out) COFFER_MUST_USE;
 int cli_keys(int argc, char **argv);
 int cli_org(int argc, char **argv);
 int cli_db(int argc, char **argv);
+int cli_policy(int argc, char **argv);
+int cli_project(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 
 #endif

@@ -21,6 +21,10 @@ static const char usage[] =
     "                                  envelope, lazy rotation and tamper detection\n"
     "  org create NAME                 create an org and its first org key\n"
     "  org add-project ORG NAME        add a project to an org\n"
+    "  policy validate FILE...         check policy files (docs/policy.md); exit 1 on problems\n"
+    "  policy apply FILE...            make the files the policy in force, printing changes\n"
+    "  policy show ORG                 print the policy in force as YAML\n"
+    "  project phase ORG/PROJECT PHASE move a project to another phase\n"
     "  keys status [ORG]               key versions, KCVs, states and rotation progress\n"
     "  keys rotate-org ORG             make a new org key version current\n"
     "  keys rotate-mk                  make a new master key version current\n"
@@ -95,6 +99,18 @@ enum coffer_err cli_open(struct cli_ctx *c)
     return COFFER_OK;
 }
 
+enum coffer_err cli_open_db(struct cli_ctx *c)
+{
+    enum coffer_err r = COFFER_OK;
+
+    memset(c, 0, sizeof(*c));
+    c->db_app = need_env("COFFER_DATABASE", &r);
+    if (r != COFFER_OK) {
+        return r;
+    }
+    return coffer_store_open(c->db_app, &c->st);
+}
+
 void cli_close(struct cli_ctx *c)
 {
     coffer_keys_free(&c->k);
@@ -125,6 +141,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "org") == 0) {
         return cli_org(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "policy") == 0) {
+        return cli_policy(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "project") == 0) {
+        return cli_project(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "db") == 0) {
         return cli_db(argc - 1, argv + 1);

@@ -194,6 +194,12 @@ static enum coffer_err col_raw(const PGresult *res, int row, int col, const char
     return COFFER_OK;
 }
 
+enum coffer_err store_col_raw(const PGresult *res, int row, int col, const char *where,
+                              unsigned int oid, const unsigned char **p, size_t *len)
+{
+    return col_raw(res, row, col, where, oid, p, len);
+}
+
 static enum coffer_err col_required(const PGresult *res, int row, int col, const char *where,
                                     unsigned int oid, const unsigned char **p, size_t *len)
 {

@@ -16,12 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coffer/arena.h"
 #include "coffer/buf.h"
 #include "coffer/err.h"
 #include "coffer/store.h"
 #include "coffer/uuid.h"
 
 /* Type OIDs of the columns and parameters Coffer uses (fixed in pg_type.dat). */
+#define STORE_OID_BOOL 16u
 #define STORE_OID_BYTEA 17u
 #define STORE_OID_INT8 20u
 #define STORE_OID_INT4 23u
@@ -61,6 +63,9 @@ extern const struct store_stmt *const store_stmts_orgs[];
 extern const struct store_stmt *const store_stmts_master_keys[];
 extern const struct store_stmt *const store_stmts_org_keys[];
 extern const struct store_stmt *const store_stmts_creds[];
+extern const struct store_stmt *const store_stmts_policy[];
+extern const struct store_stmt *const store_stmts_phase[];
+extern const struct store_stmt *const store_stmts_access[];
 
 /* Bound parameters of one execution. Binary ints are stored inside the struct. */
 struct store_params {
@@ -146,6 +151,14 @@ enum coffer_err store_one_row(const PGresult *res, const char *what) COFFER_MUST
 
 /* ---- Column readers: each checks type, NULL and length; where is "table.column". ---- */
 
+/*
+ * The value of a column after checking its type oid and binary format; *p is
+ * NULL for SQL NULL. The base of the readers below.
+ */
+enum coffer_err store_col_raw(const PGresult *res, int row, int col, const char *where,
+                              unsigned int oid, const unsigned char **p,
+                              size_t *len) COFFER_MUST_USE;
+
 enum coffer_err store_col_uuid(const PGresult *res, int row, int col, const char *where,
                                struct coffer_uuid *out) COFFER_MUST_USE;
 /* An int4 in [min, INT32_MAX]. */
@@ -210,6 +223,46 @@ enum coffer_err store_encode_array(uint32_t elem_oid, size_t n, const void *cons
  */
 enum coffer_err store_encode_text_array(char *const *names, size_t n,
                                         struct coffer_buf *out) COFFER_MUST_USE;
+
+/* ---- Lists and policy values (lists.c) ---- */
+
+/* How a text value read from a row is checked. */
+enum store_text_kind {
+    STORE_TEXT_NAME,      /* ^[a-z0-9][a-z0-9_-]{0,62}$ */
+    STORE_TEXT_TEXT,      /* UTF-8 without control characters (coffer_text_ok) */
+    STORE_TEXT_NAME_LIST, /* "" or names joined by commas (each checked where it is split) */
+};
+
+/*
+ * Appends n strings in the binary send format of a one-dimensional text[]
+ * (n may be 0; a NULL pointer is a NULL element).
+ */
+enum coffer_err store_encode_strings(const char *const *v, size_t n,
+                                     struct coffer_buf *out) COFFER_MUST_USE;
+
+/*
+ * A text[] column of at most max_n elements, each of 1..max_len bytes checked
+ * by kind, copied into a; NULL elements only when nulls is true. An SQL NULL
+ * or empty array gives n == 0.
+ */
+enum coffer_err store_col_strings(const PGresult *res, int row, int col, const char *where,
+                                  struct coffer_arena *a, size_t max_n, size_t max_len,
+                                  enum store_text_kind kind, bool nulls, const char ***out,
+                                  size_t *n) COFFER_MUST_USE;
+
+/* A text column of 1..max_len bytes checked by kind, copied into a; SQL NULL gives NULL if
+ * nullable. */
+enum coffer_err store_col_string(const PGresult *res, int row, int col, const char *where,
+                                 struct coffer_arena *a, size_t max_len, enum store_text_kind kind,
+                                 bool nullable, const char **out) COFFER_MUST_USE;
+
+/* An int8 of any value; *is_null tells SQL NULL (then *out is 0). */
+enum coffer_err store_col_int8_opt(const PGresult *res, int row, int col, const char *where,
+                                   bool *is_null, int64_t *out) COFFER_MUST_USE;
+
+/* A non-NULL boolean. */
+enum coffer_err store_col_bool(const PGresult *res, int row, int col, const char *where,
+                               bool *out) COFFER_MUST_USE;
 
 /* Runs a fixed statement without parameters on a bare connection; COFFER_OK or the mapped error. */
 enum coffer_err store_run_command(PGconn *conn, const char *sql, const char *what) COFFER_MUST_USE;

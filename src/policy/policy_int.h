@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to policy: the YAML node tree that yaml_tree.c builds from libyaml
+ * events, the diagnostic sink every stage reports through, the private state
+ * behind a struct coffer_policy, and the positions of referenced names that
+ * coffer_policy_finish needs to point at the right line.
+ */
+#ifndef COFFER_POLICY_INT_H
+#define COFFER_POLICY_INT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coffer/arena.h"
+#include "coffer/err.h"
+#include "coffer/policy.h"
+
+/* ---- Diagnostics ---- */
+
+/*
+ * Where one stage's diagnostics go. count says how many this stage produced
+ * (kept or dropped), so that a caller can tell its own problems from those
+ * already in d. nomem is set when a line could not be allocated; the line is
+ * then counted as dropped.
+ */
+struct coffer_policy_sink {
+    struct coffer_policy_diags *d; /* may be NULL: problems are only counted */
+    size_t count;
+    bool nomem;
+};
+
+/* Records "file:line:col: message" (the file name must already be safe to print). */
+void coffer_policy_diag(struct coffer_policy_sink *s, const char *file, uint32_t line, uint32_t col,
+                        const char *fmt, ...) COFFER_PRINTF(5, 6);
+void coffer_policy_vdiag(struct coffer_policy_sink *s, const char *file, uint32_t line,
+                         uint32_t col, const char *fmt, va_list ap) COFFER_PRINTF(5, 0);
+
+/*
+ * Input text made safe for a diagnostic or an error detail: bytes outside
+ * printable ASCII, the quote and the backslash are written as \xNN, and
+ * text longer than a line is cut with "...". Returned by value so that
+ * several can appear in one printf call.
+ */
+#define COFFER_POLICY_QUOTE_MAX 96
+struct coffer_policy_quoted {
+    char s[COFFER_POLICY_QUOTE_MAX * 4 + 8];
+};
+struct coffer_policy_quoted coffer_policy_quote(const char *s, size_t len);
+
+/* ---- The YAML tree ---- */
+
+enum coffer_ynode_kind {
+    COFFER_YNODE_SCALAR = 1,
+    COFFER_YNODE_SEQUENCE = 2,
+    COFFER_YNODE_MAPPING = 3,
+};
+
+/*
+ * One node. A mapping's children alternate key, value (keys are always
+ * scalars and unique); a sequence's children are its items. Positions are
+ * 1-based.
+ */
+struct coffer_ynode {
+    enum coffer_ynode_kind kind;
+    uint32_t line;
+    uint32_t col;
+    uint32_t seq;    /* order of appearance in the file */
+    bool plain;      /* scalar written without quotes or block indicator */
+    const char *str; /* scalar: the value, NUL-terminated, without NUL inside */
+    size_t len;
+    struct coffer_ynode *head; /* first child */
+    struct coffer_ynode *tail;
+    struct coffer_ynode *next; /* next sibling */
+    size_t n;                  /* children (a mapping counts keys and values) */
+};
+
+/*
+ * Parses the len bytes at data (one YAML document) into a tree allocated in
+ * a. file is the name diagnostics start with. COFFER_E_INVALID with
+ * diagnostics in s for every refused construct; COFFER_E_NOMEM.
+ */
+enum coffer_err coffer_policy_yaml_parse(struct coffer_arena *a, const char *file,
+                                         const unsigned char *data, size_t len,
+                                         struct coffer_policy_sink *s,
+                                         struct coffer_ynode **root) COFFER_MUST_USE;
+
+/* Whether a node is an empty value: nothing, "~" or "null" written plain. */
+bool coffer_policy_ynode_null(const struct coffer_ynode *n);
+
+/* ---- The policy behind the public struct ---- */
+
+/* Where a name that refers to something else was written. */
+struct coffer_policy_ref {
+    const char *s; /* the string in the model (compared by address) */
+    struct coffer_policy_pos pos;
+};
+
+/*
+ * A struct coffer_policy from coffer_policy_new is the first member of this,
+ * so the module finds its state from the public pointer.
+ */
+struct coffer_policy_state {
+    struct coffer_policy pub;
+    bool finished;
+    size_t n_files;
+    struct coffer_policy_ref *refs; /* heap array; sorted by finish */
+    size_t n_refs;
+    size_t cap_refs;
+};
+
+struct coffer_policy_state *coffer_policy_state(struct coffer_policy *p);
+
+/* Records where s was written (s must live as long as the policy). */
+enum coffer_err coffer_policy_ref_add(struct coffer_policy_state *st, const char *s,
+                                      struct coffer_policy_pos pos) COFFER_MUST_USE;
+
+/* ---- Shared wording ---- */
+
+#define COFFER_POLICY_NAME_RULE                                                                    \
+    "names are 1 to 63 lower-case letters, digits, '_' or '-', starting with a letter or digit"
+
+#endif

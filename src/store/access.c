@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What an access decision reads, in one query, and the lifetime changes
+ * (expiry, revocation) it must see at once.
+ *
+ * The lookup is always by the principal's org name: a credential of another
+ * org is indistinguishable from one that does not exist. Nothing read here is
+ * cached; every access loads grants, phase, expiry and revocation afresh,
+ * with the database's own clock as "now".
+ */
+#include "coffer/store.h"
+
+#include "coffer/text.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+static const struct store_stmt access_load = {
+    .name = "coffer_access_load",
+    .sql = "SELECT c.id, o.id, p.id, c.current_version, c.tier, "
+           "(extract(epoch FROM c.updated_at) * 1000000)::int8, "
+           "(extract(epoch FROM c.expires_at) * 1000000)::int8, "
+           "c.revoked_at IS NOT NULL, t.tier IS NOT NULL, t.max_ttl, "
+           "COALESCE(r.purposes, '{}'::text[]), p.phase, "
+           "ARRAY(SELECT m.agent_type FROM coffer.project_members m "
+           "WHERE m.project_id = p.id ORDER BY m.agent_type COLLATE \"C\"), "
+           "g.types, g.instances, g.phases, "
+           "(extract(epoch FROM statement_timestamp()) * 1000000)::int8 "
+           "FROM coffer.orgs o "
+           "JOIN coffer.projects p ON p.org_id = o.id AND p.name = $2 AND p.removed_at IS NULL "
+           "LEFT JOIN coffer.credentials c "
+           "ON c.project_id = p.id AND c.org_id = o.id AND c.name = $3 "
+           "LEFT JOIN coffer.credential_rules r ON r.project_id = p.id AND r.name = $3 "
+           "LEFT JOIN coffer.tier_lifetimes t ON t.org_id = o.id AND t.tier = c.tier "
+           "CROSS JOIN LATERAL (SELECT array_agg(x.agent_type ORDER BY x.id) AS types, "
+           "array_agg(x.instance ORDER BY x.id) AS instances, "
+           "array_agg(array_to_string(x.phases, ',') ORDER BY x.id) AS phases "
+           "FROM coffer.grants x WHERE x.project_id = p.id AND x.credential_name = $3) g "
+           "WHERE o.name = $1",
+    .nparams = 3,
+    .types = {STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
+    .ncols = 17,
+};
+
+static const struct store_stmt lifetime_set = {
+    .name = "coffer_cred_lifetime_set",
+    .sql = "UPDATE coffer.credentials SET expires_at = CASE WHEN $3::int8 IS NULL THEN NULL "
+           "ELSE timestamptz 'epoch' + $3::int8 * interval '1 microsecond' END, "
+           "expire_on_phase_end = $4 WHERE id = $2 AND org_id = $1",
+    .nparams = 4,
+    .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_INT8, STORE_OID_TEXT},
+};
+
+static const struct store_stmt revoke = {
+    .name = "coffer_cred_revoke",
+    .sql = "WITH c AS (SELECT id, revoked_at FROM coffer.credentials "
+           "WHERE id = $2 AND org_id = $1 FOR UPDATE), "
+           "u AS (UPDATE coffer.credentials t SET revoked_at = now(), revoked_reason = $3 "
+           "FROM c WHERE t.id = c.id AND c.revoked_at IS NULL RETURNING t.id) "
+           "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM u)",
+    .nparams = 3,
+    .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT},
+    .ncols = 2,
+};
+
+const struct store_stmt *const store_stmts_access[] = {&access_load, &lifetime_set, &revoke, NULL};
+
+/* Splits a comma-joined list of phase names ("" for none) into the arena. */
+static enum coffer_err split_phases(struct coffer_arena *a, const char *joined,
+                                    const char *const **out, size_t *n)
+{
+    const char **v;
+    size_t count = 1;
+    size_t k = 0;
+    const char *start = joined;
+
+    *out = NULL;
+    *n = 0;
+    if (joined == NULL || joined[0] == '\0') {
+        return COFFER_OK;
+    }
+    for (const char *q = joined; *q != '\0'; q++) {
+        count += *q == ',';
+    }
+    if (count > COFFER_POLICY_PHASES_MAX) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "coffer.grants.phases: %zu phases", count);
+    }
+    if ((v = coffer_arena_alloc(a, count, sizeof(*v))) == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "splitting grant phases");
+    }
+    for (const char *q = joined;; q++) {
+        if (*q == ',' || *q == '\0') {
+            size_t len = (size_t)(q - start);
+
+            if (!store_name_ok(start, len)) {
+                return coffer_err_set(COFFER_E_INTEGRITY,
+                                      "coffer.grants.phases: element %zu is not a name", k);
+            }
+            if ((v[k++] = coffer_arena_strndup(a, start, len)) == NULL) {
+                return coffer_err_set(COFFER_E_NOMEM, "splitting grant phases");
+            }
+            if (*q == '\0') {
+                break;
+            }
+            start = q + 1;
+        }
+    }
+    *out = v;
+    *n = k;
+    return COFFER_OK;
+}
+
+static enum coffer_err read_grants(const PGresult *res, struct coffer_arena *a,
+                                   struct coffer_authz_input *in)
+{
+    const char **types = NULL;
+    const char **instances = NULL;
+    const char **phases = NULL;
+    size_t nt = 0;
+    size_t ni = 0;
+    size_t np = 0;
+    struct coffer_authz_grant *g;
+    enum coffer_err r;
+
+    if ((r = store_col_strings(res, 0, 13, "coffer.grants.agent_type", a, SIZE_MAX, COFFER_NAME_MAX,
+                               STORE_TEXT_NAME, false, &types, &nt)) != COFFER_OK ||
+        (r = store_col_strings(res, 0, 14, "coffer.grants.instance", a, SIZE_MAX, COFFER_NAME_MAX,
+                               STORE_TEXT_NAME, true, &instances, &ni)) != COFFER_OK ||
+        (r = store_col_strings(res, 0, 15, "coffer.grants.phases", a, SIZE_MAX,
+                               COFFER_POLICY_PHASES_MAX * (COFFER_NAME_MAX + 1),
+                               STORE_TEXT_NAME_LIST, true, &phases, &np)) != COFFER_OK) {
+        return r;
+    }
+    if (ni != nt || np != nt) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "coffer.grants: columns of different lengths");
+    }
+    if ((g = coffer_arena_alloc(a, nt, sizeof(*g))) == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "loading %zu grants", nt);
+    }
+    for (size_t i = 0; i < nt; i++) {
+        g[i].agent_type = types[i];
+        g[i].instance = instances[i];
+        if ((r = split_phases(a, phases[i], &g[i].phases, &g[i].n_phases)) != COFFER_OK) {
+            return r;
+        }
+    }
+    in->grants = g;
+    in->n_grants = nt;
+    return COFFER_OK;
+}
+
+/* The tier's max TTL: the org's row if it has one (NULL there is never), else the built-in. */
+static enum coffer_err read_max_ttl(const PGresult *res, enum coffer_tier tier,
+                                    struct coffer_authz_input *in)
+{
+    bool has_row = false;
+    bool null = false;
+    int64_t v = 0;
+    enum coffer_err r;
+
+    if ((r = store_col_bool(res, 0, 8, "coffer.tier_lifetimes", &has_row)) != COFFER_OK ||
+        (r = store_col_int8_opt(res, 0, 9, "coffer.tier_lifetimes.max_ttl", &null, &v)) !=
+            COFFER_OK) {
+        return r;
+    }
+    if (!has_row) {
+        in->tier_max_ttl_s = coffer_policy_tier_default(tier).max_ttl;
+    } else if (null) {
+        in->tier_max_ttl_s = COFFER_TTL_NEVER;
+    } else if (v < 1 || v > COFFER_TTL_FINITE_MAX) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "coffer.tier_lifetimes.max_ttl: out of range");
+    } else {
+        in->tier_max_ttl_s = v;
+    }
+    return COFFER_OK;
+}
+
+static enum coffer_err read_access(const PGresult *res, const char *org, struct coffer_arena *a,
+                                   struct coffer_authz_input *in, struct coffer_store_access *out)
+{
+    char tier[16];
+    enum coffer_tier t;
+    const char **members = NULL;
+    const char **purposes = NULL;
+    bool null = false;
+    enum coffer_err r;
+
+    if ((r = store_col_count(res, 0, 16, "now", &in->now_us)) != COFFER_OK) {
+        return r;
+    }
+    if (PQgetisnull(res, 0, 0)) {
+        return COFFER_OK; /* the project exists, the credential does not */
+    }
+    if ((r = store_col_uuid(res, 0, 0, "coffer.credentials.id", &out->credential_id)) !=
+            COFFER_OK ||
+        (r = store_col_uuid(res, 0, 1, "coffer.orgs.id", &out->org_id)) != COFFER_OK ||
+        (r = store_col_uuid(res, 0, 2, "coffer.projects.id", &out->project_id)) != COFFER_OK ||
+        (r = store_col_u32(res, 0, 3, "coffer.credentials.current_version", 1,
+                           &out->current_version)) != COFFER_OK ||
+        (r = store_col_text(res, 0, 4, "coffer.credentials.tier", tier, sizeof(tier))) !=
+            COFFER_OK ||
+        (r = store_col_count(res, 0, 5, "coffer.credentials.updated_at", &in->issued_us)) !=
+            COFFER_OK ||
+        (r = store_col_int8_opt(res, 0, 6, "coffer.credentials.expires_at", &null,
+                                &in->expires_us)) != COFFER_OK ||
+        (r = store_col_bool(res, 0, 7, "coffer.credentials.revoked_at", &in->revoked)) !=
+            COFFER_OK) {
+        return r;
+    }
+    if (null) {
+        in->expires_us = COFFER_AUTHZ_NO_EXPIRY;
+    }
+    if (!coffer_tier_parse(tier, strlen(tier), &t)) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "coffer.credentials.tier: unknown tier");
+    }
+    in->tier = t;
+    if ((r = read_max_ttl(res, t, in)) != COFFER_OK ||
+        (r = store_col_strings(res, 0, 10, "coffer.credential_rules.purposes", a,
+                               COFFER_POLICY_PURPOSES_MAX, COFFER_POLICY_PURPOSE_MAX,
+                               STORE_TEXT_TEXT, false, &purposes, &in->n_purposes)) != COFFER_OK ||
+        (r = store_col_string(res, 0, 11, "coffer.projects.phase", a, COFFER_NAME_MAX,
+                              STORE_TEXT_NAME, true, &in->phase)) != COFFER_OK ||
+        (r = store_col_strings(res, 0, 12, "coffer.project_members.agent_type", a, SIZE_MAX,
+                               COFFER_NAME_MAX, STORE_TEXT_NAME, false, &members,
+                               &in->n_members)) != COFFER_OK ||
+        (r = read_grants(res, a, in)) != COFFER_OK) {
+        return r;
+    }
+    in->purposes = purposes;
+    in->members = members;
+    if ((in->org = coffer_arena_strdup(a, org)) == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "loading access");
+    }
+    in->found = true;
+    out->found = true;
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org,
+                                         const char *project, const char *name,
+                                         struct coffer_arena *a, struct coffer_authz_input *in,
+                                         struct coffer_store_access *out)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    memset(out, 0, sizeof(*out));
+    in->found = false;
+    in->org = NULL;
+    in->revoked = false;
+    in->expires_us = COFFER_AUTHZ_NO_EXPIRY;
+    in->issued_us = 0;
+    in->tier_max_ttl_s = 0;
+    in->purposes = NULL;
+    in->n_purposes = 0;
+    in->phase = NULL;
+    in->members = NULL;
+    in->n_members = 0;
+    in->grants = NULL;
+    in->n_grants = 0;
+    in->approvals = NULL;
+    in->n_approvals = 0;
+    /* A name that cannot exist is simply not found; the caller audits the attempt. */
+    if (org == NULL || project == NULL || name == NULL ||
+        !store_name_ok(org, strnlen(org, COFFER_NAME_MAX + 1)) ||
+        !store_name_ok(project, strnlen(project, COFFER_NAME_MAX + 1)) ||
+        !store_name_ok(name, strnlen(name, COFFER_NAME_MAX + 1))) {
+        return COFFER_OK;
+    }
+    store_param_text(&p, org);
+    store_param_text(&p, project);
+    store_param_text(&p, name);
+    if ((r = store_exec(s, &access_load, &p, "loading access", &res)) != COFFER_OK) {
+        return r;
+    }
+    if (PQntuples(res) > 1) {
+        r = coffer_err_set(COFFER_E_INTEGRITY, "loading access: %d rows for one credential",
+                           PQntuples(res));
+    } else if (PQntuples(res) == 1) {
+        r = read_access(res, org, a, in, out);
+    }
+    PQclear(res);
+    if (r != COFFER_OK) {
+        memset(out, 0, sizeof(*out));
+        in->found = false;
+    }
+    return r;
+}
+
+enum coffer_err coffer_store_cred_set_lifetime(struct coffer_store *s,
+                                               const struct coffer_uuid *org_id,
+                                               const struct coffer_uuid *credential_id,
+                                               int64_t expires_us, const char *expire_on_phase_end)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+    long n;
+
+    if (expire_on_phase_end != NULL &&
+        (r = store_check_name(expire_on_phase_end, "expire_on_phase_end")) != COFFER_OK) {
+        return r;
+    }
+    store_param_uuid(&p, org_id);
+    store_param_uuid(&p, credential_id);
+    if (expires_us == COFFER_AUTHZ_NO_EXPIRY) {
+        store_param_null(&p);
+    } else {
+        store_param_int8(&p, expires_us);
+    }
+    store_param_text(&p, expire_on_phase_end);
+    if ((r = store_exec(s, &lifetime_set, &p, "setting credential lifetime", &res)) != COFFER_OK) {
+        return r;
+    }
+    n = store_affected(res);
+    PQclear(res);
+    return n == 1 ? COFFER_OK : coffer_err_set(COFFER_E_NOT_FOUND, "credential not found");
+}
+
+enum coffer_err coffer_store_cred_revoke(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                         const struct coffer_uuid *credential_id,
+                                         const char *reason)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    int64_t found = 0;
+    int64_t revoked = 0;
+    enum coffer_err r;
+
+    if (reason == NULL || !coffer_text_ok(reason, strlen(reason), 1024)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "a revocation reason is 1 to 1024 bytes of UTF-8 without control "
+                              "characters");
+    }
+    store_param_uuid(&p, org_id);
+    store_param_uuid(&p, credential_id);
+    store_param_text(&p, reason);
+    if ((r = store_exec(s, &revoke, &p, "revoking credential", &res)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = store_one_row(res, "coffer.credentials")) == COFFER_OK &&
+        (r = store_col_count(res, 0, 0, "credentials found", &found)) == COFFER_OK) {
+        r = store_col_count(res, 0, 1, "credentials revoked", &revoked);
+    }
+    PQclear(res);
+    if (r != COFFER_OK) {
+        return r;
+    }
+    if (found != 1) {
+        return coffer_err_set(COFFER_E_NOT_FOUND, "credential not found");
+    }
+    if (revoked != 1) {
+        return coffer_err_set(COFFER_E_STATE, "credential is already revoked");
+    }
+    return COFFER_OK;
+}

@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * coffer policy validate|apply|show and coffer project phase as an admin
+ * runs them: the exit statuses 0, 1 and 2, problems printed as
+ * file:line:column, the change list of apply, "unchanged" on a second
+ * apply, show's output applying as unchanged (round trip), nothing written
+ * by a refused apply, and the phase command's report of what expired.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "harness.h"
+#include "server/proc.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct harness h;
+static char dir[] = "/tmp/coffer-cli-policy.XXXXXX";
+
+struct run {
+    int status;      /* exit status, or -1 if it did not exit */
+    char out[16384]; /* stdout and stderr together */
+};
+
+static void run(const char *const *args, struct run *res)
+{
+    const char *argv[16];
+    char vars[5][PATH_MAX + 160];
+    const char *envp[7];
+    char path[] = "/tmp/coffer-cli-out.XXXXXX";
+    struct coffer_proc_spec spec;
+    size_t n = 0;
+    ssize_t got;
+    int status = 0;
+    int fd;
+
+    argv[n++] = COFFER_BIN;
+    while (*args != NULL && n < 15) {
+        argv[n++] = *args++;
+    }
+    argv[n] = NULL;
+    snprintf(vars[0], sizeof(vars[0]), "COFFER_PKCS11_MODULE=%s", h.p11.module);
+    snprintf(vars[1], sizeof(vars[1]), "COFFER_TOKEN_URI=%s", h.p11.token_uri);
+    snprintf(vars[2], sizeof(vars[2]), "COFFER_PIN_SOURCE=%s", h.p11.pin_source);
+    snprintf(vars[3], sizeof(vars[3]), "COFFER_DATABASE=%s", h.db_app);
+    snprintf(vars[4], sizeof(vars[4]), "SOFTHSM2_CONF=%s", h.env.softhsm_conf);
+    for (size_t i = 0; i < 5; i++) {
+        envp[i] = vars[i];
+    }
+    envp[5] = "PATH=/usr/bin:/bin";
+    envp[6] = NULL;
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    assert_int_equal(coffer_proc_run(&spec, 60000, &status), COFFER_OK);
+    res->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    got = read(fd, res->out, sizeof(res->out) - 1);
+    res->out[got > 0 ? got : 0] = '\0';
+    close(fd);
+    unlink(path);
+}
+
+static void expect(const char *const *args, int status, const char *needle)
+{
+    struct run r;
+
+    run(args, &r);
+    if (r.status != status || strstr(r.out, needle) == NULL) {
+        fprintf(stderr, "coffer %s %s: status %d (want %d), output:\n%s\n(want '%s')\n", args[0],
+                args[1] != NULL ? args[1] : "", r.status, status, r.out, needle);
+    }
+    assert_int_equal(r.status, status);
+    assert_non_null(strstr(r.out, needle));
+}
+
+/* Writes text to dir/name and returns the path in a static buffer slot. */
+static const char *file(const char *name, const char *text)
+{
+    static char paths[8][PATH_MAX];
+    static int next;
+    char *p = paths[next++ % 8];
+    FILE *f;
+
+    snprintf(p, PATH_MAX, "%s/%s", dir, name);
+    assert_non_null(f = fopen(p, "w"));
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    return p;
+}
+
+static const char *acme_path(void)
+{
+    static char p[PATH_MAX];
+
+    snprintf(p, sizeof(p), "%s/policy/acme.yaml", COFFER_SOURCE_DIR);
+    return p;
+}
+
+static void test_validate(void **state)
+{
+    const char *bad = file("bad.yaml", "version: 1\norg: acme\nagent_types:\n  Deployer:\n");
+    const char *syntax = file("syntax.yaml", "version: 1\norg: [acme\n");
+    const char *ok[] = {"policy", "validate", acme_path(), NULL};
+    const char *bad_args[] = {"policy", "validate", bad, NULL};
+    const char *both[] = {"policy", "validate", acme_path(), bad, syntax, NULL};
+    const char *missing[] = {"policy", "validate", "/nonexistent/policy.yaml", NULL};
+    const char *none[] = {"policy", "validate", NULL};
+    struct run r;
+
+    (void)state;
+    expect(ok, 0, "acme: valid (3 agent types, 1 project, 3 credential rules, 4 grants)");
+    expect(bad_args, 1, "bad.yaml:4:3: ");
+    run(both, &r);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "bad.yaml:4:3: "));
+    assert_non_null(strstr(r.out, "syntax.yaml:"));
+    assert_non_null(strstr(r.out, "nothing was written"));
+    expect(missing, 2, "/nonexistent/policy.yaml");
+    expect(none, 2, "usage: coffer policy");
+}
+
+static void test_apply_show_round_trip(void **state)
+{
+    const char *mk[] = {"keys", "rotate-mk", NULL};
+    const char *org[] = {"org", "create", "acme", NULL};
+    const char *apply[] = {"policy", "apply", acme_path(), NULL};
+    const char *show[] = {"policy", "show", "acme", NULL};
+    const char *show_none[] = {"policy", "show", "nosuch", NULL};
+    const char *unknown_org[] = {"policy", "apply",
+                                 file("nosuch.yaml", "version: 1\norg: nosuch\n"), NULL};
+    struct run r;
+    const char *shown;
+
+    (void)state;
+    expect(mk, 0, "master key v1 is current");
+    expect(org, 0, "org acme created");
+    expect(unknown_org, 1, "coffer org create nosuch");
+    expect(apply, 0, "acme: policy version 1 (");
+    expect(apply, 0, "acme: unchanged (policy version 1)");
+
+    run(show, &r);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "org: acme"));
+    assert_non_null(strstr(r.out, "stripe-live"));
+    shown = file("shown.yaml", r.out);
+    {
+        const char *again[] = {"policy", "apply", shown, NULL};
+
+        expect(again, 0, "acme: unchanged (policy version 1)");
+    }
+    expect(show_none, 1, "nosuch");
+}
+
+static void test_apply_changes_and_refusals(void **state)
+{
+    static const char narrowed[] =
+        "version: 1\norg: acme\n"
+        "agent_types: {builder: , deployer: , analyst: }\n"
+        "projects:\n"
+        "  payments:\n"
+        "    phases: [design, build, staging, production]\n"
+        "    members: [builder, deployer, analyst]\n"
+        "    credentials:\n"
+        "      ci-registry:\n"
+        "        grants: [{agent_type: builder, phases: [build, staging]}]\n"
+        "        expire_on_phase_end: staging\n";
+    const char *apply[] = {"policy", "apply", file("narrowed.yaml", narrowed), NULL};
+    const char *bad_ref[] = {"policy", "apply",
+                             file("badref.yaml", "version: 1\norg: acme\nprojects:\n  payments:\n"
+                                                 "    phases: [a]\n    members: [ghost]\n"),
+                             NULL};
+    struct run r;
+
+    (void)state;
+    run(apply, &r);
+    if (r.status != 0) {
+        fprintf(stderr, "%s\n", r.out);
+    }
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "acme: policy version 2 ("));
+    assert_non_null(strstr(r.out, "- credential rule payments/stripe-live"));
+    assert_non_null(strstr(r.out, "- credential rule payments/grafana"));
+    /* A problem in the files: exit 1, position given, nothing written. */
+    expect(bad_ref, 1, "badref.yaml:6:");
+    expect(apply, 0, "acme: unchanged (policy version 2)");
+}
+
+static void test_project_phase(void **state)
+{
+    const char *to_build[] = {"project", "phase", "acme/payments", "build", NULL};
+    const char *to_staging[] = {"project", "phase", "acme/payments", "staging", NULL};
+    const char *to_prod[] = {"project", "phase", "acme/payments", "production", NULL};
+    const char *unknown[] = {"project", "phase", "acme/payments", "qa", NULL};
+    const char *no_project[] = {"project", "phase", "acme/nosuch", "build", NULL};
+    const char *malformed[] = {"project", "phase", "acme", "build", NULL};
+
+    (void)state;
+    expect(to_build, 0, "acme/payments: design -> build");
+    expect(to_build, 0, "acme/payments: already in phase build");
+    expect(to_staging, 0, "acme/payments: build -> staging");
+    expect(to_prod, 0, "acme/payments: staging -> production");
+    expect(unknown, 1, "has no phase 'qa' (phases: design,build,staging,production)");
+    expect(no_project, 1, "project acme/nosuch not found");
+    expect(malformed, 2, "usage: coffer project phase");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_apply_show_round_trip),
+        cmocka_unit_test(test_apply_changes_and_refusals),
+        cmocka_unit_test(test_project_phase),
+    };
+    char cmd[PATH_MAX + 16];
+    int rc;
+
+    harness_setup("cli_policy", &h);
+    if (mkdtemp(dir) == NULL) {
+        fprintf(stderr, "cli_policy_test: cannot create a temporary directory\n");
+        return 1;
+    }
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "cli_policy_test: could not remove %s\n", dir);
+    }
+    harness_teardown(&h);
+    return rc;
+}
