@@ -2,8 +2,10 @@
 /*
  * `coffer demo DIR`: provisions (or reuses) the embedded default in DIR and
  * walks through the core, printing each step: store a credential, read it
- * back, rotate the org key, read again (lazily rewrapped), tamper with the
- * ciphertext as a database user would, and show the integrity error.
+ * back, let the policy decide who may access one, move the project to
+ * another phase, rotate the org key, read again (lazily rewrapped), tamper
+ * with the ciphertext as a database user would, and show the integrity
+ * error.
  *
  * Values are never printed: the demo shows lengths and SHA-256 fingerprints,
  * which is enough to see that what comes back is what went in. The tamper
@@ -12,12 +14,15 @@
  */
 #include "cli/cli.h"
 
+#include "coffer/arena.h"
+#include "coffer/authz.h"
 #include "coffer/buf.h"
 #include "coffer/dev.h"
 #include "coffer/log.h"
 #include "coffer/mem.h"
 #include "server/proc.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -190,6 +195,103 @@ static int tamper(const struct coffer_dev_env *env, const struct coffer_org *org
     return 0;
 }
 
+/* Decides one access to dev/demo/<cred> as the server will, and prints the outcome. */
+static int decide(struct cli_ctx *c, const char *org, const char *cred, const char *type,
+                  const char *instance, const char *purpose)
+{
+    struct coffer_arena *a = NULL;
+    struct coffer_authz_input in = {0};
+    struct coffer_store_access acc;
+    struct coffer_authz_decision d;
+    enum coffer_err r;
+
+    if ((r = coffer_arena_new(0, &a)) != COFFER_OK ||
+        (r = coffer_store_access_load(c->st, org, COFFER_DEV_PROJECT, cred, a, &in, &acc)) !=
+            COFFER_OK) {
+        coffer_arena_free(&a);
+        return cli_fail("loading the access", r);
+    }
+    in.principal.org = COFFER_DEV_ORG;
+    in.principal.agent_type = type;
+    in.principal.instance = instance;
+    in.purpose = purpose;
+    in.purpose_len = strlen(purpose);
+    coffer_authz_decide(&in, &d);
+    printf("   %-9s %-8s/%-4s %-26s -> %s%s\n", org, type, instance, purpose,
+           coffer_authz_reason_str(d.reason), d.purpose_unexpected ? " (purpose_unexpected)" : "");
+    coffer_arena_free(&a);
+    return 0;
+}
+
+/* Steps 4 and 5: the policy of policy/dev.yaml deciding accesses, and a phase change. */
+static int policy_steps(struct cli_ctx *c, const struct coffer_org *org,
+                        const struct coffer_project *proj)
+{
+    static const char *const names[] = {"api_key"};
+    struct coffer_keyset *ks = NULL;
+    struct coffer_keys_write w;
+    struct coffer_store_phase_result moved;
+    struct coffer_arena *a = NULL;
+    unsigned char value[24];
+    uint32_t version = 0;
+    enum coffer_err r;
+    int rc = 1;
+
+    step(4, "Let the policy decide who may access a credential");
+    if (RAND_bytes(value, sizeof(value)) != 1 || (r = coffer_keyset_new(&ks)) != COFFER_OK ||
+        (r = coffer_keyset_add(ks, names[0], value, sizeof(value))) != COFFER_OK) {
+        OPENSSL_cleanse(value, sizeof(value));
+        coffer_keyset_free(&ks);
+        return cli_fail("building the credential", COFFER_E_CRYPTO);
+    }
+    OPENSSL_cleanse(value, sizeof(value));
+    w.org_id = &org->id;
+    w.project_id = &proj->id;
+    w.name = "demo-api-key";
+    w.type = "api_key";
+    w.tier = "medium";
+    w.keys = ks;
+    r = coffer_keys_cred_write(c->k, c->st, &w, &version);
+    coffer_keyset_free(&ks);
+    if (r != COFFER_OK) {
+        return cli_fail("storing demo-api-key", r);
+    }
+    printf("   policy/dev.yaml grants dev/demo/demo-api-key to agent type deployer, for\n"
+           "   purposes \"deploy demo*\"; analyst is a member of the project without a grant.\n"
+           "   stored version %u; each line is one decision (the agent would only ever see\n"
+           "   permission_denied; the reason is for the audit log):\n",
+           version);
+    if (decide(c, COFFER_DEV_ORG, "demo-api-key", "deployer", "d-1", "deploy demo v1.4") != 0 ||
+        decide(c, COFFER_DEV_ORG, "demo-api-key", "deployer", "d-1", "print it in the chat") != 0 ||
+        decide(c, COFFER_DEV_ORG, "demo-api-key", "analyst", "a-1", "read demo metrics") != 0 ||
+        decide(c, COFFER_DEV_ORG, "demo-api-key", "deployer", "d-1", "") != 0 ||
+        decide(c, "other-org", "demo-api-key", "deployer", "d-1", "deploy demo v1.4") != 0) {
+        return 1;
+    }
+
+    step(5, "Move the project to another phase");
+    if ((r = coffer_arena_new(0, &a)) != COFFER_OK) {
+        return cli_fail("moving the project", r);
+    }
+    r = coffer_store_project_phase(c->st, COFFER_DEV_ORG, COFFER_DEV_PROJECT, "production",
+                                   "coffer demo", a, &moved);
+    if (r == COFFER_OK && !moved.changed) {
+        r = coffer_store_project_phase(c->st, COFFER_DEV_ORG, COFFER_DEV_PROJECT, "build",
+                                       "coffer demo", a, &moved);
+    }
+    if (r != COFFER_OK) {
+        rc = cli_fail("moving the project", r);
+        goto out;
+    }
+    printf("   dev/demo: %s -> %s in one transaction (recorded in audit.phase_changes);\n"
+           "   the grant names no phases, so the deployer is still granted:\n",
+           moved.from, moved.to);
+    rc = decide(c, COFFER_DEV_ORG, "demo-api-key", "deployer", "d-1", "deploy demo v1.5");
+out:
+    coffer_arena_free(&a);
+    return rc;
+}
+
 static int run(struct coffer_dev_env *env, struct cli_ctx *c)
 {
     struct coffer_keyset *stored = NULL;
@@ -239,7 +341,11 @@ static int run(struct coffer_dev_env *env, struct cli_ctx *c)
         goto out;
     }
 
-    step(4, "Rotate the org key");
+    if (policy_steps(c, &org, &proj) != 0) {
+        goto out;
+    }
+
+    step(6, "Rotate the org key");
     t0 = now_ms();
     if ((r = coffer_keys_org_rotate(c->k, c->st, &org.id, &rot)) != COFFER_OK) {
         rc = cli_fail("rotating", r);
@@ -251,7 +357,7 @@ static int run(struct coffer_dev_env *env, struct cli_ctx *c)
         goto out;
     }
 
-    step(5, "Read again: the stale row is rewrapped on the way");
+    step(7, "Read again: the stale row is rewrapped on the way");
     if (read_and_show(c, &org, &proj, name, stored, &info) != 0) {
         goto out;
     }
@@ -262,7 +368,7 @@ static int run(struct coffer_dev_env *env, struct cli_ctx *c)
         goto out;
     }
 
-    step(6, "Tamper with the ciphertext in PostgreSQL");
+    step(8, "Tamper with the ciphertext in PostgreSQL");
     if (tamper(env, &org, name) != 0) {
         goto out;
     }

@@ -78,7 +78,8 @@ static int load(char **files, int n, struct coffer_policy **out)
             io = true;
         }
     }
-    if (!io && d.n == 0 && d.dropped == 0) {
+    /* Files with problems are still merged, so references into them are checked too. */
+    if (!io) {
         r = coffer_policy_finish(p, &d);
         if (r != COFFER_OK && r != COFFER_E_INVALID) {
             (void)cli_fail("checking policy", r);

@@ -26,10 +26,12 @@
 
 #include <openssl/rand.h>
 
+#include "coffer/arena.h"
 #include "coffer/buf.h"
 #include "coffer/keys.h"
 #include "coffer/log.h"
 #include "coffer/p11.h"
+#include "coffer/policy.h"
 #include "coffer/secret.h"
 #include "coffer/store.h"
 #include "server/dev_int.h"
@@ -612,6 +614,44 @@ out:
     return r;
 }
 
+/*
+ * Makes the built-in policy/dev.yaml the policy of org "dev" (agent types,
+ * the phases and members of project "demo", a sample credential rule).
+ * Applying it again on a later run changes nothing.
+ */
+static enum coffer_err apply_dev_policy(struct coffer_store *st)
+{
+    struct coffer_policy_diags d = {0};
+    struct coffer_policy *p = NULL;
+    struct coffer_arena *a = NULL;
+    struct coffer_store_policy_result res;
+    enum coffer_err r;
+
+    if ((r = coffer_policy_new(&p)) != COFFER_OK || (r = coffer_arena_new(0, &a)) != COFFER_OK) {
+        goto out;
+    }
+    if ((r = coffer_policy_add_buffer(p, "policy/dev.yaml (built in)", coffer_dev_policy,
+                                      coffer_dev_policy_len, &d)) != COFFER_OK ||
+        (r = coffer_policy_finish(p, &d)) != COFFER_OK) {
+        r = d.n > 0 ? coffer_err_set(r, "the built-in policy is invalid: %s", d.lines[0])
+                    : coffer_err_wrap(r, "loading the built-in policy");
+        goto out;
+    }
+    if ((r = coffer_store_policy_apply(st, &p->orgs[0], "cofferd --dev", a, &res)) != COFFER_OK) {
+        r = coffer_err_wrap(r, "applying the built-in policy");
+        goto out;
+    }
+    if (res.changed) {
+        coffer_info(LOG_MOD, "applied policy/dev.yaml as policy version %u of org \"%s\"",
+                    (unsigned)res.version, COFFER_DEV_ORG);
+    }
+out:
+    coffer_policy_diags_cleanup(&d);
+    coffer_policy_free(&p);
+    coffer_arena_free(&a);
+    return r;
+}
+
 /* The master key, org "dev" and project "demo", each made only if missing. */
 static enum coffer_err provision_keys(const struct coffer_dev_env *env)
 {
@@ -671,7 +711,10 @@ static enum coffer_err provision_keys(const struct coffer_dev_env *env)
         }
         coffer_uuid_format(&project.id, id);
         coffer_info(LOG_MOD, "created project \"%s\" (%s)", COFFER_DEV_PROJECT, id);
+    } else if (r != COFFER_OK) {
+        goto out;
     }
+    r = apply_dev_policy(st);
 out:
     coffer_store_close(&st);
     coffer_keys_free(&keys);

@@ -55,4 +55,8 @@ void dev_log_tail(const char *path, char *out, size_t outlen);
  */
 enum coffer_err dev_pg_precheck(const struct coffer_dev_env *env) COFFER_MUST_USE;
 
+/* policy/dev.yaml as built in (cmake/embed_file.cmake), NUL-terminated. */
+extern const unsigned char coffer_dev_policy[];
+extern const size_t coffer_dev_policy_len;
+
 #endif

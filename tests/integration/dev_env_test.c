@@ -86,6 +86,7 @@ struct snapshot {
     struct coffer_store_mk mk;
     struct coffer_org org;
     struct coffer_project project;
+    uint32_t policy_version; /* of org dev: the built-in policy/dev.yaml */
 };
 
 static void take_snapshot(const struct coffer_dev_env *env, struct snapshot *s)
@@ -97,6 +98,7 @@ static void take_snapshot(const struct coffer_dev_env *env, struct snapshot *s)
     assert_int_equal(coffer_store_org_by_name(st, COFFER_DEV_ORG, &s->org), COFFER_OK);
     assert_int_equal(coffer_store_project_by_name(st, &s->org.id, COFFER_DEV_PROJECT, &s->project),
                      COFFER_OK);
+    assert_int_equal(coffer_store_policy_version(st, &s->org.id, &s->policy_version), COFFER_OK);
     coffer_store_close(&st);
 }
 
@@ -106,6 +108,8 @@ static void assert_same(const struct snapshot *a, const struct snapshot *b)
     assert_memory_equal(a->mk.kcv, b->mk.kcv, COFFER_KCV_LEN);
     assert_true(coffer_uuid_equal(&a->org.id, &b->org.id));
     assert_true(coffer_uuid_equal(&a->project.id, &b->project.id));
+    /* A later run applies the same built-in policy again, which changes nothing. */
+    assert_int_equal(a->policy_version, b->policy_version);
 }
 
 static void read_text(const char *path, char *buf, size_t n)
@@ -184,6 +188,7 @@ static void test_up_twice_then_restart(void **state)
     assert_int_equal(first.mk.version, 1);
     assert_string_equal(first.org.name, COFFER_DEV_ORG);
     assert_string_equal(first.project.name, COFFER_DEV_PROJECT);
+    assert_int_equal(first.policy_version, 1);
     check_files(&envs[0]);
 
     /* Second run: the running cluster and everything in it are reused. */
