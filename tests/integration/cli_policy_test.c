@@ -199,6 +199,58 @@ static void test_apply_changes_and_refusals(void **state)
     expect(apply, 0, "acme: unchanged (policy version 2)");
 }
 
+/* Every class of malformed file is refused with its position, and nothing is written. */
+static void test_malformed_files_write_nothing(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *where; /* "line:column: " of the first problem */
+        const char *what;
+    } cases[] = {
+        {"version: 1\norg: [acme\n", "3:1: ", "YAML syntax error"},
+        {"version: 1\norg: acme\nagent_types: &a {x: }\n", "3:14: ", "anchor"},
+        {"version: 1\norg: acme\nagent_types: *a\n", "3:14: ", "alias"},
+        {"version: 1\norg: !!str acme\n", "2:6: ", "tag"},
+        {"version: 1\norg: acme\nowner: me\n", "3:1: ", "unknown key 'owner'"},
+        {"version: 1\norg: acme\norg: acme\n", "3:1: ", "duplicate key 'org'"},
+        {"version: 1\norg: acme\nagent_types: [a, b]\n", "3:14: ", "mapping"},
+        {"version: 2\norg: acme\n", "1:10: ", "version"},
+        {"version: 1\norg: Acme\n", "2:6: ", "not valid"},
+        {"version: 1\norg: acme\ntiers:\n  high: {default_ttl: 1d, max_ttl: 8d}\n", "4:",
+         "hard maximum"},
+        {"version: 1\norg: acme\ntiers:\n  low: {default_ttl: 30, max_ttl: never}\n", "4:",
+         "unit"},
+        {"version: 1\norg: acme\nagent_types: {d: }\nprojects:\n  p:\n    phases: [a]\n"
+         "    members: [d]\n    credentials:\n      c:\n        grants:\n"
+         "          - {agent_type: d, phases: [b]}\n",
+         "11:", "not a phase"},
+        {"version: 1\norg: acme\nagent_types: {d: }\nprojects:\n  p:\n    phases: [a]\n"
+         "    credentials:\n      c:\n        grants:\n          - {agent_type: d}\n",
+         "10:", "not a member"},
+    };
+    const char *show[] = {"policy", "show", "acme", NULL};
+    struct run before;
+    struct run after;
+
+    (void)state;
+    run(show, &before);
+    assert_int_equal(before.status, 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char name[32];
+        char want[64];
+        const char *args[] = {"policy", "apply", NULL, NULL};
+
+        snprintf(name, sizeof(name), "bad-%zu.yaml", i);
+        args[2] = file(name, cases[i].text);
+        snprintf(want, sizeof(want), "%s:%s", name, cases[i].where);
+        expect(args, 1, want);
+        expect(args, 1, cases[i].what);
+    }
+    run(show, &after);
+    assert_int_equal(after.status, 0);
+    assert_string_equal(before.out, after.out);
+}
+
 static void test_project_phase(void **state)
 {
     const char *to_build[] = {"project", "phase", "acme/payments", "build", NULL};
@@ -224,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_apply_show_round_trip),
         cmocka_unit_test(test_apply_changes_and_refusals),
+        cmocka_unit_test(test_malformed_files_write_nothing),
         cmocka_unit_test(test_project_phase),
     };
     char cmd[PATH_MAX + 16];
