@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p11-kit/uri.h>
@@ -30,6 +31,8 @@
  */
 
 #define MODULE_USES_MAX 8
+/* Tries at finding the configured token before it is reported missing (see coffer_p11_open). */
+#define TOKEN_ATTEMPTS 5
 
 struct module_use {
     CK_FUNCTION_LIST *fn;
@@ -719,11 +722,33 @@ enum coffer_err coffer_p11_open(const struct coffer_p11_config *cfg, struct coff
         return coffer_err_set(COFFER_E_NOMEM, "PKCS#11 context");
     }
     p->pid = getpid();
-    if ((rc = p11_module_acquire(cfg->module, &p->fn)) != COFFER_OK) {
-        goto out;
+    for (unsigned attempt = 1;; attempt++) {
+        struct timespec pause = {0, (long)attempt * 20 * 1000 * 1000};
+
+        if ((rc = p11_module_acquire(cfg->module, &p->fn)) != COFFER_OK) {
+            goto out;
+        }
+        p->module_held = true;
+        rc = select_token(p, cfg->token_uri);
+        if (rc != COFFER_E_TOKEN_NOT_FOUND || attempt == TOKEN_ATTEMPTS ||
+            !p11_module_sole_user(p->fn)) {
+            break;
+        }
+        /*
+         * SoftHSMv2 reads its token files once, in C_Initialize, and skips a
+         * token whose file another process is rewriting at that moment (its
+         * "token integrity check failed"), so several workers starting
+         * together can miss a token that is there. Start the module again
+         * after a pause; a token that is really absent still fails, later.
+         */
+        p11_module_release(p->fn);
+        p->module_held = false;
+        p->fn = NULL;
+        coffer_debug("p11", "no token matched on attempt %u; initialising the module again",
+                     attempt);
+        (void)nanosleep(&pause, NULL);
     }
-    p->module_held = true;
-    if ((rc = select_token(p, cfg->token_uri)) != COFFER_OK) {
+    if (rc != COFFER_OK) {
         goto out;
     }
     if ((rc = check_mechanisms(p)) != COFFER_OK) {

@@ -197,15 +197,26 @@ static const struct store_stmt rules_clear = {
     .types = {STORE_OID_UUID},
 };
 
-static const struct store_stmt rule_put = {
-    .name = "coffer_policy_rule_put",
-    .sql = "INSERT INTO coffer.credential_rules "
+/*
+ * Every rule in one statement: rules travel as parallel arrays, their purpose
+ * patterns flattened into (rule number, pattern) pairs and regrouped here.
+ */
+static const struct store_stmt rules_put = {
+    .name = "coffer_policy_rules_put",
+    .sql = "WITH pp AS (SELECT f.rule, array_agg(f.purpose ORDER BY f.ord) AS purposes "
+           "FROM unnest($6::int4[], $7::text[]) WITH ORDINALITY AS f(rule, purpose, ord) "
+           "GROUP BY f.rule) "
+           "INSERT INTO coffer.credential_rules "
            "(project_id, org_id, name, description, expire_on_phase_end, purposes) "
-           "SELECT p.id, p.org_id, $3, $4, $5, $6 FROM coffer.projects p "
-           "WHERE p.org_id = $1 AND p.name = $2",
-    .nparams = 6,
-    .types = {STORE_OID_UUID, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT,
-              STORE_OID_TEXT_ARRAY},
+           "SELECT p.id, p.org_id, u.name, u.description, u.expire, "
+           "COALESCE(pp.purposes, '{}'::text[]) "
+           "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY "
+           "AS u(project, name, description, expire, ord) "
+           "JOIN coffer.projects p ON p.org_id = $1 AND p.name = u.project "
+           "LEFT JOIN pp ON pp.rule = u.ord",
+    .nparams = 7,
+    .types = {STORE_OID_UUID, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_INT4_ARRAY, STORE_OID_TEXT_ARRAY},
 };
 
 static const struct store_stmt grants_clear = {
@@ -246,7 +257,7 @@ const struct store_stmt *const store_stmts_policy[] = {
     &agent_types_get, &tiers_get,   &projects_get,      &members_get,     &rules_get,
     &grants_get,      &version_get, &agent_types_prune, &agent_types_put, &tiers_clear,
     &tier_put,        &project_put, &project_phase_get, &project_remove,  &members_clear,
-    &members_put,     &rules_clear, &rule_put,          &grants_clear,    &grants_put,
+    &members_put,     &rules_clear, &rules_put,         &grants_clear,    &grants_put,
     &version_put,     NULL,
 };
 
@@ -887,36 +898,83 @@ out:
 static enum coffer_err write_rules(struct coffer_store *s, const struct apply *ap)
 {
     const struct coffer_policy_org *o = ap->org;
+    struct coffer_buf cols[6] = {{0}};
     struct store_params p = {0};
+    const char **v[4];
+    const char **purposes;
+    const void **rule_of;
+    size_t *rule_len;
+    unsigned char *rule_no;
+    size_t n = 0;
+    size_t np = 0;
+    size_t k = 0;
+    size_t q = 0;
     enum coffer_err r;
 
-    store_param_uuid(&p, &ap->row.id);
-    if ((r = run(s, &rules_clear, &p, "clearing credential rules")) != COFFER_OK) {
-        return r;
+    for (size_t i = 0; i < o->n_projects; i++) {
+        n += o->projects[i].n_creds;
+        for (size_t c = 0; c < o->projects[i].n_creds; c++) {
+            np += o->projects[i].creds[c].n_purposes;
+        }
+    }
+    for (int c = 0; c < 4; c++) {
+        if ((v[c] = coffer_arena_alloc(ap->a, n, sizeof(char *))) == NULL) {
+            return coffer_err_set(COFFER_E_NOMEM, "writing %zu credential rules", n);
+        }
+    }
+    purposes = coffer_arena_alloc(ap->a, np, sizeof(char *));
+    rule_of = coffer_arena_alloc(ap->a, np, sizeof(void *));
+    rule_len = coffer_arena_alloc(ap->a, np, sizeof(size_t));
+    rule_no = coffer_arena_alloc(ap->a, np, 4);
+    if (purposes == NULL || rule_of == NULL || rule_len == NULL || rule_no == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "writing %zu purpose patterns", np);
     }
     for (size_t i = 0; i < o->n_projects; i++) {
-        for (size_t c = 0; c < o->projects[i].n_creds; c++) {
+        for (size_t c = 0; c < o->projects[i].n_creds; c++, k++) {
             const struct coffer_policy_cred *cr = &o->projects[i].creds[c];
-            struct coffer_buf purposes = {0};
-            struct store_params q = {0};
 
-            if ((r = store_encode_strings(cr->purposes, cr->n_purposes, &purposes)) != COFFER_OK) {
-                return r;
-            }
-            store_param_uuid(&q, &ap->row.id);
-            store_param_text(&q, o->projects[i].name);
-            store_param_text(&q, cr->name);
-            store_param_text(&q, cr->description);
-            store_param_text(&q, cr->expire_on_phase_end);
-            store_param_binary(&q, purposes.data, purposes.len);
-            r = run(s, &rule_put, &q, "writing credential rule");
-            coffer_buf_cleanup(&purposes);
-            if (r != COFFER_OK) {
-                return r;
+            v[0][k] = o->projects[i].name;
+            v[1][k] = cr->name;
+            v[2][k] = cr->description;
+            v[3][k] = cr->expire_on_phase_end;
+            for (size_t j = 0; j < cr->n_purposes; j++, q++) {
+                uint32_t ord = (uint32_t)(k + 1); /* WITH ORDINALITY counts from 1 */
+
+                rule_no[4 * q] = (unsigned char)(ord >> 24);
+                rule_no[4 * q + 1] = (unsigned char)(ord >> 16);
+                rule_no[4 * q + 2] = (unsigned char)(ord >> 8);
+                rule_no[4 * q + 3] = (unsigned char)ord;
+                rule_of[q] = &rule_no[4 * q];
+                rule_len[q] = 4;
+                purposes[q] = cr->purposes[j];
             }
         }
     }
-    return COFFER_OK;
+    if (n > INT32_MAX) {
+        return coffer_err_set(COFFER_E_LIMIT, "%zu credential rules", n);
+    }
+    store_param_uuid(&p, &ap->row.id);
+    if ((r = run(s, &rules_clear, &p, "clearing credential rules")) != COFFER_OK) {
+        goto out;
+    }
+    for (int c = 0; c < 4; c++) {
+        if ((r = store_encode_strings(v[c], n, &cols[c])) != COFFER_OK) {
+            goto out;
+        }
+        store_param_binary(&p, cols[c].data, cols[c].len);
+    }
+    if ((r = store_encode_array(STORE_OID_INT4, np, rule_of, rule_len, &cols[4])) != COFFER_OK ||
+        (r = store_encode_strings(purposes, np, &cols[5])) != COFFER_OK) {
+        goto out;
+    }
+    store_param_binary(&p, cols[4].data, cols[4].len);
+    store_param_binary(&p, cols[5].data, cols[5].len);
+    r = run(s, &rules_put, &p, "writing credential rules");
+out:
+    for (int c = 0; c < 6; c++) {
+        coffer_buf_cleanup(&cols[c]);
+    }
+    return r;
 }
 
 /* The grant's phases joined with commas ("" for every phase), in the arena. */

@@ -3,22 +3,28 @@
  * Benchmark of the core on this machine: credential writes/s, reads/s and
  * rewraps/s through keys (token and database together), at 1 and 2
  * processes, each beside the raw capacity of the same token operations
- * measured in the same run, with the ratio.
+ * measured in the same run, with the ratio; and access decisions/s (the
+ * one query that loads grants, phase and lifetime, then the pure decision)
+ * under a policy of one credential rule per stored credential, with the
+ * time to apply that policy.
  *
  * It provisions its own embedded default in a temporary directory, forks
  * worker processes after set-up (each opens its own token context and
  * database connection, as cofferd's workers do), runs each measurement for a
  * fixed time, and stops the cluster it started. Usage:
  *
- *     core_bench [SECONDS_PER_MEASUREMENT [writes|reads|rewraps]]
+ *     core_bench [SECONDS_PER_MEASUREMENT [writes|reads|rewraps|decisions]]
  *
  * (default 3 seconds, every operation). Naming one operation runs only that
  * row, for profiling.
  */
 #include "keys/keys_int.h"
 
+#include "coffer/arena.h"
+#include "coffer/authz.h"
 #include "coffer/dev.h"
 #include "coffer/mem.h"
+#include "coffer/policy.h"
 
 #include <errno.h>
 #include <openssl/rand.h>
@@ -131,6 +137,7 @@ enum op {
     OP_DB_READ,
     OP_RAW_REWRAP,
     OP_CORE_REWRAP,
+    OP_DECIDE,
 };
 
 static void raw_write(struct worker *w, struct result *res)
@@ -422,6 +429,40 @@ static void core_rewrap(struct worker *w, struct result *res)
     res->secs = now_s() - t0;
 }
 
+/* Access decisions on random stored credentials by a deployer (granted by the policy). */
+static void decide(struct worker *w, struct result *res)
+{
+    unsigned int seed = (unsigned int)(getpid() * 2654435761u);
+    double t0 = now_s();
+    double end = t0 + seconds;
+    char name[64];
+
+    while (now_s() < end) {
+        long i = rand_r(&seed) % n_creds;
+        struct coffer_arena *a = NULL;
+        struct coffer_authz_input in = {0};
+        struct coffer_store_access acc;
+        struct coffer_authz_decision d;
+
+        snprintf(name, sizeof(name), "bench-r%d-%ld", (int)(i % MAX_PROCS), i / MAX_PROCS);
+        if (coffer_arena_new(0, &a) != COFFER_OK ||
+            coffer_store_access_load(w->st, "bench", "bench", name, a, &in, &acc) != COFFER_OK) {
+            res->errors++;
+        } else {
+            in.principal.org = "bench";
+            in.principal.agent_type = "deployer";
+            in.principal.instance = "d-1";
+            in.purpose = "bench access";
+            in.purpose_len = strlen(in.purpose);
+            coffer_authz_decide(&in, &d);
+            res->errors += d.allow ? 0 : 1;
+        }
+        coffer_arena_free(&a);
+        res->ops++;
+    }
+    res->secs = now_s() - t0;
+}
+
 static void run_op(struct worker *w, enum op op, struct result *res)
 {
     switch (op) {
@@ -451,6 +492,9 @@ static void run_op(struct worker *w, enum op op, struct result *res)
         break;
     case OP_CORE_REWRAP:
         core_rewrap(w, res);
+        break;
+    case OP_DECIDE:
+        decide(w, res);
         break;
     default:
         abort();
@@ -614,6 +658,69 @@ static void load_sample(struct coffer_store *st)
     }
 }
 
+/*
+ * A policy with one credential rule per stored credential (two grants and a
+ * purpose pattern each): applied once (everything new), then again
+ * (nothing changes), printing the time of each.
+ */
+static void apply_bench_policy(struct coffer_store *st)
+{
+    struct coffer_buf y = {0};
+    struct coffer_policy *p = NULL;
+    struct coffer_policy_diags d = {0};
+    struct coffer_arena *a = NULL;
+    struct coffer_store_policy_result res;
+    char line[256];
+    double t0;
+    double parse_ms;
+    enum coffer_err r;
+
+    snprintf(line, sizeof(line),
+             "version: 1\norg: bench\nagent_types: {deployer: , analyst: }\nprojects:\n"
+             "  bench:\n    phases: [build, production]\n    members: [deployer, analyst]\n"
+             "    credentials:\n");
+    if (coffer_buf_put(&y, line, strlen(line)) != COFFER_OK) {
+        die("policy", COFFER_E_NOMEM);
+    }
+    for (long i = 0; i < n_creds; i++) {
+        int n =
+            snprintf(line, sizeof(line),
+                     "      bench-r%d-%ld: {grants: [{agent_type: deployer}, {agent_type: "
+                     "analyst, instance: a-1, phases: [production]}], purposes: [\"bench *\"]}\n",
+                     (int)(i % MAX_PROCS), i / MAX_PROCS);
+
+        if (coffer_buf_put(&y, line, (size_t)n) != COFFER_OK) {
+            die("policy", COFFER_E_NOMEM);
+        }
+    }
+    t0 = now_s();
+    if ((r = coffer_policy_new(&p)) != COFFER_OK ||
+        (r = coffer_policy_add_buffer(p, "bench.yaml", y.data, y.len, &d)) != COFFER_OK ||
+        (r = coffer_policy_finish(p, &d)) != COFFER_OK) {
+        fprintf(stderr, "core_bench: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+        die("policy", r);
+    }
+    parse_ms = (now_s() - t0) * 1e3;
+    if ((r = coffer_arena_new(0, &a)) != COFFER_OK) {
+        die("policy", r);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        t0 = now_s();
+        if ((r = coffer_store_policy_apply(st, &p->orgs[0], "core_bench", a, &res)) != COFFER_OK) {
+            die("policy apply", r);
+        }
+        printf("  %-28s %10.1f ms   (%ld rules, %ld grants, %zu KiB of YAML; %s)\n",
+               pass == 0 ? "policy apply" : "policy re-apply", (now_s() - t0) * 1e3, n_creds,
+               2 * n_creds, y.len / 1024,
+               pass == 0 ? "everything new" : "nothing changed, nothing written");
+    }
+    printf("  %-28s %10.1f ms   (parse and check the same file)\n", "policy validate", parse_ms);
+    coffer_arena_free(&a);
+    coffer_policy_diags_cleanup(&d);
+    coffer_policy_free(&p);
+    coffer_buf_cleanup(&y);
+}
+
 static bool selected(const char *op)
 {
     return only == NULL || strcmp(only, op) == 0;
@@ -643,8 +750,9 @@ int main(int argc, char **argv)
     }
     if (argc > 3 || seconds <= 0.1 || seconds > 600 ||
         (only != NULL && strcmp(only, "writes") != 0 && strcmp(only, "reads") != 0 &&
-         strcmp(only, "rewraps") != 0)) {
-        fprintf(stderr, "usage: core_bench [SECONDS_PER_MEASUREMENT [writes|reads|rewraps]]\n");
+         strcmp(only, "rewraps") != 0 && strcmp(only, "decisions") != 0)) {
+        fprintf(stderr,
+                "usage: core_bench [SECONDS_PER_MEASUREMENT [writes|reads|rewraps|decisions]]\n");
         return 2;
     }
     if ((r = coffer_harden_process()) != COFFER_OK) {
@@ -673,6 +781,10 @@ int main(int argc, char **argv)
            ROUNDS, seconds, dir);
     populate(2500);
     load_sample(st);
+    if (selected("decisions")) {
+        printf("\npolicy (one rule per stored credential)\n");
+        apply_bench_policy(st);
+    }
 
     for (procs = 1; procs <= MAX_PROCS; procs++) {
         struct coffer_keys_created rot;
@@ -700,6 +812,15 @@ int main(int argc, char **argv)
             db = measure(OP_DB_READ, procs, &e);
             printf("  %-28s %10.0f/s   (one row fetch, the database part of a single read)\n",
                    "  row fetch alone", db);
+        }
+        if (selected("decisions")) {
+            double rate_d[1];
+            long errs_d[1];
+            enum op decide_ops[] = {OP_DECIDE};
+
+            measure_rounds(decide_ops, 1, procs, rate_d, errs_d);
+            printf("  %-28s %10.0f/s   (load grants, phase, lifetime in one query; decide)%s\n",
+                   "access decisions", rate_d[0], errs_d[0] == 0 ? "" : " (errors!)");
         }
         if (!selected("rewraps")) {
             continue;
