@@ -255,19 +255,7 @@ static void add_ref(struct loader *l, const char *s, const struct coffer_ynode *
 /* "text", "a sequence", "a mapping" or "empty": what a value is, for messages. */
 static const char *kind_of(const struct coffer_ynode *n)
 {
-    if (coffer_policy_ynode_null(n)) {
-        return "empty";
-    }
-    switch (n->kind) {
-    case COFFER_YNODE_SCALAR:
-        return "text";
-    case COFFER_YNODE_SEQUENCE:
-        return "a sequence";
-    case COFFER_YNODE_MAPPING:
-        return "a mapping";
-    default:
-        return "unknown";
-    }
+    return coffer_policy_ynode_null(n) ? "empty" : coffer_policy_ynode_kind_str(n->kind);
 }
 
 static bool is_mapping(const struct coffer_ynode *n)

@@ -89,6 +89,9 @@ enum coffer_err coffer_policy_yaml_parse(struct coffer_arena *a, const char *fil
 /* Whether a node is an empty value: nothing, "~" or "null" written plain. */
 bool coffer_policy_ynode_null(const struct coffer_ynode *n);
 
+/* "text", "a sequence" or "a mapping": a node kind, for messages. */
+const char *coffer_policy_ynode_kind_str(enum coffer_ynode_kind k);
+
 /* ---- The policy behind the public struct ---- */
 
 /* Where a name that refers to something else was written. */

@@ -60,7 +60,7 @@ bool coffer_policy_ynode_null(const struct coffer_ynode *n)
            strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
 }
 
-static const char *kind_name(enum coffer_ynode_kind k)
+const char *coffer_policy_ynode_kind_str(enum coffer_ynode_kind k)
 {
     switch (k) {
     case COFFER_YNODE_SCALAR:
@@ -117,7 +117,8 @@ static enum coffer_err add_node(struct tree *t, const yaml_event_t *ev, enum cof
     }
     if (parent != NULL && parent->kind == COFFER_YNODE_MAPPING && parent->n % 2 == 0 &&
         kind != COFFER_YNODE_SCALAR) {
-        return fail_at(t, ev->start_mark, "a mapping key must be a name, not %s", kind_name(kind));
+        return fail_at(t, ev->start_mark, "a mapping key must be a name, not %s",
+                       coffer_policy_ynode_kind_str(kind));
     }
     n = coffer_arena_alloc(t->a, 1, sizeof(*n));
     if (n == NULL) {

@@ -283,22 +283,18 @@ enum coffer_err store_col_u32_or_zero(const PGresult *res, int row, int col, con
 enum coffer_err store_col_count(const PGresult *res, int row, int col, const char *where,
                                 int64_t *out)
 {
-    const unsigned char *p;
-    size_t len;
-    uint64_t u;
-    enum coffer_err r;
+    bool null = false;
+    enum coffer_err r = store_col_int8_opt(res, row, col, where, &null, out);
 
-    if ((r = col_required(res, row, col, where, STORE_OID_INT8, &p, &len)) != COFFER_OK) {
+    if (r != COFFER_OK) {
         return r;
     }
-    if (len != 8) {
-        return coffer_err_set(COFFER_E_INTEGRITY, "%s: int8 of %zu bytes", where, len);
+    if (null) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "%s: is NULL", where);
     }
-    u = (uint64_t)be32(p) << 32 | be32(p + 4);
-    if (u > (uint64_t)INT64_MAX) {
+    if (*out < 0) {
         return coffer_err_set(COFFER_E_INTEGRITY, "%s: negative count", where);
     }
-    *out = (int64_t)u;
     return COFFER_OK;
 }
 

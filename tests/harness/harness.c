@@ -15,12 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "coffer/err.h"
 #include "coffer/p11.h"
 #include "coffer/secret.h"
 #include "coffer/store.h"
+#include "server/proc.h"
 
 #define NAME_MAX_LEN 40
 
@@ -170,4 +172,34 @@ void harness_teardown(struct harness *h)
     if (h != NULL) {
         *h = (struct harness){0};
     }
+}
+
+void harness_run(const char *const *argv, const char *const *envp, struct harness_run *res)
+{
+    char path[] = "/tmp/coffer-run-out.XXXXXX";
+    struct coffer_proc_spec spec;
+    enum coffer_err r;
+    ssize_t got;
+    int status = 0;
+    int fd = mkstemp(path);
+
+    if (fd < 0) {
+        die_msg("harness_run", strerror(errno));
+    }
+    unlink(path);
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    if ((r = coffer_proc_run(&spec, 60000, &status)) != COFFER_OK) {
+        die(argv[0], r);
+    }
+    res->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        die_msg("harness_run", strerror(errno));
+    }
+    got = read(fd, res->out, sizeof(res->out) - 1);
+    res->out[got > 0 ? got : 0] = '\0';
+    close(fd);
 }

@@ -37,4 +37,17 @@ void harness_setup(const char *name, struct harness *h);
 /* Releases the harness; the database stays until the fixture removes the whole cluster. */
 void harness_teardown(struct harness *h);
 
+/* What a command printed and how it ended. */
+struct harness_run {
+    int status;      /* exit status, or -1 if it did not exit */
+    char out[16384]; /* standard output and error together, NUL-terminated, truncated to fit */
+};
+
+/*
+ * Runs argv (argv[0] a path) with exactly the environment envp, waiting at
+ * most 60 seconds, and captures its output. Prints the reason and exits 1 if
+ * the command cannot be run at all.
+ */
+void harness_run(const char *const *argv, const char *const *envp, struct harness_run *res);
+
 #endif

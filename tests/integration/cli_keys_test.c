@@ -13,38 +13,25 @@
 #include <cmocka.h>
 
 #include "harness.h"
-#include "server/proc.h"
 
 #include "coffer/mem.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static struct harness h;
 static char pin[128];
 
-struct run {
-    int status;     /* exit status, or -1 if it did not exit */
-    char out[8192]; /* stdout and stderr together */
-};
-
 /* Runs the coffer binary with argv and the test's environment (without the keys in skip). */
-static void run(const char *const *args, const char *skip, struct run *res)
+static void run(const char *const *args, const char *skip, struct harness_run *res)
 {
     const char *argv[16];
     char vars[7][PATH_MAX + 160];
     const char *envp[9];
-    char path[] = "/tmp/coffer-cli-out.XXXXXX";
-    struct coffer_proc_spec spec;
     size_t n = 0;
     size_t e = 0;
-    ssize_t got;
-    int status = 0;
-    int fd;
 
     argv[n++] = COFFER_BIN;
     while (*args != NULL && n < 15) {
@@ -65,27 +52,14 @@ static void run(const char *const *args, const char *skip, struct run *res)
     }
     envp[e++] = "PATH=/usr/bin:/bin";
     envp[e] = NULL;
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    assert_int_equal(coffer_proc_run(&spec, 60000, &status), COFFER_OK);
-    res->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-    got = read(fd, res->out, sizeof(res->out) - 1);
-    res->out[got > 0 ? got : 0] = '\0';
-    close(fd);
-    unlink(path);
+    harness_run(argv, envp, res);
     /* Nothing the command prints may contain the PIN. */
     assert_null(strstr(res->out, pin));
 }
 
 static void expect(const char *const *args, int status, const char *needle)
 {
-    struct run r;
+    struct harness_run r;
 
     run(args, NULL, &r);
     if (r.status != status || strstr(r.out, needle) == NULL) {
@@ -104,7 +78,7 @@ static void test_first_master_key_and_org(void **state)
     const char *proj[] = {"org", "add-project", "acme", "web", NULL};
     const char *bad[] = {"org", "create", "Not A Name", NULL};
 
-    struct run r;
+    struct harness_run r;
 
     (void)state;
     run(mk, NULL, &r);
@@ -127,7 +101,7 @@ static void test_status_rotate_sweep_retire(void **state)
     const char *retire_mk_current[] = {"keys", "retire-mk", "2", NULL};
     const char *retire_mk1[] = {"keys", "retire-mk", "1", NULL};
     const char *mk[] = {"keys", "rotate-mk", NULL};
-    struct run r;
+    struct harness_run r;
 
     (void)state;
     run(status, NULL, &r);
@@ -156,7 +130,7 @@ static void test_operator_errors(void **state)
     const char *badorg[] = {"keys", "rotate-org", "nosuch", NULL};
     const char *unknown[] = {"frobnicate", NULL};
     const char *badbatch[] = {"keys", "sweep", "--batch", "0", NULL};
-    struct run r;
+    struct harness_run r;
 
     (void)state;
     run(status, "COFFER_TOKEN_URI=", &r);

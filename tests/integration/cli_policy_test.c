@@ -13,35 +13,23 @@
 #include <cmocka.h>
 
 #include "harness.h"
-#include "server/proc.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static struct harness h;
 static char dir[] = "/tmp/coffer-cli-policy.XXXXXX";
 
-struct run {
-    int status;      /* exit status, or -1 if it did not exit */
-    char out[16384]; /* stdout and stderr together */
-};
-
-static void run(const char *const *args, struct run *res)
+/* Runs the coffer binary with args and this test's token and database. */
+static void run(const char *const *args, struct harness_run *res)
 {
     const char *argv[16];
     char vars[5][PATH_MAX + 160];
     const char *envp[7];
-    char path[] = "/tmp/coffer-cli-out.XXXXXX";
-    struct coffer_proc_spec spec;
     size_t n = 0;
-    ssize_t got;
-    int status = 0;
-    int fd;
 
     argv[n++] = COFFER_BIN;
     while (*args != NULL && n < 15) {
@@ -58,25 +46,12 @@ static void run(const char *const *args, struct run *res)
     }
     envp[5] = "PATH=/usr/bin:/bin";
     envp[6] = NULL;
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    assert_int_equal(coffer_proc_run(&spec, 60000, &status), COFFER_OK);
-    res->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-    got = read(fd, res->out, sizeof(res->out) - 1);
-    res->out[got > 0 ? got : 0] = '\0';
-    close(fd);
-    unlink(path);
+    harness_run(argv, envp, res);
 }
 
 static void expect(const char *const *args, int status, const char *needle)
 {
-    struct run r;
+    struct harness_run r;
 
     run(args, &r);
     if (r.status != status || strstr(r.out, needle) == NULL) {
@@ -119,7 +94,7 @@ static void test_validate(void **state)
     const char *both[] = {"policy", "validate", acme_path(), bad, syntax, NULL};
     const char *missing[] = {"policy", "validate", "/nonexistent/policy.yaml", NULL};
     const char *none[] = {"policy", "validate", NULL};
-    struct run r;
+    struct harness_run r;
 
     (void)state;
     expect(ok, 0, "acme: valid (3 agent types, 1 project, 3 credential rules, 4 grants)");
@@ -142,7 +117,7 @@ static void test_apply_show_round_trip(void **state)
     const char *show_none[] = {"policy", "show", "nosuch", NULL};
     const char *unknown_org[] = {"policy", "apply",
                                  file("nosuch.yaml", "version: 1\norg: nosuch\n"), NULL};
-    struct run r;
+    struct harness_run r;
     const char *shown;
 
     (void)state;
@@ -183,7 +158,7 @@ static void test_apply_changes_and_refusals(void **state)
                              file("badref.yaml", "version: 1\norg: acme\nprojects:\n  payments:\n"
                                                  "    phases: [a]\n    members: [ghost]\n"),
                              NULL};
-    struct run r;
+    struct harness_run r;
 
     (void)state;
     run(apply, &r);
@@ -216,10 +191,9 @@ static void test_malformed_files_write_nothing(void **state)
         {"version: 1\norg: acme\nagent_types: [a, b]\n", "3:14: ", "mapping"},
         {"version: 2\norg: acme\n", "1:10: ", "version"},
         {"version: 1\norg: Acme\n", "2:6: ", "not valid"},
-        {"version: 1\norg: acme\ntiers:\n  high: {default_ttl: 1d, max_ttl: 8d}\n", "4:",
-         "hard maximum"},
-        {"version: 1\norg: acme\ntiers:\n  low: {default_ttl: 30, max_ttl: never}\n", "4:",
-         "unit"},
+        {"version: 1\norg: acme\ntiers:\n  high: {default_ttl: 1d, max_ttl: 8d}\n",
+         "4:", "hard maximum"},
+        {"version: 1\norg: acme\ntiers:\n  low: {default_ttl: 30, max_ttl: never}\n", "4:", "unit"},
         {"version: 1\norg: acme\nagent_types: {d: }\nprojects:\n  p:\n    phases: [a]\n"
          "    members: [d]\n    credentials:\n      c:\n        grants:\n"
          "          - {agent_type: d, phases: [b]}\n",
@@ -229,8 +203,8 @@ static void test_malformed_files_write_nothing(void **state)
          "10:", "not a member"},
     };
     const char *show[] = {"policy", "show", "acme", NULL};
-    struct run before;
-    struct run after;
+    struct harness_run before;
+    struct harness_run after;
 
     (void)state;
     run(show, &before);
