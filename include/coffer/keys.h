@@ -136,7 +136,9 @@ struct coffer_keys_write {
  * Stores a new version of a credential (creating it if needed) in one
  * transaction: a fresh CEK in the token encrypts the payload with AES-256-GCM
  * under the row's additional data, and is stored wrapped under the org's
- * current key. *version receives the version written.
+ * current key. *version receives the version written. Inside a transaction
+ * the caller opened (coffer_store_in_tx) the write joins it and leaves the
+ * commit or rollback to the caller; otherwise it runs in its own.
  */
 enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_store *st,
                                        const struct coffer_keys_write *w,

@@ -22,6 +22,15 @@ void coffer_free(void *p);
 /* Wipes len bytes at p, then releases it. */
 void coffer_freezero(void *p, size_t len);
 
+/*
+ * An allocation that remembers its size so that coffer_wipe_free can wipe it
+ * whole: for libraries that allocate through callbacks without telling the
+ * size on free (jansson holding request and response bodies).
+ */
+void *coffer_wipe_malloc(size_t n);
+/* Wipes and releases a coffer_wipe_malloc allocation (NULL is fine). */
+void coffer_wipe_free(void *p);
+
 /* strdup that reports failure with NULL. */
 char *coffer_strdup(const char *s);
 

@@ -486,4 +486,49 @@ enum coffer_err coffer_store_cred_revoke(struct coffer_store *s, const struct co
                                          const struct coffer_uuid *credential_id,
                                          const char *reason) COFFER_MUST_USE;
 
+/* ---- Audit events ------------------------------------------------------------ */
+
+struct coffer_audit_event;
+
+/*
+ * Inserts one audit event, inside the caller's transaction or in its own.
+ * Every text field is checked (length, UTF-8, no control characters) first.
+ * *id receives the event's id. An error means the event was not written and
+ * the caller's operation must fail.
+ */
+enum coffer_err coffer_store_audit_insert(struct coffer_store *s,
+                                          const struct coffer_audit_event *e,
+                                          int64_t *id) COFFER_MUST_USE;
+
+/* Whether a transaction begun with coffer_store_begin is open. */
+bool coffer_store_in_tx(const struct coffer_store *s);
+
+/* ---- What an admin gives a credential when storing it ------------------------ */
+
+/*
+ * Sets a credential's description (1..1024 bytes of text; NULL clears it).
+ * COFFER_E_INVALID for bad text, COFFER_E_NOT_FOUND if no such credential in
+ * org_id.
+ */
+enum coffer_err coffer_store_cred_set_description(struct coffer_store *s,
+                                                  const struct coffer_uuid *org_id,
+                                                  const struct coffer_uuid *credential_id,
+                                                  const char *description) COFFER_MUST_USE;
+
+/*
+ * Inside a transaction: adds n (0..COFFER_POLICY_GRANTS_MAX) grants of
+ * source 'api' to the credential name of project_id in org_id. A grant of
+ * an agent type and instance that the API already granted replaces it (its
+ * phases may change); policy grants are never touched. Names are checked
+ * (COFFER_E_INVALID, also for one agent type and instance given twice);
+ * whether the types are members and the phases declared is the caller's
+ * check against the policy in force. COFFER_E_NOT_FOUND for a project not
+ * in org_id or an agent type the org does not declare.
+ */
+enum coffer_err coffer_store_grants_add(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                        const struct coffer_uuid *project_id,
+                                        const char *credential,
+                                        const struct coffer_policy_grant *grants,
+                                        size_t n) COFFER_MUST_USE;
+
 #endif

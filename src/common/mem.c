@@ -8,6 +8,7 @@
 #include "coffer/mem.h"
 
 #include <openssl/crypto.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,38 @@ void coffer_freezero(void *p, size_t len)
     }
     OPENSSL_cleanse(p, len);
     free(p);
+}
+
+/* The size lives in front of the block, in a slot aligned for any type. */
+#define WIPE_HEADER (sizeof(max_align_t))
+
+void *coffer_wipe_malloc(size_t n)
+{
+    unsigned char *p;
+
+    if (n > SIZE_MAX - WIPE_HEADER) {
+        return NULL;
+    }
+    p = malloc(n + WIPE_HEADER);
+    if (p == NULL) {
+        return NULL;
+    }
+    memcpy(p, &n, sizeof(n));
+    return p + WIPE_HEADER;
+}
+
+void coffer_wipe_free(void *p)
+{
+    unsigned char *base;
+    size_t n;
+
+    if (p == NULL) {
+        return;
+    }
+    base = (unsigned char *)p - WIPE_HEADER;
+    memcpy(&n, base, sizeof(n));
+    OPENSSL_cleanse(base, n + WIPE_HEADER);
+    free(base);
 }
 
 char *coffer_strdup(const char *s)

@@ -71,7 +71,7 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
     coffer_p11_obj ok = 0;
     coffer_p11_obj cek = 0;
     size_t n = coffer_keyset_count(w->keys);
-    bool in_tx = false;
+    bool own_tx = false;
     enum coffer_err r;
 
     memset(&v, 0, sizeof(v));
@@ -85,10 +85,17 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
     if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK) {
         goto out;
     }
-    if ((r = coffer_store_begin(st)) != COFFER_OK) {
-        goto out;
+    /*
+     * A caller that opened a transaction (an operation that also writes the
+     * credential's lifetime, grants and audit event) keeps it: this write
+     * joins it, and committing or rolling back stays the caller's.
+     */
+    if (!coffer_store_in_tx(st)) {
+        if ((r = coffer_store_begin(st)) != COFFER_OK) {
+            goto out;
+        }
+        own_tx = true;
     }
-    in_tx = true;
     if ((r = coffer_store_cred_next_version(st, w->org_id, w->project_id, w->name, w->type, w->tier,
                                             &cred)) != COFFER_OK) {
         goto out;
@@ -134,13 +141,18 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
     r = coffer_store_cred_version_insert(st, &v);
     v.key_names = NULL;
     v.n_keys = 0;
-    if (r != COFFER_OK || (r = coffer_store_commit(st)) != COFFER_OK) {
+    if (r != COFFER_OK) {
         goto out;
     }
-    in_tx = false;
+    if (own_tx) {
+        own_tx = false;
+        if ((r = coffer_store_commit(st)) != COFFER_OK) {
+            goto out;
+        }
+    }
     *version = cred.current_version;
 out:
-    if (in_tx) {
+    if (own_tx) {
         coffer_store_rollback(st);
     }
     coffer_p11_destroy(s, &cek);

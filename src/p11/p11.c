@@ -32,7 +32,7 @@
 
 #define MODULE_USES_MAX 8
 /* Tries at finding the configured token before it is reported missing (see coffer_p11_open). */
-#define TOKEN_ATTEMPTS 5
+#define TOKEN_ATTEMPTS 8
 
 struct module_use {
     CK_FUNCTION_LIST *fn;
@@ -699,9 +699,36 @@ void coffer_p11_close(struct coffer_p11 **pp)
     free_context(p);
 }
 
+/* One attempt at opening: module, token, mechanisms, login, pool. */
+static enum coffer_err open_once(const struct coffer_p11_config *cfg, unsigned pool_size,
+                                 struct coffer_p11 **out)
+{
+    struct coffer_p11 *p = coffer_calloc(1, sizeof(*p));
+    enum coffer_err rc;
+
+    *out = NULL;
+    if (p == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "PKCS#11 context");
+    }
+    p->pid = getpid();
+    if ((rc = p11_module_acquire(cfg->module, &p->fn)) != COFFER_OK) {
+        goto out;
+    }
+    p->module_held = true;
+    if ((rc = select_token(p, cfg->token_uri)) != COFFER_OK ||
+        (rc = check_mechanisms(p)) != COFFER_OK || (rc = init_sync(p)) != COFFER_OK ||
+        (rc = open_pool(p, cfg, pool_size)) != COFFER_OK) {
+        goto out;
+    }
+    *out = p;
+    p = NULL;
+out:
+    coffer_p11_close(&p);
+    return rc;
+}
+
 enum coffer_err coffer_p11_open(const struct coffer_p11_config *cfg, struct coffer_p11 **out)
 {
-    struct coffer_p11 *p = NULL;
     unsigned pool_size;
     enum coffer_err rc;
 
@@ -717,54 +744,26 @@ enum coffer_err coffer_p11_open(const struct coffer_p11_config *cfg, struct coff
         return coffer_err_set(COFFER_E_CONFIG, "PKCS#11 pool size %u is above the limit of %u",
                               pool_size, P11_POOL_MAX);
     }
-    p = coffer_calloc(1, sizeof(*p));
-    if (p == NULL) {
-        return coffer_err_set(COFFER_E_NOMEM, "PKCS#11 context");
-    }
-    p->pid = getpid();
     for (unsigned attempt = 1;; attempt++) {
         struct timespec pause = {0, (long)attempt * 20 * 1000 * 1000};
 
-        if ((rc = p11_module_acquire(cfg->module, &p->fn)) != COFFER_OK) {
-            goto out;
-        }
-        p->module_held = true;
-        rc = select_token(p, cfg->token_uri);
-        if (rc != COFFER_E_TOKEN_NOT_FOUND || attempt == TOKEN_ATTEMPTS ||
-            !p11_module_sole_user(p->fn)) {
-            break;
-        }
+        rc = open_once(cfg, pool_size, out);
         /*
-         * SoftHSMv2 reads its token files once, in C_Initialize, and skips a
-         * token whose file another process is rewriting at that moment (its
-         * "token integrity check failed"), so several workers starting
-         * together can miss a token that is there. Start the module again
-         * after a pause; a token that is really absent still fails, later.
+         * SoftHSMv2 keeps each token in one file that a login rewrites, and
+         * a process that reads the file at that moment sees no token (at
+         * C_Initialize) or fails with CKR_GENERAL_ERROR (C_GetTokenInfo,
+         * C_Login): several workers starting together trip over each
+         * other. Those two answers are tried again, with the module started
+         * afresh, a few times; a wrong PIN never is, so that retries cannot
+         * lock the token, and a token that is really absent still fails.
          */
-        p11_module_release(p->fn);
-        p->module_held = false;
-        p->fn = NULL;
-        coffer_debug("p11", "no token matched on attempt %u; initialising the module again",
-                     attempt);
+        if ((rc != COFFER_E_TOKEN_NOT_FOUND && rc != COFFER_E_TOKEN) || attempt == TOKEN_ATTEMPTS) {
+            return rc;
+        }
+        coffer_debug("p11", "opening the token failed on attempt %u (%s); trying again", attempt,
+                     coffer_err_str(rc));
         (void)nanosleep(&pause, NULL);
     }
-    if (rc != COFFER_OK) {
-        goto out;
-    }
-    if ((rc = check_mechanisms(p)) != COFFER_OK) {
-        goto out;
-    }
-    if ((rc = init_sync(p)) != COFFER_OK) {
-        goto out;
-    }
-    if ((rc = open_pool(p, cfg, pool_size)) != COFFER_OK) {
-        goto out;
-    }
-    *out = p;
-    p = NULL;
-out:
-    coffer_p11_close(&p);
-    return rc;
 }
 
 void coffer_p11_token_info(const struct coffer_p11 *p, struct coffer_p11_token_info *out)

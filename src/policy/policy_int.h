@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Private to policy: the YAML node tree that yaml_tree.c builds from libyaml
- * events, the diagnostic sink every stage reports through, the private state
- * behind a struct coffer_policy, and the positions of referenced names that
- * coffer_policy_finish needs to point at the right line.
+ * Private to policy: the policy's view of the YAML tree of coffer/ytree.h
+ * (which yaml_tree.c builds from libyaml events), the diagnostic sink every
+ * stage reports through, the private state behind a struct coffer_policy,
+ * and the positions of referenced names that coffer_policy_finish needs to
+ * point at the right line.
  */
 #ifndef COFFER_POLICY_INT_H
 #define COFFER_POLICY_INT_H
@@ -16,6 +17,7 @@
 #include "coffer/arena.h"
 #include "coffer/err.h"
 #include "coffer/policy.h"
+#include "coffer/ytree.h"
 
 /* ---- Diagnostics ---- */
 
@@ -43,38 +45,13 @@ void coffer_policy_vdiag(struct coffer_policy_sink *s, const char *file, uint32_
  * text longer than a line is cut with "...". Returned by value so that
  * several can appear in one printf call.
  */
-#define COFFER_POLICY_QUOTE_MAX 96
+#define COFFER_POLICY_QUOTE_MAX COFFER_YTREE_QUOTE_MAX
 struct coffer_policy_quoted {
     char s[COFFER_POLICY_QUOTE_MAX * 4 + 8];
 };
 struct coffer_policy_quoted coffer_policy_quote(const char *s, size_t len);
 
-/* ---- The YAML tree ---- */
-
-enum coffer_ynode_kind {
-    COFFER_YNODE_SCALAR = 1,
-    COFFER_YNODE_SEQUENCE = 2,
-    COFFER_YNODE_MAPPING = 3,
-};
-
-/*
- * One node. A mapping's children alternate key, value (keys are always
- * scalars and unique); a sequence's children are its items. Positions are
- * 1-based.
- */
-struct coffer_ynode {
-    enum coffer_ynode_kind kind;
-    uint32_t line;
-    uint32_t col;
-    uint32_t seq;    /* order of appearance in the file */
-    bool plain;      /* scalar written without quotes or block indicator */
-    const char *str; /* scalar: the value, NUL-terminated, without NUL inside */
-    size_t len;
-    struct coffer_ynode *head; /* first child */
-    struct coffer_ynode *tail;
-    struct coffer_ynode *next; /* next sibling */
-    size_t n;                  /* children (a mapping counts keys and values) */
-};
+/* ---- The YAML tree (coffer/ytree.h), as the policy's loader uses it ---- */
 
 /*
  * Parses the len bytes at data (one YAML document) into a tree allocated in
@@ -87,10 +64,16 @@ enum coffer_err coffer_policy_yaml_parse(struct coffer_arena *a, const char *fil
                                          struct coffer_ynode **root) COFFER_MUST_USE;
 
 /* Whether a node is an empty value: nothing, "~" or "null" written plain. */
-bool coffer_policy_ynode_null(const struct coffer_ynode *n);
+static inline bool coffer_policy_ynode_null(const struct coffer_ynode *n)
+{
+    return coffer_ytree_null(n);
+}
 
 /* "text", "a sequence" or "a mapping": a node kind, for messages. */
-const char *coffer_policy_ynode_kind_str(enum coffer_ynode_kind k);
+static inline const char *coffer_policy_ynode_kind_str(enum coffer_ynode_kind k)
+{
+    return coffer_ytree_kind_str(k);
+}
 
 /* ---- The policy behind the public struct ---- */
 

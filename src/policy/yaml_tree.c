@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * YAML bytes into a small tree of scalars, sequences and mappings, through
- * libyaml's event parser so that every limit is enforced while the input is
- * read, before anything large is built. This file refuses what a policy has
- * no use for and what could make a small file expensive: aliases, anchors,
- * tags, a second document, deep nesting, too many nodes, long scalars, NUL
- * bytes and invalid UTF-8. It never interprets a value; load.c does that.
+ * YAML bytes into a small tree of scalars, sequences and mappings
+ * (coffer/ytree.h), through libyaml's event parser so that every limit is
+ * enforced while the input is read, before anything large is built. This
+ * file refuses what a Coffer file has no use for and what could make a small
+ * file expensive: aliases, anchors, tags, a second document, deep nesting,
+ * too many nodes, long scalars, NUL bytes and invalid UTF-8. It never
+ * interprets a value: the policy's load.c and the server's configuration
+ * reader do that. It is the only file of the policy module that calls
+ * libyaml's parser.
  */
 #include "policy/policy_int.h"
 
@@ -20,6 +23,7 @@
 struct tree {
     struct coffer_arena *a;
     const char *file;
+    const char *doc; /* "a policy", "a configuration": the kind of file, for messages */
     const unsigned char *data;
     size_t len;
     struct coffer_policy_sink *sink;
@@ -48,7 +52,7 @@ static enum coffer_err fail_at(struct tree *t, yaml_mark_t m, const char *fmt, .
     return COFFER_E_INVALID;
 }
 
-bool coffer_policy_ynode_null(const struct coffer_ynode *n)
+bool coffer_ytree_null(const struct coffer_ynode *n)
 {
     if (n == NULL) {
         return true;
@@ -60,7 +64,7 @@ bool coffer_policy_ynode_null(const struct coffer_ynode *n)
            strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
 }
 
-const char *coffer_policy_ynode_kind_str(enum coffer_ynode_kind k)
+const char *coffer_ytree_kind_str(enum coffer_ynode_kind k)
 {
     switch (k) {
     case COFFER_YNODE_SCALAR:
@@ -82,8 +86,8 @@ static enum coffer_err check_props(struct tree *t, const yaml_event_t *ev,
         const char *s = (const char *)anchor;
 
         return fail_at(t, ev->start_mark,
-                       "anchor '&%s' is not allowed: a policy has no use for anchors and aliases",
-                       coffer_policy_quote(s, strlen(s)).s);
+                       "anchor '&%s' is not allowed: %s has no use for anchors and aliases",
+                       coffer_policy_quote(s, strlen(s)).s, t->doc);
     }
     if (tag != NULL) {
         const char *s = (const char *)tag;
@@ -95,8 +99,8 @@ static enum coffer_err check_props(struct tree *t, const yaml_event_t *ev,
             s += strlen(prefix);
         }
         return fail_at(t, ev->start_mark,
-                       "tag '%s%s' is not allowed: a policy holds plain values without tags",
-                       core ? "!!" : "", coffer_policy_quote(s, strlen(s)).s);
+                       "tag '%s%s' is not allowed: %s holds plain values without tags",
+                       core ? "!!" : "", coffer_policy_quote(s, strlen(s)).s, t->doc);
     }
     return COFFER_OK;
 }
@@ -118,7 +122,7 @@ static enum coffer_err add_node(struct tree *t, const yaml_event_t *ev, enum cof
     if (parent != NULL && parent->kind == COFFER_YNODE_MAPPING && parent->n % 2 == 0 &&
         kind != COFFER_YNODE_SCALAR) {
         return fail_at(t, ev->start_mark, "a mapping key must be a name, not %s",
-                       coffer_policy_ynode_kind_str(kind));
+                       coffer_ytree_kind_str(kind));
     }
     n = coffer_arena_alloc(t->a, 1, sizeof(*n));
     if (n == NULL) {
@@ -329,7 +333,7 @@ static enum coffer_err on_event(struct tree *t, const yaml_event_t *ev)
     case YAML_DOCUMENT_START_EVENT:
         if (++t->docs > 1) {
             return fail_at(t, ev->start_mark,
-                           "a second YAML document begins here; a policy file holds one");
+                           "a second YAML document begins here; %s file holds one", t->doc);
         }
         return COFFER_OK;
     case YAML_STREAM_END_EVENT:
@@ -342,8 +346,8 @@ static enum coffer_err on_event(struct tree *t, const yaml_event_t *ev)
         const char *s = (const char *)ev->data.alias.anchor;
 
         return fail_at(t, ev->start_mark,
-                       "alias '*%s' is not allowed: a policy has no use for anchors and aliases",
-                       coffer_policy_quote(s, s != NULL ? strlen(s) : 0).s);
+                       "alias '*%s' is not allowed: %s has no use for anchors and aliases",
+                       coffer_policy_quote(s, s != NULL ? strlen(s) : 0).s, t->doc);
     }
     case YAML_SCALAR_EVENT:
         return on_scalar(t, ev);
@@ -362,11 +366,12 @@ static enum coffer_err on_event(struct tree *t, const yaml_event_t *ev)
     }
 }
 
-enum coffer_err coffer_policy_yaml_parse(struct coffer_arena *a, const char *file,
-                                         const unsigned char *data, size_t len,
-                                         struct coffer_policy_sink *s, struct coffer_ynode **root)
+/* The parse behind both entry points; doc names the kind of file in messages. */
+static enum coffer_err parse(struct coffer_arena *a, const char *file, const char *doc,
+                             const unsigned char *data, size_t len, struct coffer_policy_sink *s,
+                             struct coffer_ynode **root)
 {
-    struct tree t = {.a = a, .file = file, .data = data, .len = len, .sink = s};
+    struct tree t = {.a = a, .file = file, .doc = doc, .data = data, .len = len, .sink = s};
     size_t before = s->count;
     yaml_parser_t parser;
     yaml_event_t ev;
@@ -377,7 +382,7 @@ enum coffer_err coffer_policy_yaml_parse(struct coffer_arena *a, const char *fil
     if (!yaml_parser_initialize(&parser)) {
         return coffer_err_set(COFFER_E_NOMEM, "%s: starting the YAML parser", file);
     }
-    /* UTF-8 only: a policy in another encoding is refused, never converted. */
+    /* UTF-8 only: a file in another encoding is refused, never converted. */
     yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
     yaml_parser_set_input_string(&parser, data, len);
     while (!done) {
@@ -401,4 +406,104 @@ enum coffer_err coffer_policy_yaml_parse(struct coffer_arena *a, const char *fil
 out:
     yaml_parser_delete(&parser);
     return r;
+}
+
+enum coffer_err coffer_policy_yaml_parse(struct coffer_arena *a, const char *file,
+                                         const unsigned char *data, size_t len,
+                                         struct coffer_policy_sink *s, struct coffer_ynode **root)
+{
+    return parse(a, file, "a policy", data, len, s, root);
+}
+
+/* ---- The public tree of coffer/ytree.h ---- */
+
+enum coffer_err coffer_ytree_parse(const char *file, const char *doc, const void *data, size_t len,
+                                   struct coffer_policy_diags *d, struct coffer_ytree **out)
+{
+    struct coffer_policy_sink sink = {.d = d};
+    struct coffer_arena *a = NULL;
+    struct coffer_ytree *t = NULL;
+    struct coffer_ynode *root = NULL;
+    enum coffer_err r;
+
+    if (out == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "parsing YAML: no place for the tree");
+    }
+    *out = NULL;
+    if (file == NULL || doc == NULL || (data == NULL && len > 0)) {
+        return coffer_err_set(COFFER_E_INVALID, "parsing YAML: no file name, kind or data");
+    }
+    r = coffer_arena_new(0, &a);
+    if (r != COFFER_OK) {
+        return r;
+    }
+    t = coffer_arena_alloc(a, 1, sizeof(*t));
+    if (t == NULL) {
+        r = coffer_err_set(COFFER_E_NOMEM, "%s: the YAML tree needs more memory", file);
+        goto out;
+    }
+    r = parse(a, file, doc, data != NULL ? data : (const void *)"", len, &sink, &root);
+    if (r == COFFER_E_INVALID && sink.nomem) {
+        r = coffer_err_set(COFFER_E_NOMEM, "recording the problems of %s", file);
+    } else if (r == COFFER_E_INVALID) {
+        r = coffer_err_set(COFFER_E_INVALID, "%s has %zu YAML problem%s", file, sink.count,
+                           sink.count == 1 ? "" : "s");
+    }
+    if (r != COFFER_OK) {
+        goto out;
+    }
+    t->arena = a;
+    t->root = root;
+    *out = t;
+    a = NULL;
+out:
+    coffer_arena_free(&a);
+    return r;
+}
+
+void coffer_ytree_free(struct coffer_ytree **t)
+{
+    struct coffer_arena *a;
+
+    if (t == NULL || *t == NULL) {
+        return;
+    }
+    /* The tree lives in its own arena: releasing the arena releases the tree. */
+    a = (*t)->arena;
+    *t = NULL;
+    coffer_arena_free(&a);
+}
+
+enum coffer_err coffer_ytree_vdiag(struct coffer_policy_diags *d, const char *file, uint32_t line,
+                                   uint32_t col, const char *fmt, va_list ap)
+{
+    struct coffer_policy_sink sink = {.d = d};
+
+    coffer_policy_vdiag(&sink, file, line, col, fmt, ap);
+    if (sink.nomem) {
+        return coffer_err_set(COFFER_E_NOMEM, "%s: no memory to record a problem", file);
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_ytree_diag(struct coffer_policy_diags *d, const char *file, uint32_t line,
+                                  uint32_t col, const char *fmt, ...)
+{
+    va_list ap;
+    enum coffer_err r;
+
+    va_start(ap, fmt);
+    r = coffer_ytree_vdiag(d, file, line, col, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+struct coffer_ytree_quoted coffer_ytree_quote(const char *s, size_t len)
+{
+    struct coffer_policy_quoted q = coffer_policy_quote(s, len);
+    struct coffer_ytree_quoted out;
+
+    _Static_assert(sizeof(out.s) == sizeof(q.s), "one quoting rule, one buffer size");
+    coffer_memcpy(out.s, q.s, sizeof(out.s));
+    return out;
 }

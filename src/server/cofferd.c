@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * cofferd: the Coffer server. `cofferd --dev DIR` provisions or reuses the
- * embedded default in DIR (see coffer/dev.h), says what it has, and stays in
- * the foreground until SIGINT or SIGTERM, then stops the cluster it started.
+ * cofferd: the Coffer server. `cofferd -c FILE` serves the HTTPS API with the
+ * configuration of FILE (docs/config.md): a supervisor and its workers
+ * (server/serve.c). `cofferd --dev DIR` provisions or reuses the embedded
+ * default in DIR (see coffer/dev.h), says what it has, and stays in the
+ * foreground until SIGINT or SIGTERM, then stops the cluster it started.
  *
  * Signals are blocked from the start and taken with sigwait, so no work ever
  * runs in a signal handler, and a signal that arrives while provisioning is
@@ -11,25 +13,31 @@
  * and key check values; it never prints or logs a PIN.
  */
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #include "coffer/buf.h"
+#include "coffer/config.h"
 #include "coffer/dev.h"
+#include "coffer/log.h"
 #include "coffer/err.h"
 #include "coffer/p11.h"
 #include "coffer/secret.h"
 #include "coffer/store.h"
 #include "coffer/uuid.h"
+#include "server/serve.h"
 
 #define COFFERD_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cofferd --dev DIR   provision or reuse DIR and serve until SIGINT/SIGTERM\n"
-               "       cofferd --help\n"
-               "       cofferd --version\n");
+    fprintf(f,
+            "usage: cofferd -c FILE      serve the HTTPS API configured in FILE (docs/config.md)\n"
+            "       cofferd --dev DIR   provision or reuse DIR and serve until SIGINT/SIGTERM\n"
+            "       cofferd --help\n"
+            "       cofferd --version\n");
 }
 
 static int fail(enum coffer_err e)
@@ -103,7 +111,8 @@ static enum coffer_err report(const struct coffer_dev_env *env)
     printf("For a client shell: source ");
     snprintf(env_sh, sizeof(env_sh), "%s/env.sh", env->dir);
     print_shell_word(env_sh);
-    printf("\ncofferd: serving in the foreground; SIGINT or SIGTERM stops it\n");
+    printf("\n  API             https://%s (configuration %s)\n", env->listen, env->config);
+    printf("cofferd: serving in the foreground; SIGINT or SIGTERM stops it\n");
     fflush(stdout);
 out:
     coffer_store_close(&st);
@@ -112,35 +121,33 @@ out:
 }
 
 /*
- * Waits for SIGINT or SIGTERM. SIGCHLD wakes it too, to notice a postmaster
- * that died: serving without a database would only fail later, and less clearly.
+ * Serves the API with DIR/coffer.yaml until SIGINT or SIGTERM. The
+ * supervisor also watches the cluster this process started: serving without
+ * a database would only fail later, and less clearly.
  */
-static enum coffer_err serve(struct coffer_dev_env *env, const sigset_t *set)
+static enum coffer_err serve_dev(struct coffer_dev_env *env, const sigset_t *set)
 {
-    int sig = 0;
-    int status;
+    struct coffer_policy_diags d = {0};
+    struct serve_opts o = {.config_path = env->config, .watch_pid = env->pg_pid};
+    enum coffer_err r = coffer_config_load(env->config, &o.cfg, &d);
 
-    for (;;) {
-        if (sigwait(set, &sig) != 0) {
-            continue;
+    if (r != COFFER_OK) {
+        for (size_t i = 0; i < d.n; i++) {
+            fprintf(stderr, "%s\n", d.lines[i]);
         }
-        if (sig == SIGINT || sig == SIGTERM) {
-            fprintf(stderr, "cofferd: received SIG%s, shutting down\n", sigabbrev_np(sig));
-            return COFFER_OK;
-        }
-        if (env->pg_pid > 0 && waitpid(env->pg_pid, &status, WNOHANG) == env->pg_pid) {
-            pid_t gone = env->pg_pid;
-
-            /* Reaped: the number is no longer ours to signal. */
-            env->pg_pid = 0;
-            return coffer_err_set(COFFER_E_DB_UNAVAILABLE,
-                                  "PostgreSQL (PID %ld) exited on its own; see %s/pg/log",
-                                  (long)gone, env->dir);
-        }
+        coffer_policy_diags_cleanup(&d);
+        return r;
     }
+    coffer_policy_diags_cleanup(&d);
+    r = serve_run(&o, set);
+    if (r == COFFER_E_DB_UNAVAILABLE) {
+        /* The supervisor reaped the cluster: its PID is no longer ours to signal. */
+        env->pg_pid = 0;
+    }
+    return r;
 }
 
-static int run_dev(const char *dir)
+static int run_dev(const char *dir, const char *listen)
 {
     struct coffer_dev_env env;
     sigset_t set;
@@ -150,14 +157,18 @@ static int run_dev(const char *dir)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGCHLD);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
-        return fail(coffer_err_set(COFFER_E_IO, "blocking SIGINT, SIGTERM and SIGCHLD failed"));
+        return fail(coffer_err_set(COFFER_E_IO, "blocking signals failed"));
+    }
+    if (listen != NULL && setenv("COFFER_DEV_LISTEN", listen, 1) != 0) {
+        return fail(coffer_err_set(COFFER_E_IO, "setting COFFER_DEV_LISTEN failed"));
     }
     if ((r = coffer_dev_up(dir, &env)) != COFFER_OK) {
         return fail(r);
     }
-    if ((r = report(&env)) != COFFER_OK || (r = serve(&env, &set)) != COFFER_OK) {
+    if ((r = report(&env)) != COFFER_OK || (r = serve_dev(&env, &set)) != COFFER_OK) {
         char saved[512];
 
         snprintf(saved, sizeof(saved), "%s", coffer_err_detail());
@@ -167,6 +178,38 @@ static int run_dev(const char *dir)
         return fail(coffer_err_set(r, "%s", saved));
     }
     if ((r = coffer_dev_pg_stop(&env)) != COFFER_OK) {
+        return fail(r);
+    }
+    return 0;
+}
+
+/* Serves with the configuration file path until SIGINT or SIGTERM. */
+static int run_config(const char *path)
+{
+    struct coffer_policy_diags d = {0};
+    struct serve_opts o = {.config_path = path};
+    sigset_t set;
+    enum coffer_err r;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+        return fail(coffer_err_set(COFFER_E_IO, "blocking signals failed"));
+    }
+    r = coffer_config_load(path, &o.cfg, &d);
+    if (r != COFFER_OK) {
+        for (size_t i = 0; i < d.n; i++) {
+            fprintf(stderr, "%s\n", d.lines[i]);
+        }
+        coffer_policy_diags_cleanup(&d);
+        return fail(r);
+    }
+    coffer_policy_diags_cleanup(&d);
+    coffer_log_set_level(o.cfg.log_level);
+    if ((r = serve_run(&o, &set)) != COFFER_OK) {
         return fail(r);
     }
     return 0;
@@ -188,8 +231,15 @@ int main(int argc, char **argv)
         printf("cofferd %s\n", COFFERD_VERSION);
         return 0;
     }
+    if (argc == 3 && strcmp(argv[1], "-c") == 0 && argv[2][0] != '\0') {
+        return run_config(argv[2]);
+    }
     if (argc == 3 && strcmp(argv[1], "--dev") == 0 && argv[2][0] != '\0') {
-        return run_dev(argv[2]);
+        return run_dev(argv[2], NULL);
+    }
+    if (argc == 5 && strcmp(argv[1], "--dev") == 0 && argv[2][0] != '\0' &&
+        strcmp(argv[3], "--listen") == 0) {
+        return run_dev(argv[2], argv[4]);
     }
     usage(stderr);
     return 2;

@@ -5,12 +5,12 @@
  * PostgreSQL cluster that listens on a unix socket only.
  *
  * This file owns the directory, the token, env.sh and the provisioning as a
- * whole; dev_pg.c owns the cluster. It never reads a PIN except to
- * hand it to coffer_p11_init_token, never writes a PIN anywhere but its
- * 0600 file, and never signals a process it did not start itself. Programs
- * are run through server/proc.c (argv arrays, no shell). When running as
- * root, PostgreSQL (which refuses root) runs as an unprivileged system user;
- * the token and the PIN files stay root's.
+ * whole; dev_pg.c owns the cluster and devtls.c the test CA. It never reads
+ * a PIN except to hand it to coffer_p11_init_token, never writes a PIN
+ * anywhere but its 0600 file, and never signals a process it did not start
+ * itself. Programs are run through server/proc.c (argv arrays, no shell).
+ * When running as root, PostgreSQL (which refuses root) runs as an
+ * unprivileged system user; the token and the PIN files stay root's.
  */
 #include "coffer/dev.h"
 
@@ -328,6 +328,7 @@ enum coffer_err coffer_dev_env_init(const char *dir, struct coffer_dev_env *env)
 {
     enum coffer_err r;
     char d[PATH_MAX];
+    const char *listen;
     size_t span;
 
     if (env == NULL) {
@@ -371,8 +372,19 @@ enum coffer_err coffer_dev_env_init(const char *dir, struct coffer_dev_env *env)
             COFFER_OK ||
         (r = dev_fmt(env->db_app, sizeof(env->db_app), "conninfo",
                      "host=%s/pg/run dbname=%s user=coffer_app", d, COFFER_DEV_DBNAME)) !=
+            COFFER_OK ||
+        (r = dev_fmt(env->config, sizeof(env->config), "config path", "%s/coffer.yaml", d)) !=
             COFFER_OK) {
         return r;
+    }
+    listen = getenv("COFFER_DEV_LISTEN");
+    if (listen == NULL || listen[0] == '\0') {
+        listen = COFFER_DEV_LISTEN_DEFAULT;
+    }
+    if (strspn(listen, "0123456789.:[]abcdefABCDEF") != strlen(listen) ||
+        (r = dev_fmt(env->listen, sizeof(env->listen), "COFFER_DEV_LISTEN", "%s", listen)) !=
+            COFFER_OK) {
+        return coffer_err_set(COFFER_E_CONFIG, "COFFER_DEV_LISTEN must be an address:port");
     }
     return find_module(env->module, sizeof(env->module));
 }
@@ -586,16 +598,78 @@ static enum coffer_err put_export(struct coffer_buf *b, const char *name, const 
     return coffer_buf_put_u8(b, '\n');
 }
 
-/* DIR/env.sh: what a client needs, with the PIN's source but never the PIN. */
+/*
+ * DIR/env.sh: what a client needs, with the PIN's source but never the PIN.
+ * COFFER_CLIENT_CERT and COFFER_CLIENT_KEY name the admin's pair, the
+ * identity an API client presents by default; the agents' pairs are there
+ * for trying the API as each of them.
+ */
+/* Appends s as a single-quoted YAML scalar. */
+static enum coffer_err put_yaml_quoted(struct coffer_buf *b, const char *s)
+{
+    enum coffer_err r = coffer_buf_put(b, "'", 1);
+
+    for (; r == COFFER_OK && *s != '\0'; s++) {
+        r = *s == '\'' ? coffer_buf_put(b, "''", 2) : coffer_buf_put(b, s, 1);
+    }
+    return r == COFFER_OK ? coffer_buf_put(b, "'", 1) : r;
+}
+
+/* One "key: 'value'" line at the given indentation. */
+static enum coffer_err put_yaml(struct coffer_buf *b, const char *indent_key, const char *value)
+{
+    enum coffer_err r;
+
+    if ((r = coffer_buf_put(b, indent_key, strlen(indent_key))) != COFFER_OK ||
+        (r = coffer_buf_put(b, ": ", 2)) != COFFER_OK ||
+        (r = put_yaml_quoted(b, value)) != COFFER_OK) {
+        return r;
+    }
+    return coffer_buf_put(b, "\n", 1);
+}
+
+/*
+ * DIR/coffer.yaml: cofferd's configuration for the embedded default, so that
+ * `cofferd -c DIR/coffer.yaml` serves the same environment (docs/config.md).
+ */
+static enum coffer_err write_config(const struct coffer_dev_env *env)
+{
+    static const char head[] = "# cofferd configuration of the embedded default; written by "
+                               "cofferd --dev.\n";
+    struct coffer_buf b = {0};
+    enum coffer_err r;
+
+    if ((r = coffer_buf_put(&b, head, strlen(head))) != COFFER_OK ||
+        (r = put_yaml(&b, "listen", env->listen)) != COFFER_OK ||
+        (r = coffer_buf_put(&b, "tls:\n", 5)) != COFFER_OK ||
+        (r = put_yaml(&b, "  cert", env->tls.server_cert)) != COFFER_OK ||
+        (r = put_yaml(&b, "  key", env->tls.server_key)) != COFFER_OK ||
+        (r = put_yaml(&b, "  client_ca", env->tls.ca)) != COFFER_OK ||
+        (r = put_yaml(&b, "  trust_domain", COFFER_DEV_TRUST_DOMAIN)) != COFFER_OK ||
+        (r = coffer_buf_put(&b, "pkcs11:\n", 8)) != COFFER_OK ||
+        (r = put_yaml(&b, "  module", env->module)) != COFFER_OK ||
+        (r = put_yaml(&b, "  token_uri", env->token_uri)) != COFFER_OK ||
+        (r = put_yaml(&b, "  pin_source", env->pin_source)) != COFFER_OK ||
+        (r = put_yaml(&b, "database", env->db_app)) != COFFER_OK) {
+        goto out;
+    }
+    r = write_file_atomic(env->config, b.data, b.len, 0600);
+out:
+    coffer_buf_cleanup(&b);
+    return r;
+}
+
 static enum coffer_err write_env_sh(const struct coffer_dev_env *env)
 {
+    char addr[sizeof(env->listen) + 16];
     static const char head[] = "# Coffer development environment; written by cofferd --dev.\n"
                                "# Use it with: source env.sh\n";
     struct coffer_buf b = {0};
     char path[PATH_MAX];
     enum coffer_err r;
 
-    if ((r = dev_fmt(path, sizeof(path), "env.sh path", "%s/env.sh", env->dir)) != COFFER_OK) {
+    if ((r = dev_fmt(path, sizeof(path), "env.sh path", "%s/env.sh", env->dir)) != COFFER_OK ||
+        (r = dev_fmt(addr, sizeof(addr), "API address", "https://%s", env->listen)) != COFFER_OK) {
         return r;
     }
     if ((r = coffer_buf_put(&b, head, strlen(head))) != COFFER_OK ||
@@ -605,7 +679,18 @@ static enum coffer_err write_env_sh(const struct coffer_dev_env *env)
         (r = put_export(&b, "COFFER_TOKEN_URI", env->token_uri)) != COFFER_OK ||
         (r = put_export(&b, "COFFER_PIN_SOURCE", env->pin_source)) != COFFER_OK ||
         (r = put_export(&b, "COFFER_DATABASE", env->db_app)) != COFFER_OK ||
-        (r = put_export(&b, "COFFER_DATABASE_OWNER", env->db_owner)) != COFFER_OK) {
+        (r = put_export(&b, "COFFER_DATABASE_OWNER", env->db_owner)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_ADDR", addr)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_CONFIG", env->config)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_CACERT", env->tls.ca)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_ADMIN_CERT", env->tls.admin_cert)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_ADMIN_KEY", env->tls.admin_key)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_AGENT_CERT", env->tls.agent_cert)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_AGENT_KEY", env->tls.agent_key)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_AGENT2_CERT", env->tls.agent2_cert)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_AGENT2_KEY", env->tls.agent2_key)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_CLIENT_CERT", env->tls.admin_cert)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_CLIENT_KEY", env->tls.admin_key)) != COFFER_OK) {
         goto out;
     }
     r = write_file_atomic(path, b.data, b.len, 0600);
@@ -730,6 +815,7 @@ enum coffer_err coffer_dev_up(const char *dir, struct coffer_dev_env *env)
     if ((r = coffer_dev_env_init(dir, env)) != COFFER_OK ||
         (r = dev_pg_precheck(env)) != COFFER_OK ||
         (r = coffer_dev_token_prepare(env, COFFER_DEV_TOKEN_LABEL)) != COFFER_OK ||
+        (r = coffer_dev_tls_provision(env->dir, &env->tls)) != COFFER_OK ||
         (r = coffer_dev_pg_start(env)) != COFFER_OK) {
         return r;
     }
@@ -744,7 +830,8 @@ enum coffer_err coffer_dev_up(const char *dir, struct coffer_dev_env *env)
     if (applied > 0) {
         coffer_info(LOG_MOD, "applied %d migration(s) to database %s", applied, COFFER_DEV_DBNAME);
     }
-    if ((r = provision_keys(env)) != COFFER_OK || (r = write_env_sh(env)) != COFFER_OK) {
+    if ((r = provision_keys(env)) != COFFER_OK || (r = write_config(env)) != COFFER_OK ||
+        (r = write_env_sh(env)) != COFFER_OK) {
         goto out;
     }
 out:

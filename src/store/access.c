@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What an access decision reads, in one query, and the lifetime changes
- * (expiry, revocation) it must see at once.
+ * What an access decision reads, in one query, the lifetime changes
+ * (expiry, revocation) it must see at once, and what an admin gives a
+ * credential when storing it (description, grants through the API).
  *
  * The lookup is always by the principal's org name: a credential of another
  * org is indistinguishable from one that does not exist. Nothing read here is
@@ -10,6 +11,8 @@
  */
 #include "coffer/store.h"
 
+#include "coffer/buf.h"
+#include "coffer/mem.h"
 #include "coffer/text.h"
 
 #include <stdint.h>
@@ -65,7 +68,47 @@ static const struct store_stmt revoke = {
     .ncols = 2,
 };
 
-const struct store_stmt *const store_stmts_access[] = {&access_load, &lifetime_set, &revoke, NULL};
+static const struct store_stmt description_set = {
+    .name = "coffer_cred_description_set",
+    .sql = "UPDATE coffer.credentials SET description = $3 WHERE id = $2 AND org_id = $1",
+    .nparams = 3,
+    .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT},
+};
+
+/*
+ * A grant given again replaces the API grant of the same agent type and
+ * instance (its phases may differ). The old rows go first in a statement of
+ * their own: an insert in the same statement as the delete would still see
+ * them in the unique index.
+ */
+static const struct store_stmt grants_api_clear = {
+    .name = "coffer_grants_api_clear",
+    .sql = "DELETE FROM coffer.grants g USING unnest($4::text[], $5::text[]) AS u(agent_type, "
+           "instance) WHERE g.org_id = $1 AND g.project_id = $2 AND g.credential_name = $3 "
+           "AND g.source = 'api' AND g.agent_type = u.agent_type "
+           "AND g.instance IS NOT DISTINCT FROM u.instance",
+    .nparams = 5,
+    .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY},
+};
+
+/* Phases travel comma-joined ("" for every phase): names cannot contain a comma. */
+static const struct store_stmt grants_api_add = {
+    .name = "coffer_grants_api_add",
+    .sql = "INSERT INTO coffer.grants "
+           "(project_id, org_id, credential_name, agent_type, instance, phases, source) "
+           "SELECT p.id, p.org_id, $3, u.agent_type, u.instance, "
+           "CASE WHEN u.phases = '' THEN '{}'::text[] ELSE string_to_array(u.phases, ',') END, "
+           "'api' FROM unnest($4::text[], $5::text[], $6::text[]) AS u(agent_type, instance, "
+           "phases) JOIN coffer.projects p ON p.id = $2 AND p.org_id = $1",
+    .nparams = 6,
+    .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY},
+};
+
+const struct store_stmt *const store_stmts_access[] = {
+    &access_load,      &lifetime_set,   &revoke, &description_set,
+    &grants_api_clear, &grants_api_add, NULL};
 
 /* Splits a comma-joined list of phase names ("" for none) into the arena. */
 static enum coffer_err split_phases(struct coffer_arena *a, const char *joined,
@@ -356,4 +399,193 @@ enum coffer_err coffer_store_cred_revoke(struct coffer_store *s, const struct co
         return coffer_err_set(COFFER_E_STATE, "credential is already revoked");
     }
     return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_set_description(struct coffer_store *s,
+                                                  const struct coffer_uuid *org_id,
+                                                  const struct coffer_uuid *credential_id,
+                                                  const char *description)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+    long n;
+
+    if (description != NULL &&
+        !coffer_text_ok(description, strnlen(description, COFFER_POLICY_DESC_MAX + 1),
+                        COFFER_POLICY_DESC_MAX)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "a description is 1 to %u bytes of UTF-8 without control characters",
+                              COFFER_POLICY_DESC_MAX);
+    }
+    store_param_uuid(&p, org_id);
+    store_param_uuid(&p, credential_id);
+    store_param_text(&p, description);
+    if ((r = store_exec(s, &description_set, &p, "setting credential description", &res)) !=
+        COFFER_OK) {
+        return r;
+    }
+    n = store_affected(res);
+    PQclear(res);
+    return n == 1 ? COFFER_OK : coffer_err_set(COFFER_E_NOT_FOUND, "credential not found");
+}
+
+/* Checks one grant as the policy parser would: names, and phases that are distinct names. */
+static enum coffer_err check_grant(const struct coffer_policy_grant *g, size_t i)
+{
+    if (g->agent_type == NULL ||
+        !store_name_ok(g->agent_type, strnlen(g->agent_type, COFFER_NAME_MAX + 1))) {
+        return coffer_err_set(COFFER_E_INVALID, "grant %zu: the agent type is not a name", i);
+    }
+    if (g->instance != NULL &&
+        !store_name_ok(g->instance, strnlen(g->instance, COFFER_NAME_MAX + 1))) {
+        return coffer_err_set(COFFER_E_INVALID, "grant %zu: the instance is not a name", i);
+    }
+    if (g->n_phases > COFFER_POLICY_PHASES_MAX || (g->n_phases > 0 && g->phases == NULL)) {
+        return coffer_err_set(COFFER_E_INVALID, "grant %zu: %zu phases, at most %d", i, g->n_phases,
+                              COFFER_POLICY_PHASES_MAX);
+    }
+    for (size_t j = 0; j < g->n_phases; j++) {
+        if (g->phases[j] == NULL ||
+            !store_name_ok(g->phases[j], strnlen(g->phases[j], COFFER_NAME_MAX + 1))) {
+            return coffer_err_set(COFFER_E_INVALID, "grant %zu: phase %zu is not a name", i, j);
+        }
+        for (size_t k = 0; k < j; k++) {
+            if (strcmp(g->phases[k], g->phases[j]) == 0) {
+                return coffer_err_set(COFFER_E_INVALID, "grant %zu: phase %s is listed twice", i,
+                                      g->phases[j]);
+            }
+        }
+    }
+    return COFFER_OK;
+}
+
+/* The phases of g joined with commas ("" for every phase), in a. */
+static const char *join_grant_phases(struct coffer_arena *a, const struct coffer_policy_grant *g)
+{
+    size_t len = 0;
+    char *out;
+    char *w;
+
+    for (size_t j = 0; j < g->n_phases; j++) {
+        len += strlen(g->phases[j]) + 1;
+    }
+    if ((out = coffer_arena_alloc(a, len + 1, 1)) == NULL) {
+        return NULL;
+    }
+    w = out;
+    for (size_t j = 0; j < g->n_phases; j++) {
+        size_t n = strlen(g->phases[j]);
+
+        if (j > 0) {
+            *w++ = ',';
+        }
+        coffer_memcpy(w, g->phases[j], n);
+        w += n;
+    }
+    *w = '\0';
+    return out;
+}
+
+static enum coffer_err run_command(struct coffer_store *s, const struct store_stmt *st,
+                                   const struct store_params *p, const char *what)
+{
+    PGresult *res = NULL;
+    enum coffer_err r = store_exec(s, st, p, what, &res);
+
+    PQclear(res);
+    return r;
+}
+
+enum coffer_err coffer_store_grants_add(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                        const struct coffer_uuid *project_id,
+                                        const char *credential,
+                                        const struct coffer_policy_grant *grants, size_t n)
+{
+    struct coffer_arena *a = NULL;
+    struct coffer_buf cols[3] = {{0}};
+    const char **types = NULL;
+    const char **instances = NULL;
+    const char **phases = NULL;
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    if ((r = store_require_tx(s, "adding grants")) != COFFER_OK ||
+        (r = store_check_name(credential, "credential name")) != COFFER_OK) {
+        return r;
+    }
+    if (n == 0) {
+        return COFFER_OK;
+    }
+    if (grants == NULL || n > COFFER_POLICY_GRANTS_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "adding grants: %zu grants, 1 to %d", n,
+                              COFFER_POLICY_GRANTS_MAX);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((r = check_grant(&grants[i], i)) != COFFER_OK) {
+            return r;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(grants[k].agent_type, grants[i].agent_type) == 0 &&
+                (grants[k].instance == NULL) == (grants[i].instance == NULL) &&
+                (grants[k].instance == NULL ||
+                 strcmp(grants[k].instance, grants[i].instance) == 0)) {
+                return coffer_err_set(COFFER_E_INVALID,
+                                      "grant %zu: agent type %s and its instance are already "
+                                      "granted by grant %zu",
+                                      i, grants[i].agent_type, k);
+            }
+        }
+    }
+    if ((r = coffer_arena_new(0, &a)) != COFFER_OK) {
+        return r;
+    }
+    types = coffer_arena_alloc(a, n, sizeof(*types));
+    instances = coffer_arena_alloc(a, n, sizeof(*instances));
+    phases = coffer_arena_alloc(a, n, sizeof(*phases));
+    if (types == NULL || instances == NULL || phases == NULL) {
+        r = coffer_err_set(COFFER_E_NOMEM, "adding %zu grants", n);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        types[i] = grants[i].agent_type;
+        instances[i] = grants[i].instance;
+        if ((phases[i] = join_grant_phases(a, &grants[i])) == NULL) {
+            r = coffer_err_set(COFFER_E_NOMEM, "adding %zu grants", n);
+            goto out;
+        }
+    }
+    if ((r = store_encode_strings(types, n, &cols[0])) != COFFER_OK ||
+        (r = store_encode_strings(instances, n, &cols[1])) != COFFER_OK ||
+        (r = store_encode_strings(phases, n, &cols[2])) != COFFER_OK) {
+        goto out;
+    }
+    store_param_uuid(&p, org_id);
+    store_param_uuid(&p, project_id);
+    store_param_text(&p, credential);
+    store_param_binary(&p, cols[0].data, cols[0].len);
+    store_param_binary(&p, cols[1].data, cols[1].len);
+    if ((r = run_command(s, &grants_api_clear, &p, "replacing API grants")) != COFFER_OK) {
+        goto out;
+    }
+    store_param_binary(&p, cols[2].data, cols[2].len);
+    if ((r = store_exec(s, &grants_api_add, &p, "adding API grants", &res)) != COFFER_OK) {
+        if (store_sqlstate_is(s, "23503")) {
+            r = coffer_err_set(COFFER_E_NOT_FOUND,
+                               "adding grants: an agent type is not declared in the org");
+        }
+        goto out;
+    }
+    /* The project is joined by id and org: a project of another org inserts nothing. */
+    if (store_affected(res) != (long)n) {
+        r = coffer_err_set(COFFER_E_NOT_FOUND, "adding grants: no such project in this org");
+    }
+out:
+    PQclear(res);
+    for (int c = 0; c < 3; c++) {
+        coffer_buf_cleanup(&cols[c]);
+    }
+    coffer_arena_free(&a);
+    return r;
 }

@@ -66,6 +66,7 @@ extern const struct store_stmt *const store_stmts_creds[];
 extern const struct store_stmt *const store_stmts_policy[];
 extern const struct store_stmt *const store_stmts_phase[];
 extern const struct store_stmt *const store_stmts_access[];
+extern const struct store_stmt *const store_stmts_audit[];
 
 /* Bound parameters of one execution. Binary ints are stored inside the struct. */
 struct store_params {

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * api: HTTPS and JSON for one worker process. A route table (method, path
+ * pattern, who may call, body limit, handler) is the only way a request
+ * reaches an operation; everything else is answered with a JSON error
+ * {"error", "message", "request_id"} and the fitting status.
+ *
+ * TLS 1.2 or newer. Clients present a certificate signed by the configured
+ * CA whose URI SAN is a SPIFFE ID of the configured trust domain; a request
+ * without one is answered 401 with no detail beyond the error code. Request
+ * and response bodies are JSON through jansson, whose allocations this
+ * module wipes on free, because the bodies of credential routes carry
+ * values. Nothing here logs a body or an Authorization header.
+ */
+#ifndef COFFER_API_H
+#define COFFER_API_H
+
+#include <event2/event.h>
+
+#include "coffer/config.h"
+#include "coffer/err.h"
+#include "coffer/ops.h"
+
+struct coffer_api;
+
+/*
+ * Makes jansson allocate through a wiping allocator. Call once per process
+ * before any JSON is parsed (cofferd and the tests do).
+ */
+void coffer_api_json_init(void);
+
+/*
+ * Serves HTTPS on listen_fd (already bound and listening, shared by the
+ * workers) in base, with the TLS files, trust domain and limits of cfg, and
+ * runs requests through ops. COFFER_E_CONFIG if the TLS files cannot be
+ * loaded (the detail names which).
+ */
+enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_base *base,
+                               int listen_fd, struct coffer_ops *ops,
+                               struct coffer_api **out) COFFER_MUST_USE;
+
+/* Loads the TLS files of cfg again; new connections use them, open ones keep theirs. */
+enum coffer_err coffer_api_reload_tls(struct coffer_api *a,
+                                      const struct coffer_config *cfg) COFFER_MUST_USE;
+
+/* Stops accepting connections; requests in flight finish. */
+void coffer_api_stop_accepting(struct coffer_api *a);
+
+/* Frees the server; open connections are closed. */
+void coffer_api_free(struct coffer_api **a);
+
+#endif

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cofferd's configuration: one YAML file (docs/config.md), read into a
+ * struct that holds paths and numbers, never a secret (the PIN comes from a
+ * PIN source, database passwords from libpq's own mechanisms).
+ *
+ * Every problem is a diagnostic "file:line:column: what is wrong", collected
+ * as for policies; a file with problems is refused whole.
+ */
+#ifndef COFFER_CONFIG_H
+#define COFFER_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coffer/err.h"
+#include "coffer/log.h"
+#include "coffer/policy.h"
+#include "coffer/spiffe.h"
+
+#define COFFER_CONFIG_POLICY_FILES_MAX 64
+#define COFFER_CONFIG_WORKERS_MAX 64
+
+struct coffer_config {
+    /* listen: "host:port"; IPv6 as "[::1]:8443" */
+    char listen_host[256];
+    uint16_t listen_port;
+
+    /* tls: PEM files; client_ca verifies client certificates (mTLS) */
+    char tls_cert[PATH_MAX];
+    char tls_key[PATH_MAX];
+    char tls_client_ca[PATH_MAX];
+    char trust_domain[COFFER_TRUST_DOMAIN_MAX + 1];
+
+    /* pkcs11 */
+    char pkcs11_module[PATH_MAX];
+    char token_uri[512];
+    char pin_source[PATH_MAX + 16];
+
+    /* database: libpq conninfo as coffer_app */
+    char database[2048];
+
+    /* workers: 0 in the file means one per online core (resolved when loading) */
+    unsigned workers;
+
+    /* limits */
+    size_t max_header_bytes;     /* default 16 KiB */
+    size_t max_body_bytes;       /* default 1 MiB */
+    unsigned request_timeout_ms; /* whole request, default 10 s */
+    unsigned idle_timeout_ms;    /* keep-alive idle, default 60 s */
+    unsigned max_connections;    /* per worker, default 1024 */
+
+    /* policy: files applied at start and on SIGHUP (optional) */
+    char policy_files[COFFER_CONFIG_POLICY_FILES_MAX][PATH_MAX];
+    size_t n_policy_files;
+
+    enum coffer_log_level log_level; /* log: debug|info|warn|error, default info */
+};
+
+/*
+ * Reads path into *out with the defaults of docs/config.md for what the file
+ * leaves out. COFFER_E_IO if it cannot be read; COFFER_E_CONFIG with
+ * diagnostics in d for every problem (unknown or duplicate keys, wrong
+ * types, missing required keys, out-of-range numbers, bad addresses).
+ * Relative paths in the file are taken relative to the file's directory.
+ */
+enum coffer_err coffer_config_load(const char *path, struct coffer_config *out,
+                                   struct coffer_policy_diags *d) COFFER_MUST_USE;
+
+#endif

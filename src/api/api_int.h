@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to src/api/: one request as the handlers see it, and the route
+ * table that maps method and path to a handler, who may call it and how big
+ * its body may be.
+ */
+#ifndef COFFER_API_INT_H
+#define COFFER_API_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "coffer/api.h"
+#include "coffer/ops.h"
+#include "coffer/spiffe.h"
+#include "coffer/store.h"
+
+#define API_REQUEST_ID_LEN 32 /* hex characters */
+#define API_MAX_SEGMENTS 10
+
+enum api_role {
+    API_ROLE_NONE,  /* no authentication (health) */
+    API_ROLE_AGENT, /* an agent's certificate */
+    API_ROLE_ADMIN, /* an admin's certificate */
+    API_ROLE_ANY,   /* either */
+};
+
+struct api_req;
+
+struct api_route {
+    enum evhttp_cmd_type method;
+    const char *pattern; /* "/v1/orgs/{}/projects/{}/credentials/{}/access" */
+    enum api_role role;
+    size_t body_limit; /* 0: no body is read */
+    void (*handler)(struct api_req *r);
+};
+
+struct api_req {
+    struct evhttp_request *req;
+    enum evhttp_cmd_type method;
+    const struct api_route *route;
+    char id[API_REQUEST_ID_LEN + 1];
+    char client_addr[128];
+    char allow[64];                    /* methods of the path, for a 405 */
+    char params[API_MAX_SEGMENTS][64]; /* the {} segments, in order */
+    size_t n_params;
+    bool authenticated;
+    struct coffer_principal who;
+    json_t *body; /* the parsed body of a route that takes one */
+    struct coffer_ops *api_ops;
+};
+
+enum api_match {
+    API_MATCHED,
+    API_NO_PATH,
+    API_NO_METHOD,
+    API_BAD_PATH,
+};
+
+/* Finds the route of uri and method; fills r->route and r->params, or r->allow for a 405. */
+enum api_match api_route_match(const char *uri, enum evhttp_cmd_type method, struct api_req *r);
+
+/* Sends body (taken; NULL for none) as JSON with status. */
+void api_reply(struct api_req *r, int status, json_t *body);
+
+/* Sends {"error": code, "message": message, "request_id": id} with status. */
+void api_error(struct api_req *r, int status, const char *code, const char *message);
+
+/* Records an authentication failure in the audit log (best effort: the request fails anyway). */
+void api_audit_auth_failure(struct api_req *r);
+
+#endif

@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HTTPS for one worker: TLS contexts, connections, limits, the request id,
+ * authentication of the client certificate, and dispatch through the route
+ * table of routes.c. Every answer that is not a handler's success is a JSON
+ * error of error.c's shape.
+ *
+ * This file must never log a request or response body, a query string or a
+ * header value: it logs method, route, status and request id only.
+ */
+#include "api/api_int.h"
+
+#include "coffer/log.h"
+#include "coffer/mem.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LOG_MOD "api"
+
+struct coffer_api {
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    SSL_CTX *ctx;
+    struct coffer_ops *ops;
+    char trust_domain[COFFER_TRUST_DOMAIN_MAX + 1];
+    size_t max_body;
+};
+
+void coffer_api_json_init(void)
+{
+    json_set_alloc_funcs(coffer_wipe_malloc, coffer_wipe_free);
+}
+
+/* The first OpenSSL error as text, for a configuration detail. */
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_get_error();
+    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+    ERR_clear_error();
+    return r != NULL ? r : "unknown OpenSSL error";
+}
+
+static enum coffer_err make_ctx(const struct coffer_config *cfg, SSL_CTX **out)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    STACK_OF(X509_NAME) *names = NULL;
+    static const unsigned char sid[] = "cofferd";
+    enum coffer_err r = COFFER_OK;
+
+    *out = NULL;
+    if (ctx == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "creating a TLS context");
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+        r = coffer_err_set(COFFER_E_CONFIG, "requiring TLS 1.2: %s", ssl_reason());
+        goto out;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_COMPRESSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+        r = coffer_err_set(COFFER_E_CONFIG, "tls.cert %s: %s", cfg->tls_cert, ssl_reason());
+        goto out;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        r = coffer_err_set(COFFER_E_CONFIG, "tls.key %s: %s", cfg->tls_key, ssl_reason());
+        goto out;
+    }
+    if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1 ||
+        (names = SSL_load_client_CA_file(cfg->tls_client_ca)) == NULL) {
+        r = coffer_err_set(COFFER_E_CONFIG, "tls.client_ca %s: %s", cfg->tls_client_ca,
+                           ssl_reason());
+        goto out;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    /*
+     * Ask every client for a certificate and verify what it sends, but let
+     * the handshake finish without one: the request is then refused with
+     * 401, a clearer answer than a failed handshake.
+     */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify_depth(ctx, 4);
+    if (SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1) != 1) {
+        r = coffer_err_set(COFFER_E_CONFIG, "TLS session context: %s", ssl_reason());
+        goto out;
+    }
+    *out = ctx;
+    ctx = NULL;
+out:
+    SSL_CTX_free(ctx);
+    return r;
+}
+
+static struct bufferevent *new_connection(struct event_base *base, void *arg)
+{
+    struct coffer_api *a = arg;
+    SSL *ssl = SSL_new(a->ctx);
+
+    if (ssl == NULL) {
+        return NULL;
+    }
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* "address:port" of the peer. */
+static void peer_of(struct evhttp_request *req, char *out, size_t cap)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+
+    out[0] = '\0';
+    if (conn != NULL) {
+        evhttp_connection_get_peer(conn, &addr, &port);
+        if (addr != NULL) {
+            (void)snprintf(out, cap, "%s:%u", addr, (unsigned)port);
+        }
+    }
+}
+
+/* The principal of the verified client certificate; COFFER_E_INVALID if none. */
+static enum coffer_err authenticate(struct coffer_api *a, struct evhttp_request *req,
+                                    struct coffer_principal *who)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+    X509 *cert;
+    enum coffer_err r;
+
+    if (ssl == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "not a TLS connection");
+    }
+    cert = SSL_get1_peer_certificate(ssl);
+    if (cert == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "no client certificate");
+    }
+    if (SSL_get_verify_result(ssl) != X509_V_OK) {
+        X509_free(cert);
+        return coffer_err_set(COFFER_E_INVALID, "client certificate not verified");
+    }
+    r = coffer_spiffe_from_cert(cert, a->trust_domain, who);
+    X509_free(cert);
+    return r;
+}
+
+static void request_id(char out[API_REQUEST_ID_LEN + 1])
+{
+    unsigned char b[API_REQUEST_ID_LEN / 2];
+
+    if (RAND_bytes(b, sizeof(b)) != 1) {
+        /* The id only names the request; a counter is an acceptable fallback. */
+        static unsigned long n;
+
+        (void)snprintf(out, API_REQUEST_ID_LEN + 1, "%032lx", ++n);
+        return;
+    }
+    coffer_hex(b, sizeof(b), out);
+}
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    default:
+        return "OTHER";
+    }
+}
+
+/* Sends out (taking it) with status, as JSON, and logs one line without any body. */
+static void send_json(struct api_req *r, int status, json_t *out)
+{
+    struct evbuffer *buf = evbuffer_new();
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    char *text = NULL;
+
+    if (out != NULL) {
+        text = json_dumps(out, JSON_COMPACT);
+        json_decref(out);
+    }
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Request-Id", r->id);
+    if (buf == NULL || text == NULL || evbuffer_add(buf, text, strlen(text)) != 0) {
+        status = 500;
+        if (buf != NULL) {
+            evbuffer_drain(buf, evbuffer_get_length(buf));
+            (void)evbuffer_add_printf(buf, "{\"error\":\"internal\",\"request_id\":\"%s\"}", r->id);
+        }
+    }
+    evhttp_send_reply(r->req, status, NULL, buf);
+    coffer_info(LOG_MOD, "%s %s -> %d (request %s)", method_name(r->method),
+                r->route != NULL ? r->route->pattern : "-", status, r->id);
+    if (buf != NULL) {
+        evbuffer_free(buf);
+    }
+    if (text != NULL) {
+        coffer_wipe_free(text);
+    }
+}
+
+void api_reply(struct api_req *r, int status, json_t *body)
+{
+    send_json(r, status, body);
+}
+
+void api_error(struct api_req *r, int status, const char *code, const char *message)
+{
+    json_t *o =
+        json_pack("{s:s, s:s, s:s}", "error", code, "message", message, "request_id", r->id);
+
+    send_json(r, status, o);
+}
+
+/* Parses the request body as one JSON object (at most the route's limit). */
+static bool parse_body(struct api_req *r, size_t limit)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+    size_t len = in != NULL ? evbuffer_get_length(in) : 0;
+    json_error_t err;
+    unsigned char *p;
+
+    r->body = NULL;
+    if (len == 0) {
+        api_error(r, 400, "invalid_request", "a JSON object body is required");
+        return false;
+    }
+    if (len > limit) {
+        api_error(r, 413, "body_too_large", "the request body is over this route's limit");
+        return false;
+    }
+    p = evbuffer_pullup(in, (ev_ssize_t)len);
+    if (p == NULL) {
+        api_error(r, 500, "internal", "could not read the body");
+        return false;
+    }
+    r->body = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &err);
+    /* The body may hold credential values: wipe libevent's copy now. */
+    OPENSSL_cleanse(p, len);
+    evbuffer_drain(in, len);
+    if (r->body == NULL) {
+        char msg[256];
+
+        (void)snprintf(msg, sizeof(msg), "malformed JSON at line %d, column %d", err.line,
+                       err.column);
+        api_error(r, 400, "invalid_json", msg);
+        return false;
+    }
+    if (!json_is_object(r->body)) {
+        api_error(r, 400, "invalid_request", "the body must be a JSON object");
+        json_decref(r->body);
+        r->body = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+    struct coffer_api *a = arg;
+    struct api_req r;
+    const char *uri = evhttp_request_get_uri(req);
+    enum api_match m;
+
+    memset(&r, 0, sizeof(r));
+    r.req = req;
+    r.api_ops = a->ops;
+    r.method = evhttp_request_get_command(req);
+    request_id(r.id);
+    peer_of(req, r.client_addr, sizeof(r.client_addr));
+    m = api_route_match(uri, r.method, &r);
+    if (m == API_NO_PATH) {
+        api_error(&r, 404, "not_found", "no such route");
+        return;
+    }
+    if (m == API_BAD_PATH) {
+        api_error(&r, 400, "invalid_request", "the path is malformed");
+        return;
+    }
+    if (m == API_NO_METHOD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", r.allow);
+        api_error(&r, 405, "method_not_allowed", "this route does not take that method");
+        return;
+    }
+    if (r.route->role != API_ROLE_NONE) {
+        if (authenticate(a, req, &r.who) != COFFER_OK) {
+            coffer_err_clear();
+            api_audit_auth_failure(&r);
+            api_error(&r, 401, "unauthenticated", "unauthenticated");
+            return;
+        }
+        r.authenticated = true;
+        if ((r.route->role == API_ROLE_AGENT && r.who.kind != COFFER_PRINCIPAL_AGENT) ||
+            (r.route->role == API_ROLE_ADMIN && r.who.kind != COFFER_PRINCIPAL_ADMIN)) {
+            api_error(&r, 403, "permission_denied", "permission denied");
+            return;
+        }
+    }
+    if (r.route->body_limit > 0 && !parse_body(&r, r.route->body_limit)) {
+        return;
+    }
+    r.route->handler(&r);
+    if (r.body != NULL) {
+        json_decref(r.body);
+    }
+}
+
+enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_base *base,
+                               int listen_fd, struct coffer_ops *ops, struct coffer_api **out)
+{
+    struct coffer_api *a = coffer_calloc(1, sizeof(*a));
+    struct timeval tv;
+    enum coffer_err r;
+
+    *out = NULL;
+    if (a == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "HTTP server");
+    }
+    a->base = base;
+    a->ops = ops;
+    a->max_body = cfg->max_body_bytes;
+    (void)snprintf(a->trust_domain, sizeof(a->trust_domain), "%s", cfg->trust_domain);
+    if ((r = make_ctx(cfg, &a->ctx)) != COFFER_OK) {
+        goto fail;
+    }
+    a->http = evhttp_new(base);
+    if (a->http == NULL) {
+        r = coffer_err_set(COFFER_E_NOMEM, "evhttp_new");
+        goto fail;
+    }
+    evhttp_set_bevcb(a->http, new_connection, a);
+    evhttp_set_gencb(a->http, handle, a);
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+    evhttp_set_max_headers_size(a->http, (ev_ssize_t)cfg->max_header_bytes);
+    evhttp_set_max_body_size(a->http, (ev_ssize_t)cfg->max_body_bytes);
+    tv.tv_sec = cfg->request_timeout_ms / 1000;
+    tv.tv_usec = (suseconds_t)(cfg->request_timeout_ms % 1000) * 1000;
+    evhttp_set_timeout_tv(a->http, &tv);
+    a->bound = evhttp_accept_socket_with_handle(a->http, listen_fd);
+    if (a->bound == NULL) {
+        r = coffer_err_set(COFFER_E_IO, "accepting on the listening socket");
+        goto fail;
+    }
+    *out = a;
+    return COFFER_OK;
+fail:
+    coffer_api_free(&a);
+    return r;
+}
+
+enum coffer_err coffer_api_reload_tls(struct coffer_api *a, const struct coffer_config *cfg)
+{
+    SSL_CTX *ctx = NULL;
+    enum coffer_err r = make_ctx(cfg, &ctx);
+
+    if (r != COFFER_OK) {
+        return r;
+    }
+    SSL_CTX_free(a->ctx);
+    a->ctx = ctx;
+    return COFFER_OK;
+}
+
+void coffer_api_stop_accepting(struct coffer_api *a)
+{
+    if (a != NULL && a->bound != NULL) {
+        evhttp_del_accept_socket(a->http, a->bound);
+        a->bound = NULL;
+    }
+}
+
+void coffer_api_free(struct coffer_api **a)
+{
+    if (a == NULL || *a == NULL) {
+        return;
+    }
+    if ((*a)->http != NULL) {
+        evhttp_free((*a)->http);
+    }
+    SSL_CTX_free((*a)->ctx);
+    coffer_free(*a);
+    *a = NULL;
+}

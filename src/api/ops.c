@@ -1,0 +1,839 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The operations behind the API, independent of HTTP: an agent's access,
+ * and an admin's put, revoke and phase change. Each runs in one database
+ * transaction that reads afresh what it decides on, makes its change and
+ * writes its audit event, so the effect and its event commit together or
+ * not at all.
+ *
+ * Every lookup is by the principal's own org, never by the org a request
+ * names: a request for another org's credential is refused exactly like one
+ * for a credential that does not exist. Values unsealed for an access are
+ * handed to the caller only after the commit of their event, and are wiped
+ * on every other path. This file must never put a value into an event, an
+ * error detail or a log line, and never echo input that has not been
+ * checked.
+ */
+#include "coffer/ops.h"
+
+#include "coffer/log.h"
+#include "coffer/text.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define US_PER_S INT64_C(1000000)
+#define DETAIL_MAX 1024
+#define REASON_TEXT_MAX 1024
+#define CHANGED_BY_MAX 256
+
+/* ---- Credential types ---------------------------------------------------------- */
+
+/* A type and the key names a credential of it must hold (extra keys are allowed). */
+struct cred_type {
+    const char *name;
+    const char *required[2];
+};
+
+static const struct cred_type cred_types[] = {
+    {"api_key", {"api_key", NULL}},
+    {"oauth2", {"access_token", NULL}},
+    {"basic_auth", {"username", "password"}},
+    {"bearer_token", {"token", NULL}},
+    {"certificate", {"certificate", "private_key"}},
+    {"connection_string", {"connection_string", NULL}},
+    {"custom", {NULL, NULL}},
+};
+
+static const struct cred_type *find_type(const char *type)
+{
+    if (type == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(cred_types) / sizeof(cred_types[0]); i++) {
+        if (strcmp(cred_types[i].name, type) == 0) {
+            return &cred_types[i];
+        }
+    }
+    return NULL;
+}
+
+bool coffer_op_type_known(const char *type)
+{
+    return find_type(type) != NULL;
+}
+
+/* ---- Principals and names -------------------------------------------------------- */
+
+static bool name_ok(const char *s)
+{
+    return s != NULL && coffer_policy_name_ok(s, strnlen(s, COFFER_POLICY_NAME_MAX + 1));
+}
+
+/* The name for an audit event: a name the request gave that is not a name is left out. */
+static const char *name_or_null(const char *s)
+{
+    return name_ok(s) ? s : NULL;
+}
+
+/* Every field of a principal ends inside its array, so it can be read as a string. */
+static bool principal_terminated(const struct coffer_principal *p)
+{
+    return strnlen(p->trust_domain, sizeof(p->trust_domain)) < sizeof(p->trust_domain) &&
+           strnlen(p->org, sizeof(p->org)) < sizeof(p->org) &&
+           strnlen(p->agent_type, sizeof(p->agent_type)) < sizeof(p->agent_type) &&
+           strnlen(p->instance, sizeof(p->instance)) < sizeof(p->instance) &&
+           strnlen(p->admin, sizeof(p->admin)) < sizeof(p->admin);
+}
+
+static bool is_agent(const struct coffer_principal *who)
+{
+    return who != NULL && who->kind == COFFER_PRINCIPAL_AGENT && name_ok(who->org) &&
+           name_ok(who->agent_type) && name_ok(who->instance);
+}
+
+/* An admin whose own org is org: the only one who may change anything in it. */
+static bool is_admin_of(const struct coffer_principal *who, const char *org)
+{
+    return who != NULL && who->kind == COFFER_PRINCIPAL_ADMIN && name_ok(who->org) &&
+           name_ok(who->admin) && org != NULL && strcmp(who->org, org) == 0;
+}
+
+static enum coffer_err check_call(const struct coffer_ops *o, const struct coffer_op_meta *m,
+                                  const void *args, const char *what)
+{
+    if (o == NULL || o->st == NULL || o->k == NULL || m == NULL || args == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "%s: missing context, request or arguments", what);
+    }
+    if (m->who != NULL && !principal_terminated(m->who)) {
+        return coffer_err_set(COFFER_E_INVALID, "%s: malformed principal", what);
+    }
+    return COFFER_OK;
+}
+
+static void event_init(struct coffer_audit_event *e, const char *action,
+                       const struct coffer_op_meta *m, const char *org, const char *project,
+                       const char *credential)
+{
+    memset(e, 0, sizeof(*e));
+    e->action = action;
+    e->request_id = m->request_id;
+    e->client_addr = m->client_addr;
+    e->who = m->who;
+    e->org = name_or_null(org);
+    e->project = name_or_null(project);
+    e->credential = name_or_null(credential);
+}
+
+/*
+ * Refuses an admin operation to a principal that is not an admin of the org
+ * the request names. The attempt is audited (in a transaction of its own)
+ * and the answer is the one for an org that does not exist, so that nobody
+ * learns from it what another org holds.
+ */
+static enum coffer_err refuse(struct coffer_ops *o, const struct coffer_op_meta *m,
+                              const char *action, const char *org, const char *project,
+                              const char *credential)
+{
+    struct coffer_audit_event e;
+    int64_t id = 0;
+    enum coffer_err r;
+
+    event_init(&e, action, m, org, project, credential);
+    e.allowed = false;
+    e.reason = coffer_err_str(COFFER_E_NOT_FOUND);
+    if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
+        return coffer_err_wrap(r, "%s refused", action);
+    }
+    return coffer_err_set(COFFER_E_NOT_FOUND, "no such org%s%s", e.org != NULL ? " " : "",
+                          e.org != NULL ? e.org : "");
+}
+
+/* ---- access ------------------------------------------------------------------------ */
+
+static void deny(struct coffer_authz_decision *d, enum coffer_authz_reason reason)
+{
+    d->reason = reason;
+    d->allow = false;
+    d->purpose_unexpected = false;
+    d->grant = -1;
+}
+
+/*
+ * Loads and decides an agent's access. The load always uses the principal's
+ * org; when the request names another org the credential it names was never
+ * looked up, so the decision sees none (not_found). The load runs all the
+ * same, so that such a request costs what any other does.
+ */
+static enum coffer_err decide_agent(struct coffer_ops *o, const struct coffer_principal *who,
+                                    const struct coffer_op_access *a, struct coffer_arena *arena,
+                                    struct coffer_authz_input *in, struct coffer_store_access *acc,
+                                    struct coffer_authz_decision *d)
+{
+    enum coffer_err r;
+
+    in->principal.org = who->org;
+    in->principal.agent_type = who->agent_type;
+    in->principal.instance = who->instance;
+    in->purpose = a->purpose;
+    in->purpose_len = a->purpose != NULL ? a->purpose_len : 0;
+    if ((r = coffer_store_access_load(o->st, who->org, a->project, a->name, arena, in, acc)) !=
+        COFFER_OK) {
+        return r;
+    }
+    if (a->org == NULL || strcmp(a->org, who->org) != 0) {
+        in->found = false;
+        in->org = NULL;
+        acc->found = false;
+    }
+    coffer_authz_decide(in, d);
+    return COFFER_OK;
+}
+
+/*
+ * Unseals the values of an allowed access inside the open transaction. A
+ * failure of the token or of the row's integrity turns the allow into a deny
+ * (and is audited as such); any other failure is the caller's error.
+ */
+static enum coffer_err unseal(struct coffer_ops *o, const struct coffer_op_access *a,
+                              const struct coffer_store_access *acc,
+                              struct coffer_authz_decision *d, struct coffer_keyset **keys,
+                              struct coffer_keys_read_info *info)
+{
+    enum coffer_err r;
+
+    r = coffer_keys_cred_read(o->k, o->st, &acc->org_id, &acc->project_id, a->name,
+                              acc->current_version, keys, info);
+    if (r == COFFER_OK) {
+        return COFFER_OK;
+    }
+    coffer_keyset_free(keys);
+    coffer_authz_after_unseal(d, r);
+    if (d->allow) {
+        return r;
+    }
+    coffer_warn("ops", "credential %s/%s/%s version %" PRIu32 " could not be unsealed (%s): %s",
+                a->org, a->project, a->name, acc->current_version,
+                coffer_authz_reason_str(d->reason), coffer_err_detail());
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                 struct coffer_op_access *a)
+{
+    struct coffer_arena *arena = NULL;
+    struct coffer_authz_input in;
+    struct coffer_store_access acc;
+    struct coffer_authz_decision d;
+    struct coffer_keys_read_info info;
+    struct coffer_keyset *keys = NULL;
+    struct coffer_audit_event e;
+    int64_t id = 0;
+    bool tx = false;
+    enum coffer_err r;
+
+    if (a != NULL) {
+        a->keys = NULL;
+        a->version = 0;
+        deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
+    }
+    if ((r = check_call(o, m, a, "access")) != COFFER_OK) {
+        return r;
+    }
+    memset(&in, 0, sizeof(in));
+    memset(&acc, 0, sizeof(acc));
+    memset(&info, 0, sizeof(info));
+    deny(&d, COFFER_AUTHZ_NO_GRANT);
+    if ((r = coffer_arena_new(0, &arena)) != COFFER_OK ||
+        (r = coffer_store_begin(o->st)) != COFFER_OK) {
+        goto out;
+    }
+    tx = true;
+    /* Only agents access values; anyone else is denied without anything being read. */
+    if (is_agent(m->who)) {
+        if ((r = decide_agent(o, m->who, a, arena, &in, &acc, &d)) != COFFER_OK) {
+            goto out;
+        }
+        if (d.allow && (r = unseal(o, a, &acc, &d, &keys, &info)) != COFFER_OK) {
+            goto out;
+        }
+    }
+    event_init(&e, COFFER_AUDIT_ACCESS, m, a->org, a->project, a->name);
+    e.allowed = d.allow;
+    e.reason = coffer_authz_reason_str(d.reason);
+    e.purpose_unexpected = d.purpose_unexpected;
+    e.version = d.allow ? info.version : (acc.found ? acc.current_version : 0);
+    e.phase = acc.found ? in.phase : NULL;
+    if (a->purpose != NULL && coffer_authz_purpose_ok(a->purpose, a->purpose_len)) {
+        e.purpose = a->purpose;
+        e.purpose_len = a->purpose_len;
+    }
+    if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
+        goto out;
+    }
+    tx = false;
+    if ((r = coffer_store_commit(o->st)) != COFFER_OK) {
+        goto out;
+    }
+    a->decision = d;
+    if (d.allow) {
+        a->version = info.version;
+        a->keys = keys;
+        keys = NULL;
+    }
+out:
+    if (tx) {
+        coffer_store_rollback(o->st);
+    }
+    coffer_keyset_free(&keys);
+    coffer_arena_free(&arena);
+    return r;
+}
+
+/* ---- put --------------------------------------------------------------------------- */
+
+static bool listed(const char *const *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (list[i] != NULL && strcmp(list[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool same_grantee(const struct coffer_policy_grant *x, const struct coffer_policy_grant *y)
+{
+    if (strcmp(x->agent_type, y->agent_type) != 0) {
+        return false;
+    }
+    if (x->instance == NULL || y->instance == NULL) {
+        return x->instance == y->instance;
+    }
+    return strcmp(x->instance, y->instance) == 0;
+}
+
+static enum coffer_err check_grants(const struct coffer_op_put *p)
+{
+    if (p->n_grants > COFFER_POLICY_GRANTS_MAX || (p->n_grants > 0 && p->grants == NULL)) {
+        return coffer_err_set(COFFER_E_INVALID, "%zu grants; at most %d", p->n_grants,
+                              COFFER_POLICY_GRANTS_MAX);
+    }
+    for (size_t i = 0; i < p->n_grants; i++) {
+        const struct coffer_policy_grant *g = &p->grants[i];
+
+        if (!name_ok(g->agent_type)) {
+            return coffer_err_set(COFFER_E_INVALID, "grant %zu: the agent type is not a name", i);
+        }
+        if (g->instance != NULL && !name_ok(g->instance)) {
+            return coffer_err_set(COFFER_E_INVALID, "grant %zu: the instance is not a name", i);
+        }
+        if (g->n_phases > COFFER_POLICY_PHASES_MAX || (g->n_phases > 0 && g->phases == NULL)) {
+            return coffer_err_set(COFFER_E_INVALID, "grant %zu: %zu phases; at most %d", i,
+                                  g->n_phases, COFFER_POLICY_PHASES_MAX);
+        }
+        for (size_t j = 0; j < g->n_phases; j++) {
+            if (!name_ok(g->phases[j])) {
+                return coffer_err_set(COFFER_E_INVALID, "grant %zu: phase %zu is not a name", i, j);
+            }
+            if (listed((const char *const *)g->phases, j, g->phases[j])) {
+                return coffer_err_set(COFFER_E_INVALID, "grant %zu: phase %s is listed twice", i,
+                                      g->phases[j]);
+            }
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (same_grantee(&p->grants[k], g)) {
+                return coffer_err_set(COFFER_E_INVALID,
+                                      "grants %zu and %zu name the same agent type and instance", k,
+                                      i);
+            }
+        }
+    }
+    return COFFER_OK;
+}
+
+static enum coffer_err check_keys(const struct coffer_op_put *p, const struct cred_type *t)
+{
+    size_t n = p->keys != NULL ? coffer_keyset_count(p->keys) : 0;
+
+    if (n == 0) {
+        return coffer_err_set(COFFER_E_INVALID, "a credential needs at least one key");
+    }
+    if (n > COFFER_KEYS_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "%zu keys; at most %d", n, COFFER_KEYS_MAX);
+    }
+    for (size_t i = 0; i < sizeof(t->required) / sizeof(t->required[0]); i++) {
+        if (t->required[i] != NULL && coffer_keyset_get(p->keys, t->required[i]) == NULL) {
+            return coffer_err_set(COFFER_E_INVALID, "a %s credential needs a key named %s", t->name,
+                                  t->required[i]);
+        }
+    }
+    return COFFER_OK;
+}
+
+/* The checks that need nothing but the request. */
+static enum coffer_err check_put(const struct coffer_op_put *p, enum coffer_tier *tier)
+{
+    const struct cred_type *t = find_type(p->type);
+    enum coffer_err r;
+
+    if (!name_ok(p->project) || !name_ok(p->name)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "project and credential names must match ^[a-z0-9][a-z0-9_-]{0,62}$");
+    }
+    if (t == NULL) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "unknown credential type; one of api_key, oauth2, basic_auth, "
+                              "bearer_token, certificate, connection_string, custom");
+    }
+    if (p->tier == NULL || !coffer_tier_parse(p->tier, strnlen(p->tier, 16), tier)) {
+        return coffer_err_set(COFFER_E_INVALID, "tier must be low, medium, high or critical");
+    }
+    if ((r = check_keys(p, t)) != COFFER_OK) {
+        return r;
+    }
+    if (p->ttl_s != 0 && p->expires_at_us != 0) {
+        return coffer_err_set(COFFER_E_INVALID, "give a ttl or an expiry time, not both");
+    }
+    if (p->ttl_s != 0 && p->ttl_s != COFFER_TTL_NEVER &&
+        (p->ttl_s < 1 || p->ttl_s > COFFER_TTL_FINITE_MAX)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "ttl must be never or 1 to %" PRId64 " seconds, not %" PRId64,
+                              COFFER_TTL_FINITE_MAX, p->ttl_s);
+    }
+    if (p->expires_at_us < 0) {
+        return coffer_err_set(COFFER_E_INVALID, "expiry time before 1970");
+    }
+    if (p->description != NULL &&
+        !coffer_text_ok(p->description, strnlen(p->description, COFFER_POLICY_DESC_MAX + 1),
+                        COFFER_POLICY_DESC_MAX)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "description must be 1 to %u bytes of UTF-8 without control "
+                              "characters",
+                              COFFER_POLICY_DESC_MAX);
+    }
+    if (p->expire_on_phase_end != NULL && !name_ok(p->expire_on_phase_end)) {
+        return coffer_err_set(COFFER_E_INVALID, "expire_on_phase_end is not a name");
+    }
+    return check_grants(p);
+}
+
+static const struct coffer_policy_project *find_project(const struct coffer_policy_org *pol,
+                                                        const char *name)
+{
+    for (size_t i = 0; i < pol->n_projects; i++) {
+        if (strcmp(pol->projects[i].name, name) == 0) {
+            return &pol->projects[i];
+        }
+    }
+    return NULL;
+}
+
+/* Phases and members come from the policy in force; a project it does not declare has none. */
+static enum coffer_err check_against_policy(const struct coffer_op_put *p,
+                                            const struct coffer_policy_project *pp)
+{
+    const char *const *phases = pp != NULL ? (const char *const *)pp->phases : NULL;
+    const char *const *members = pp != NULL ? (const char *const *)pp->members : NULL;
+    size_t n_phases = pp != NULL ? pp->n_phases : 0;
+    size_t n_members = pp != NULL ? pp->n_members : 0;
+
+    if (p->expire_on_phase_end != NULL && !listed(phases, n_phases, p->expire_on_phase_end)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "expire_on_phase_end: project %s has no phase %s in the policy in "
+                              "force",
+                              p->project, p->expire_on_phase_end);
+    }
+    for (size_t i = 0; i < p->n_grants; i++) {
+        const struct coffer_policy_grant *g = &p->grants[i];
+
+        if (!listed(members, n_members, g->agent_type)) {
+            return coffer_err_set(COFFER_E_INVALID,
+                                  "grant %zu: agent type %s is not a member of project %s in the "
+                                  "policy in force",
+                                  i, g->agent_type, p->project);
+        }
+        for (size_t j = 0; j < g->n_phases; j++) {
+            if (!listed(phases, n_phases, g->phases[j])) {
+                return coffer_err_set(COFFER_E_INVALID,
+                                      "grant %zu: project %s has no phase %s in the policy in "
+                                      "force",
+                                      i, p->project, g->phases[j]);
+            }
+        }
+    }
+    return COFFER_OK;
+}
+
+/* The longest lifetime of a tier: the org's max_ttl, never beyond the hard maximum. */
+static int64_t tier_max(const struct coffer_policy_tier *limits, enum coffer_tier tier)
+{
+    int64_t hard = coffer_tier_hard_max(tier);
+    int64_t max = limits->max_ttl;
+
+    if (hard != COFFER_TTL_NEVER && (max == COFFER_TTL_NEVER || max > hard)) {
+        return hard;
+    }
+    return max;
+}
+
+static enum coffer_err over_max(const char *what, enum coffer_tier tier, int64_t max)
+{
+    char text[24];
+
+    coffer_policy_ttl_format(max, text);
+    return coffer_err_set(COFFER_E_INVALID, "%s exceeds the max_ttl of tier %s, %s", what,
+                          coffer_tier_str(tier), text);
+}
+
+/*
+ * The expiry of a version stored at issued_us (the database's time of the
+ * write, the same instant the access decision counts the tier's maximum
+ * from): the ttl or expiry time given, else the tier's default. No expiry
+ * only when the tier's maximum is never.
+ */
+static enum coffer_err lifetime(const struct coffer_op_put *p, enum coffer_tier tier,
+                                const struct coffer_policy_tier *limits, int64_t issued_us,
+                                int64_t *expires_us)
+{
+    int64_t max = tier_max(limits, tier);
+    int64_t ttl = p->ttl_s;
+
+    if (p->expires_at_us != 0) {
+        if (p->expires_at_us <= issued_us) {
+            return coffer_err_set(COFFER_E_INVALID, "the expiry time is not in the future");
+        }
+        if (max != COFFER_TTL_NEVER && p->expires_at_us - issued_us > max * US_PER_S) {
+            return over_max("the expiry time", tier, max);
+        }
+        *expires_us = p->expires_at_us;
+        return COFFER_OK;
+    }
+    if (ttl == 0) {
+        ttl = limits->default_ttl;
+        if (ttl == COFFER_TTL_NEVER || (max != COFFER_TTL_NEVER && ttl > max)) {
+            ttl = max;
+        }
+    }
+    if (ttl == COFFER_TTL_NEVER) {
+        if (max != COFFER_TTL_NEVER) {
+            return over_max("never", tier, max);
+        }
+        *expires_us = COFFER_AUTHZ_NO_EXPIRY;
+        return COFFER_OK;
+    }
+    if (max != COFFER_TTL_NEVER && ttl > max) {
+        return over_max("the ttl", tier, max);
+    }
+    *expires_us = issued_us + ttl * US_PER_S;
+    return COFFER_OK;
+}
+
+/* What the event of a stored version says: its type, tier, keys, lifetime and grants. */
+static void put_detail(const struct coffer_op_put *p, int64_t issued_us, int64_t expires_us,
+                       char *out, size_t cap)
+{
+    size_t n_keys = coffer_keyset_count(p->keys);
+    char ttl[24];
+    char life[40] = "never expires";
+
+    if (expires_us != COFFER_AUTHZ_NO_EXPIRY) {
+        int64_t s = (expires_us - issued_us) / US_PER_S;
+
+        if (s >= 1) {
+            coffer_policy_ttl_format(s, ttl);
+        } else {
+            (void)snprintf(ttl, sizeof(ttl), "under 1s");
+        }
+        (void)snprintf(life, sizeof(life), "expires in %s", ttl);
+    }
+    (void)snprintf(out, cap, "type %s, tier %s, %zu key%s, %zu grant%s, %s%s%s", p->type, p->tier,
+                   n_keys, n_keys == 1 ? "" : "s", p->n_grants, p->n_grants == 1 ? "" : "s", life,
+                   p->expire_on_phase_end != NULL ? " or at the end of phase " : "",
+                   p->expire_on_phase_end != NULL ? p->expire_on_phase_end : "");
+}
+
+struct put_ctx {
+    struct coffer_org org;
+    struct coffer_project proj;
+    struct coffer_policy_org pol;
+    enum coffer_tier tier;
+    uint32_t version;
+    int64_t expires_us;
+    struct coffer_authz_input in;
+    struct coffer_store_access acc;
+};
+
+/* Inside the open transaction: everything put writes, short of its event. */
+static enum coffer_err put_write(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                 const struct coffer_op_put *p, struct coffer_arena *arena,
+                                 struct put_ctx *c)
+{
+    struct coffer_keys_write w;
+    enum coffer_err r;
+
+    if ((r = coffer_store_org_by_name(o->st, m->who->org, &c->org)) != COFFER_OK ||
+        (r = coffer_store_project_by_name(o->st, &c->org.id, p->project, &c->proj)) != COFFER_OK ||
+        (r = coffer_store_policy_load(o->st, &c->org, arena, &c->pol)) != COFFER_OK ||
+        (r = check_against_policy(p, find_project(&c->pol, p->project))) != COFFER_OK) {
+        return r;
+    }
+    w.org_id = &c->org.id;
+    w.project_id = &c->proj.id;
+    w.name = p->name;
+    w.type = p->type;
+    w.tier = p->tier;
+    w.keys = p->keys;
+    if ((r = coffer_keys_cred_write(o->k, o->st, &w, &c->version)) != COFFER_OK) {
+        return r;
+    }
+    /* Read back in the same transaction: the credential's id, its state and the write's time. */
+    if ((r = coffer_store_access_load(o->st, m->who->org, p->project, p->name, arena, &c->in,
+                                      &c->acc)) != COFFER_OK) {
+        return r;
+    }
+    if (!c->acc.found || c->acc.current_version != c->version) {
+        return coffer_err_set(COFFER_E_NOT_FOUND, "project %s/%s is not in use", m->who->org,
+                              p->project);
+    }
+    if (c->in.revoked) {
+        return coffer_err_set(COFFER_E_STATE,
+                              "credential %s/%s/%s is revoked; store it under another name",
+                              m->who->org, p->project, p->name);
+    }
+    if ((r = lifetime(p, c->tier, &c->pol.tiers[c->tier], c->in.issued_us, &c->expires_us)) !=
+            COFFER_OK ||
+        (r = coffer_store_cred_set_lifetime(o->st, &c->org.id, &c->acc.credential_id, c->expires_us,
+                                            p->expire_on_phase_end)) != COFFER_OK) {
+        return r;
+    }
+    if (p->description != NULL &&
+        (r = coffer_store_cred_set_description(o->st, &c->org.id, &c->acc.credential_id,
+                                               p->description)) != COFFER_OK) {
+        return r;
+    }
+    return coffer_store_grants_add(o->st, &c->org.id, &c->proj.id, p->name, p->grants, p->n_grants);
+}
+
+enum coffer_err coffer_op_put(struct coffer_ops *o, const struct coffer_op_meta *m,
+                              struct coffer_op_put *p)
+{
+    struct coffer_arena *arena = NULL;
+    struct put_ctx c;
+    struct coffer_audit_event e;
+    char detail[DETAIL_MAX];
+    int64_t id = 0;
+    bool tx = false;
+    enum coffer_err r;
+
+    if (p != NULL) {
+        p->version = 0;
+        p->expires_us = 0;
+    }
+    if ((r = check_call(o, m, p, "put")) != COFFER_OK) {
+        return r;
+    }
+    if (!is_admin_of(m->who, p->org)) {
+        return refuse(o, m, COFFER_AUDIT_CREATE, p->org, p->project, p->name);
+    }
+    memset(&c, 0, sizeof(c));
+    if ((r = check_put(p, &c.tier)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = coffer_arena_new(0, &arena)) != COFFER_OK ||
+        (r = coffer_store_begin(o->st)) != COFFER_OK) {
+        goto out;
+    }
+    tx = true;
+    if ((r = put_write(o, m, p, arena, &c)) != COFFER_OK) {
+        goto out;
+    }
+    put_detail(p, c.in.issued_us, c.expires_us, detail, sizeof(detail));
+    event_init(&e, COFFER_AUDIT_CREATE, m, p->org, p->project, p->name);
+    e.allowed = true;
+    e.reason = coffer_err_str(COFFER_OK);
+    e.version = c.version;
+    e.phase = c.in.phase;
+    e.detail = detail;
+    if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
+        goto out;
+    }
+    tx = false;
+    if ((r = coffer_store_commit(o->st)) != COFFER_OK) {
+        goto out;
+    }
+    p->version = c.version;
+    p->expires_us = c.expires_us;
+out:
+    if (tx) {
+        coffer_store_rollback(o->st);
+    }
+    coffer_arena_free(&arena);
+    return r;
+}
+
+/* ---- revoke ------------------------------------------------------------------------ */
+
+enum coffer_err coffer_op_revoke(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                 const struct coffer_op_revoke *rv)
+{
+    struct coffer_arena *arena = NULL;
+    struct coffer_authz_input in;
+    struct coffer_store_access acc;
+    struct coffer_audit_event e;
+    int64_t id = 0;
+    bool tx = false;
+    enum coffer_err r;
+
+    if ((r = check_call(o, m, rv, "revoke")) != COFFER_OK) {
+        return r;
+    }
+    if (!is_admin_of(m->who, rv->org)) {
+        return refuse(o, m, COFFER_AUDIT_REVOKE, rv->org, rv->project, rv->name);
+    }
+    if (!name_ok(rv->project) || !name_ok(rv->name)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "project and credential names must match ^[a-z0-9][a-z0-9_-]{0,62}$");
+    }
+    if (rv->reason == NULL ||
+        !coffer_text_ok(rv->reason, strnlen(rv->reason, REASON_TEXT_MAX + 1), REASON_TEXT_MAX)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "a revocation reason is 1 to %d bytes of UTF-8 without control "
+                              "characters",
+                              REASON_TEXT_MAX);
+    }
+    memset(&in, 0, sizeof(in));
+    if ((r = coffer_arena_new(0, &arena)) != COFFER_OK ||
+        (r = coffer_store_begin(o->st)) != COFFER_OK) {
+        goto out;
+    }
+    tx = true;
+    if ((r = coffer_store_access_load(o->st, m->who->org, rv->project, rv->name, arena, &in,
+                                      &acc)) != COFFER_OK) {
+        goto out;
+    }
+    if (!acc.found) {
+        r = coffer_err_set(COFFER_E_NOT_FOUND, "no credential %s/%s/%s", rv->org, rv->project,
+                           rv->name);
+        goto out;
+    }
+    if ((r = coffer_store_cred_revoke(o->st, &acc.org_id, &acc.credential_id, rv->reason)) !=
+        COFFER_OK) {
+        r = coffer_err_wrap(r, "%s/%s/%s", rv->org, rv->project, rv->name);
+        goto out;
+    }
+    event_init(&e, COFFER_AUDIT_REVOKE, m, rv->org, rv->project, rv->name);
+    e.allowed = true;
+    e.reason = coffer_err_str(COFFER_OK);
+    e.version = acc.current_version;
+    e.phase = in.phase;
+    e.detail = rv->reason;
+    if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
+        goto out;
+    }
+    tx = false;
+    r = coffer_store_commit(o->st);
+out:
+    if (tx) {
+        coffer_store_rollback(o->st);
+    }
+    coffer_arena_free(&arena);
+    return r;
+}
+
+/* ---- phase -------------------------------------------------------------------------- */
+
+/* Who moved the project, for coffer.phase_changes: the admin's SPIFFE ID when it fits. */
+static void changed_by(const struct coffer_principal *who, char out[CHANGED_BY_MAX + 1])
+{
+    int n = snprintf(out, CHANGED_BY_MAX + 1, "spiffe://%s/org/%s/admin/%s", who->trust_domain,
+                     who->org, who->admin);
+
+    if (n < 0 || n > CHANGED_BY_MAX) {
+        (void)snprintf(out, CHANGED_BY_MAX + 1, "admin %s of org %s", who->admin, who->org);
+    }
+}
+
+/*
+ * "from -> to" and the credentials that expired, cut at a name boundary
+ * with a count of the rest when the list does not fit.
+ */
+static void phase_detail(const struct coffer_store_phase_result *res, char *out, size_t cap)
+{
+    /* Room kept for ", and 99999 more". */
+    const size_t tail = 24;
+    size_t used;
+    size_t i;
+    int n;
+
+    n = snprintf(out, cap, "%s -> %s%s", res->from[0] != '\0' ? res->from : "(none)", res->to,
+                 res->changed ? "" : " (unchanged)");
+    used = n > 0 ? (size_t)n : 0;
+    for (i = 0; i < res->n_expired; i++) {
+        size_t need = strlen(res->expired[i]) + (i == 0 ? strlen("; expired: ") : 2);
+
+        if (used + need + tail >= cap) {
+            break;
+        }
+        n = snprintf(out + used, cap - used, "%s%s", i == 0 ? "; expired: " : ", ",
+                     res->expired[i]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    if (i < res->n_expired && used < cap) {
+        (void)snprintf(out + used, cap - used, "%s%zu more", i == 0 ? "; expired: " : ", and ",
+                       res->n_expired - i);
+    }
+}
+
+enum coffer_err coffer_op_phase(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                const char *org, const char *project, const char *phase,
+                                struct coffer_arena *a, struct coffer_store_phase_result *out)
+{
+    struct coffer_audit_event e;
+    char by[CHANGED_BY_MAX + 1];
+    char detail[DETAIL_MAX];
+    int64_t id = 0;
+    bool tx = false;
+    enum coffer_err r;
+
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+    }
+    if ((r = check_call(o, m, out, "phase")) != COFFER_OK) {
+        return r;
+    }
+    if (a == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "phase: no arena");
+    }
+    if (!is_admin_of(m->who, org)) {
+        return refuse(o, m, COFFER_AUDIT_PHASE, org, project, NULL);
+    }
+    changed_by(m->who, by);
+    if ((r = coffer_store_begin(o->st)) != COFFER_OK) {
+        return r;
+    }
+    tx = true;
+    if ((r = coffer_store_project_phase(o->st, org, project, phase, by, a, out)) != COFFER_OK) {
+        goto out;
+    }
+    phase_detail(out, detail, sizeof(detail));
+    event_init(&e, COFFER_AUDIT_PHASE, m, org, project, NULL);
+    e.allowed = true;
+    e.reason = coffer_err_str(COFFER_OK);
+    e.phase = out->from[0] != '\0' ? out->from : NULL;
+    e.detail = detail;
+    if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
+        goto out;
+    }
+    tx = false;
+    r = coffer_store_commit(o->st);
+out:
+    if (tx) {
+        coffer_store_rollback(o->st);
+    }
+    if (r != COFFER_OK) {
+        memset(out, 0, sizeof(*out));
+    }
+    return r;
+}

@@ -1,0 +1,566 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The route table and its handlers. A handler checks its body against the
+ * route's schema (known fields only, each of the right JSON type), calls one
+ * operation of ops.h, and turns the result into JSON. An agent is told
+ * "permission_denied" for every denial, whatever the reason the audit log
+ * keeps, so that it cannot tell a missing credential from a forbidden one.
+ *
+ * Values travel only in the access response and the put request; both are
+ * jansson objects whose memory api_json_init made wiping.
+ */
+#include "api/api_int.h"
+
+#include "coffer/log.h"
+#include "coffer/mem.h"
+#include "coffer/text.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define LOG_MOD "api"
+#define BODY_SMALL (8u * 1024u)        /* purpose, reason, phase */
+#define BODY_CREDENTIAL (320u * 1024u) /* a credential's values and metadata */
+
+/* ---- Errors ------------------------------------------------------------------- */
+
+/* Answers an operation's error with the fitting status; details only where safe. */
+static void fail_op(struct api_req *r, enum coffer_err e)
+{
+    const char *detail = coffer_err_detail();
+
+    switch (e) {
+    case COFFER_E_INVALID:
+    case COFFER_E_LIMIT:
+        api_error(r, 400, "invalid_request", detail[0] != '\0' ? detail : "invalid request");
+        return;
+    case COFFER_E_NOT_FOUND:
+        api_error(r, 404, "not_found", "not found");
+        return;
+    case COFFER_E_STATE:
+    case COFFER_E_CONFLICT:
+    case COFFER_E_EXISTS:
+        api_error(r, 409, "conflict", detail[0] != '\0' ? detail : "conflict");
+        return;
+    case COFFER_E_DB_UNAVAILABLE:
+        api_error(r, 503, "database_unavailable", "the database is unavailable");
+        return;
+    case COFFER_E_TOKEN_UNAVAILABLE:
+    case COFFER_E_TOKEN:
+    case COFFER_E_PIN:
+    case COFFER_E_FORKED:
+        api_error(r, 503, "token_unavailable", "the key token is unavailable");
+        return;
+    default:
+        coffer_error(LOG_MOD, "request %s failed: %s: %s", r->id, coffer_err_str(e), detail);
+        api_error(r, 500, "internal", "internal error");
+        return;
+    }
+}
+
+/* Refuses fields the route does not know; true if all are known. */
+static bool only_fields(struct api_req *r, const char *const *known)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(r->body, key, v)
+    {
+        bool ok = false;
+
+        (void)v;
+        for (const char *const *k = known; *k != NULL; k++) {
+            ok = ok || strcmp(*k, key) == 0;
+        }
+        if (!ok) {
+            char msg[160];
+
+            if (coffer_text_ok(key, strlen(key), 64)) {
+                (void)snprintf(msg, sizeof(msg), "unknown field '%s'", key);
+            } else {
+                (void)snprintf(msg, sizeof(msg), "unknown field");
+            }
+            api_error(r, 400, "invalid_request", msg);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A string field: *out NULL when absent; false (answered) when present but not a string. */
+static bool string_field(struct api_req *r, const char *name, const char **out, size_t *len)
+{
+    json_t *v = json_object_get(r->body, name);
+    char msg[128];
+
+    *out = NULL;
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    if (!json_is_string(v)) {
+        (void)snprintf(msg, sizeof(msg), "'%s' must be a string", name);
+        api_error(r, 400, "invalid_request", msg);
+        return false;
+    }
+    *out = json_string_value(v);
+    if (len != NULL) {
+        *len = json_string_length(v);
+    }
+    return true;
+}
+
+static json_t *meta_of(const struct api_req *r)
+{
+    return json_pack("{s:s, s:s, s:s}", "org", r->params[0], "project", r->params[1], "credential",
+                     r->n_params > 2 ? r->params[2] : "");
+}
+
+static struct coffer_op_meta meta(const struct api_req *r)
+{
+    struct coffer_op_meta m = {.who = &r->who, .request_id = r->id, .client_addr = r->client_addr};
+
+    return m;
+}
+
+/* ---- Handlers ------------------------------------------------------------------- */
+
+static void health(struct api_req *r)
+{
+    api_reply(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void access(struct api_req *r)
+{
+    static const char *const known[] = {"purpose", NULL};
+    struct coffer_op_access a = {0};
+    struct coffer_op_meta m = meta(r);
+    json_t *out = NULL;
+    json_t *keys = NULL;
+    enum coffer_err e;
+
+    if (!only_fields(r, known) || !string_field(r, "purpose", &a.purpose, &a.purpose_len)) {
+        return;
+    }
+    a.org = r->params[0];
+    a.project = r->params[1];
+    a.name = r->params[2];
+    if ((e = coffer_op_access(r->api_ops, &m, &a)) != COFFER_OK) {
+        fail_op(r, e);
+        return;
+    }
+    if (!a.decision.allow) {
+        api_error(r, 403, "permission_denied", "permission denied");
+        return;
+    }
+    out = meta_of(r);
+    keys = json_object();
+    for (size_t i = 0; out != NULL && keys != NULL && i < coffer_keyset_count(a.keys); i++) {
+        struct coffer_secret_view v = coffer_secret_view(coffer_keyset_value(a.keys, i));
+        json_t *s = json_stringn((const char *)v.data, v.len);
+
+        if (s == NULL || json_object_set_new(keys, coffer_keyset_name(a.keys, i), s) != 0) {
+            json_decref(keys);
+            keys = NULL;
+        }
+    }
+    coffer_keyset_free(&a.keys);
+    if (out == NULL || keys == NULL || json_object_set_new(out, "keys", keys) != 0 ||
+        json_object_set_new(out, "version", json_integer(a.version)) != 0) {
+        json_decref(out);
+        api_error(r, 500, "internal", "a value could not be encoded as JSON text");
+        return;
+    }
+    if (a.decision.purpose_unexpected) {
+        (void)json_object_set_new(out, "purpose_unexpected", json_true());
+    }
+    api_reply(r, 200, out);
+}
+
+/* Parses "YYYY-MM-DDTHH:MM:SSZ" into microseconds since the epoch. */
+static bool parse_time(const char *s, int64_t *us)
+{
+    struct tm tm;
+    const char *end;
+    time_t t;
+
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (end == NULL || *end != '\0') {
+        return false;
+    }
+    t = timegm(&tm);
+    if (t <= 0) {
+        return false;
+    }
+    *us = (int64_t)t * 1000000;
+    return true;
+}
+
+static void format_time(int64_t us, char out[32])
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        out[0] = '\0';
+    }
+}
+
+/* Reads the "grants" array into g (at most COFFER_POLICY_GRANTS_MAX); false if answered. */
+static bool read_grants(struct api_req *r, struct coffer_policy_grant *g, const char *(*phases)[32],
+                        size_t *n)
+{
+    json_t *arr = json_object_get(r->body, "grants");
+    json_t *item;
+    size_t i;
+
+    *n = 0;
+    if (arr == NULL || json_is_null(arr)) {
+        return true;
+    }
+    if (!json_is_array(arr) || json_array_size(arr) > COFFER_POLICY_GRANTS_MAX) {
+        api_error(r, 400, "invalid_request", "'grants' must be an array of at most 256 grants");
+        return false;
+    }
+    json_array_foreach(arr, i, item)
+    {
+        const char *key;
+        json_t *v;
+        json_t *ph;
+
+        memset(&g[i], 0, sizeof(g[i]));
+        if (!json_is_object(item)) {
+            api_error(r, 400, "invalid_request", "each grant must be an object");
+            return false;
+        }
+        json_object_foreach(item, key, v)
+        {
+            if (strcmp(key, "agent_type") != 0 && strcmp(key, "instance") != 0 &&
+                strcmp(key, "phases") != 0) {
+                api_error(r, 400, "invalid_request",
+                          "a grant has only agent_type, instance and phases");
+                return false;
+            }
+        }
+        v = json_object_get(item, "agent_type");
+        if (!json_is_string(v)) {
+            api_error(r, 400, "invalid_request", "a grant needs 'agent_type', a string");
+            return false;
+        }
+        g[i].agent_type = json_string_value(v);
+        v = json_object_get(item, "instance");
+        if (v != NULL && !json_is_null(v)) {
+            if (!json_is_string(v)) {
+                api_error(r, 400, "invalid_request", "a grant's 'instance' must be a string");
+                return false;
+            }
+            g[i].instance = json_string_value(v);
+        }
+        ph = json_object_get(item, "phases");
+        if (ph != NULL && !json_is_null(ph)) {
+            size_t j;
+
+            if (!json_is_array(ph) || json_array_size(ph) == 0 ||
+                json_array_size(ph) > COFFER_POLICY_PHASES_MAX) {
+                api_error(r, 400, "invalid_request",
+                          "a grant's 'phases' must be a non-empty array of at most 32 names");
+                return false;
+            }
+            json_array_foreach(ph, j, v)
+            {
+                if (!json_is_string(v)) {
+                    api_error(r, 400, "invalid_request", "phases are strings");
+                    return false;
+                }
+                phases[i][j] = json_string_value(v);
+            }
+            g[i].phases = phases[i];
+            g[i].n_phases = json_array_size(ph);
+        }
+    }
+    *n = json_array_size(arr);
+    return true;
+}
+
+static void put(struct api_req *r)
+{
+    static const char *const known[] = {
+        "type", "tier", "keys", "ttl", "expires_at", "grants", "description", "expire_on_phase_end",
+        NULL};
+    /* A worker runs one request at a time, so these can live outside the stack. */
+    static struct coffer_policy_grant grants[COFFER_POLICY_GRANTS_MAX];
+    static const char *phases[COFFER_POLICY_GRANTS_MAX][32];
+    struct coffer_op_put p = {0};
+    struct coffer_op_meta m = meta(r);
+    struct coffer_keyset *ks = NULL;
+    const char *ttl = NULL;
+    const char *expires = NULL;
+    json_t *keys;
+    json_t *v;
+    const char *name;
+    char when[32];
+    json_t *out;
+    enum coffer_err e;
+
+    if (!only_fields(r, known) || !string_field(r, "type", &p.type, NULL) ||
+        !string_field(r, "tier", &p.tier, NULL) || !string_field(r, "ttl", &ttl, NULL) ||
+        !string_field(r, "expires_at", &expires, NULL) ||
+        !string_field(r, "description", &p.description, NULL) ||
+        !string_field(r, "expire_on_phase_end", &p.expire_on_phase_end, NULL) ||
+        !read_grants(r, grants, phases, &p.n_grants)) {
+        return;
+    }
+    if (p.type == NULL || p.tier == NULL) {
+        api_error(r, 400, "invalid_request", "'type' and 'tier' are required");
+        return;
+    }
+    if (ttl != NULL && coffer_policy_ttl_parse(ttl, strlen(ttl), &p.ttl_s) != COFFER_OK) {
+        api_error(r, 400, "invalid_request", "'ttl' is not a duration such as 90d or 12h");
+        return;
+    }
+    if (expires != NULL && !parse_time(expires, &p.expires_at_us)) {
+        api_error(r, 400, "invalid_request", "'expires_at' must be YYYY-MM-DDTHH:MM:SSZ");
+        return;
+    }
+    keys = json_object_get(r->body, "keys");
+    if (!json_is_object(keys) || json_object_size(keys) == 0) {
+        api_error(r, 400, "invalid_request", "'keys' must be an object of names to strings");
+        return;
+    }
+    if ((e = coffer_keyset_new(&ks)) != COFFER_OK) {
+        fail_op(r, e);
+        return;
+    }
+    json_object_foreach(keys, name, v)
+    {
+        if (!json_is_string(v)) {
+            coffer_keyset_free(&ks);
+            api_error(r, 400, "invalid_request", "every value in 'keys' must be a string");
+            return;
+        }
+        if ((e = coffer_keyset_add(ks, name, json_string_value(v), json_string_length(v))) !=
+            COFFER_OK) {
+            coffer_keyset_free(&ks);
+            fail_op(r, e);
+            return;
+        }
+    }
+    p.org = r->params[0];
+    p.project = r->params[1];
+    p.name = r->params[2];
+    p.grants = grants;
+    p.keys = ks;
+    e = coffer_op_put(r->api_ops, &m, &p);
+    coffer_keyset_free(&ks);
+    if (e != COFFER_OK) {
+        fail_op(r, e);
+        return;
+    }
+    out = meta_of(r);
+    if (out != NULL) {
+        (void)json_object_set_new(out, "version", json_integer(p.version));
+        if (p.expires_us == COFFER_AUTHZ_NO_EXPIRY) {
+            (void)json_object_set_new(out, "expires_at", json_null());
+        } else {
+            format_time(p.expires_us, when);
+            (void)json_object_set_new(out, "expires_at", json_string(when));
+        }
+    }
+    api_reply(r, p.version == 1 ? 201 : 200, out);
+}
+
+static void revoke(struct api_req *r)
+{
+    static const char *const known[] = {"reason", NULL};
+    struct coffer_op_revoke v = {0};
+    struct coffer_op_meta m = meta(r);
+    json_t *out;
+    enum coffer_err e;
+
+    if (!only_fields(r, known) || !string_field(r, "reason", &v.reason, NULL)) {
+        return;
+    }
+    if (v.reason == NULL) {
+        api_error(r, 400, "invalid_request", "'reason' is required");
+        return;
+    }
+    v.org = r->params[0];
+    v.project = r->params[1];
+    v.name = r->params[2];
+    if ((e = coffer_op_revoke(r->api_ops, &m, &v)) != COFFER_OK) {
+        fail_op(r, e);
+        return;
+    }
+    out = meta_of(r);
+    if (out != NULL) {
+        (void)json_object_set_new(out, "revoked", json_true());
+    }
+    api_reply(r, 200, out);
+}
+
+static void phase(struct api_req *r)
+{
+    static const char *const known[] = {"phase", NULL};
+    struct coffer_store_phase_result res;
+    struct coffer_op_meta m = meta(r);
+    struct coffer_arena *a = NULL;
+    const char *to = NULL;
+    json_t *out;
+    json_t *expired;
+    enum coffer_err e;
+
+    if (!only_fields(r, known) || !string_field(r, "phase", &to, NULL)) {
+        return;
+    }
+    if (to == NULL) {
+        api_error(r, 400, "invalid_request", "'phase' is required");
+        return;
+    }
+    if ((e = coffer_arena_new(0, &a)) != COFFER_OK ||
+        (e = coffer_op_phase(r->api_ops, &m, r->params[0], r->params[1], to, a, &res)) !=
+            COFFER_OK) {
+        coffer_arena_free(&a);
+        fail_op(r, e);
+        return;
+    }
+    expired = json_array();
+    for (size_t i = 0; expired != NULL && i < res.n_expired; i++) {
+        (void)json_array_append_new(expired, json_string(res.expired[i]));
+    }
+    out = json_pack("{s:s, s:s, s:s, s:b, s:o}", "org", r->params[0], "project", r->params[1],
+                    "phase", res.to, "changed", res.changed, "expired",
+                    expired != NULL ? expired : json_array());
+    if (out != NULL && res.from[0] != '\0') {
+        (void)json_object_set_new(out, "previous_phase", json_string(res.from));
+    }
+    coffer_arena_free(&a);
+    api_reply(r, 200, out);
+}
+
+/* ---- The table ------------------------------------------------------------------- */
+
+#define CRED "/v1/orgs/{}/projects/{}/credentials/{}"
+
+static const struct api_route routes[] = {
+    {EVHTTP_REQ_GET, "/v1/health", API_ROLE_NONE, 0, health},
+    {EVHTTP_REQ_POST, CRED "/access", API_ROLE_AGENT, BODY_SMALL, access},
+    {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, put},
+    {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, revoke},
+    {EVHTTP_REQ_PUT, "/v1/orgs/{}/projects/{}/phase", API_ROLE_ADMIN, BODY_SMALL, phase},
+};
+
+/* Whether a path segment is acceptable: 1..63 bytes of [A-Za-z0-9_.-]. */
+static bool segment_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 63) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Matches path against pattern, collecting {} segments; -1 malformed path, 0 no, 1 yes. */
+static int match_one(const char *path, const char *pattern, struct api_req *r)
+{
+    const char *p = path;
+    const char *q = pattern;
+    size_t n = 0;
+
+    while (*p != '\0' && *q != '\0') {
+        const char *pe;
+        const char *qe;
+
+        if (*p != '/' || *q != '/') {
+            return *p != '/' ? -1 : 0;
+        }
+        p++;
+        q++;
+        pe = strchr(p, '/');
+        qe = strchr(q, '/');
+        pe = pe != NULL ? pe : p + strlen(p);
+        qe = qe != NULL ? qe : q + strlen(q);
+        if (!segment_ok(p, (size_t)(pe - p))) {
+            return -1;
+        }
+        if (qe - q == 2 && q[0] == '{' && q[1] == '}') {
+            if (n >= API_MAX_SEGMENTS) {
+                return 0;
+            }
+            (void)snprintf(r->params[n++], sizeof(r->params[0]), "%.*s", (int)(pe - p), p);
+        } else if (pe - p != qe - q || strncmp(p, q, (size_t)(pe - p)) != 0) {
+            return 0;
+        }
+        p = pe;
+        q = qe;
+    }
+    if (*p != '\0' || *q != '\0') {
+        return 0;
+    }
+    r->n_params = n;
+    return 1;
+}
+
+enum api_match api_route_match(const char *uri, enum evhttp_cmd_type method, struct api_req *r)
+{
+    char path[1024];
+    size_t len;
+    bool path_known = false;
+
+    if (uri == NULL || uri[0] != '/' || strchr(uri, '?') != NULL || strchr(uri, '#') != NULL) {
+        return uri != NULL && uri[0] == '/' ? API_BAD_PATH : API_NO_PATH;
+    }
+    len = strlen(uri);
+    if (len >= sizeof(path)) {
+        return API_BAD_PATH;
+    }
+    (void)snprintf(path, sizeof(path), "%s", uri);
+    r->allow[0] = '\0';
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        int m = match_one(path, routes[i].pattern, r);
+
+        if (m < 0) {
+            return API_BAD_PATH;
+        }
+        if (m == 0) {
+            continue;
+        }
+        if (routes[i].method == method) {
+            r->route = &routes[i];
+            return API_MATCHED;
+        }
+        path_known = true;
+        (void)snprintf(r->allow + strlen(r->allow), sizeof(r->allow) - strlen(r->allow), "%s%s",
+                       r->allow[0] != '\0' ? ", " : "",
+                       routes[i].method == EVHTTP_REQ_GET    ? "GET"
+                       : routes[i].method == EVHTTP_REQ_POST ? "POST"
+                                                             : "PUT");
+    }
+    return path_known ? API_NO_METHOD : API_NO_PATH;
+}
+
+void api_audit_auth_failure(struct api_req *r)
+{
+    struct coffer_audit_event e = {0};
+    int64_t id = 0;
+
+    e.action = COFFER_AUDIT_AUTH_FAILURE;
+    e.allowed = false;
+    e.reason = "unauthenticated";
+    e.request_id = r->id;
+    e.client_addr = r->client_addr[0] != '\0' ? r->client_addr : NULL;
+    if (coffer_store_audit_insert(r->api_ops->st, &e, &id) != COFFER_OK) {
+        coffer_warn(LOG_MOD, "request %s: could not record an authentication failure: %s", r->id,
+                    coffer_err_detail());
+    }
+}

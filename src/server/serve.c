@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The supervisor and its workers. The supervisor binds the listening socket,
+ * applies the policy files, forks the workers and watches them; it never
+ * opens the token. Each worker initialises PKCS#11 and logs in after the
+ * fork (never inheriting a login), opens its own database connection, and
+ * runs its own libevent loop serving the shared socket: SoftHSMv2 serialises
+ * the threads of one process, so processes, not threads, use the cores.
+ */
+#include "server/serve.h"
+
+#include "coffer/api.h"
+#include "coffer/arena.h"
+#include "coffer/keys.h"
+#include "coffer/log.h"
+#include "coffer/ops.h"
+#include "coffer/p11.h"
+#include "coffer/policy.h"
+#include "coffer/store.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_MOD "server"
+#define DRAIN_SECONDS 2
+#define STOP_WAIT_MS 10000
+
+/* ---- The listening socket ---------------------------------------------------------- */
+
+static enum coffer_err bind_listen(const struct coffer_config *cfg, int *out)
+{
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    char port[8];
+    int fd = -1;
+    int one = 1;
+    int rc;
+
+    *out = -1;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    (void)snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
+    rc = getaddrinfo(cfg->listen_host[0] != '\0' ? cfg->listen_host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        return coffer_err_set(COFFER_E_CONFIG, "listen %s:%s: %s", cfg->listen_host, port,
+                              gai_strerror(rc));
+    }
+    fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 511) != 0 ||
+        evutil_make_socket_nonblocking(fd) != 0) {
+        int err = errno;
+
+        if (fd >= 0) {
+            close(fd);
+        }
+        freeaddrinfo(res);
+        return coffer_err_set(COFFER_E_CONFIG, "listen %s:%s: %s", cfg->listen_host, port,
+                              strerror(err));
+    }
+    freeaddrinfo(res);
+    *out = fd;
+    return COFFER_OK;
+}
+
+/* ---- Policy files ---------------------------------------------------------------------- */
+
+/* Applies the configured policy files in one transaction; problems are logged. */
+static enum coffer_err apply_policy(const struct coffer_config *cfg)
+{
+    struct coffer_policy_diags d = {0};
+    struct coffer_policy *p = NULL;
+    struct coffer_arena *a = NULL;
+    struct coffer_store *st = NULL;
+    enum coffer_err r;
+
+    if (cfg->n_policy_files == 0) {
+        return COFFER_OK;
+    }
+    if ((r = coffer_policy_new(&p)) != COFFER_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->n_policy_files && r == COFFER_OK; i++) {
+        r = coffer_policy_add_file(p, cfg->policy_files[i], &d);
+    }
+    if (r == COFFER_OK) {
+        r = coffer_policy_finish(p, &d);
+    }
+    if (r != COFFER_OK) {
+        for (size_t i = 0; i < d.n; i++) {
+            coffer_error(LOG_MOD, "policy: %s", d.lines[i]);
+        }
+        r = coffer_err_set(r, "the policy files have %zu problem(s); the policy in force is kept",
+                           d.n + d.dropped);
+        goto out;
+    }
+    if ((r = coffer_arena_new(0, &a)) != COFFER_OK ||
+        (r = coffer_store_open(cfg->database, &st)) != COFFER_OK ||
+        (r = coffer_store_begin(st)) != COFFER_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < p->n_orgs; i++) {
+        struct coffer_store_policy_result res;
+
+        if ((r = coffer_store_policy_apply(st, &p->orgs[i], "cofferd", a, &res)) != COFFER_OK) {
+            coffer_store_rollback(st);
+            goto out;
+        }
+        coffer_info(LOG_MOD, "policy of org %s: %s (version %u)", p->orgs[i].name,
+                    res.changed ? "applied" : "unchanged", (unsigned)res.version);
+    }
+    r = coffer_store_commit(st);
+out:
+    coffer_store_close(&st);
+    coffer_arena_free(&a);
+    coffer_policy_diags_cleanup(&d);
+    coffer_policy_free(&p);
+    return r;
+}
+
+/* ---- A worker -------------------------------------------------------------------------- */
+
+struct worker_ctx {
+    const struct serve_opts *o;
+    struct event_base *base;
+    struct coffer_api *api;
+    int index;
+};
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    struct worker_ctx *w = arg;
+    struct timeval grace = {DRAIN_SECONDS, 0};
+
+    (void)sig;
+    (void)what;
+    coffer_api_stop_accepting(w->api);
+    (void)event_base_loopexit(w->base, &grace);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct worker_ctx *w = arg;
+    struct coffer_policy_diags d = {0};
+    struct coffer_config cfg;
+    enum coffer_err r;
+
+    (void)sig;
+    (void)what;
+    r = coffer_config_load(w->o->config_path, &cfg, &d);
+    if (r == COFFER_OK) {
+        r = coffer_api_reload_tls(w->api, &cfg);
+    }
+    if (r != COFFER_OK) {
+        coffer_error(LOG_MOD, "worker %d: reload failed, keeping the TLS files in use: %s",
+                     w->index, coffer_err_detail());
+    } else {
+        coffer_info(LOG_MOD, "worker %d: reloaded the TLS files", w->index);
+    }
+    coffer_policy_diags_cleanup(&d);
+}
+
+/* Runs one worker to its end; returns its exit status. */
+static int worker_main(const struct serve_opts *o, int fd, int index, const sigset_t *set)
+{
+    const struct coffer_config *cfg = &o->cfg;
+    struct coffer_p11_config pc = {.module = cfg->pkcs11_module,
+                                   .token_uri = cfg->token_uri,
+                                   .pin_source = cfg->pin_source,
+                                   .pool_size = 1};
+    struct coffer_p11 *p11 = NULL;
+    struct coffer_keys *k = NULL;
+    struct coffer_ops ops = {0};
+    struct worker_ctx w = {.o = o, .index = index};
+    struct event *ev_term = NULL;
+    struct event *ev_int = NULL;
+    struct event *ev_hup = NULL;
+    enum coffer_err r;
+    int status = SERVE_EXIT_CONFIG;
+
+    (void)signal(SIGPIPE, SIG_IGN);
+    coffer_api_json_init();
+    if ((r = coffer_p11_open(&pc, &p11)) != COFFER_OK ||
+        (r = coffer_keys_new(p11, &k)) != COFFER_OK ||
+        (r = coffer_store_open(cfg->database, &ops.st)) != COFFER_OK) {
+        coffer_error(LOG_MOD, "worker %d cannot start: %s: %s", index, coffer_err_str(r),
+                     coffer_err_detail());
+        goto out;
+    }
+    ops.k = k;
+    w.base = event_base_new();
+    if (w.base == NULL || (r = coffer_api_new(cfg, w.base, fd, &ops, &w.api)) != COFFER_OK) {
+        coffer_error(LOG_MOD, "worker %d cannot serve: %s", index, coffer_err_detail());
+        goto out;
+    }
+    ev_term = evsignal_new(w.base, SIGTERM, on_term, &w);
+    ev_int = evsignal_new(w.base, SIGINT, on_term, &w);
+    ev_hup = evsignal_new(w.base, SIGHUP, on_hup, &w);
+    if (ev_term == NULL || ev_int == NULL || ev_hup == NULL || evsignal_add(ev_term, NULL) != 0 ||
+        evsignal_add(ev_int, NULL) != 0 || evsignal_add(ev_hup, NULL) != 0 ||
+        sigprocmask(SIG_UNBLOCK, set, NULL) != 0) {
+        coffer_error(LOG_MOD, "worker %d: cannot take signals", index);
+        goto out;
+    }
+    coffer_info(LOG_MOD, "worker %d (PID %ld) serving", index, (long)getpid());
+    (void)event_base_dispatch(w.base);
+    coffer_info(LOG_MOD, "worker %d stopped", index);
+    status = 0;
+out:
+    if (ev_term != NULL) {
+        event_free(ev_term);
+    }
+    if (ev_int != NULL) {
+        event_free(ev_int);
+    }
+    if (ev_hup != NULL) {
+        event_free(ev_hup);
+    }
+    coffer_api_free(&w.api);
+    if (w.base != NULL) {
+        event_base_free(w.base);
+    }
+    coffer_store_close(&ops.st);
+    coffer_keys_free(&k);
+    coffer_p11_close(&p11);
+    return status;
+}
+
+/* ---- The supervisor ----------------------------------------------------------------------- */
+
+struct slot {
+    pid_t pid;
+    time_t started;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static enum coffer_err start_worker(const struct serve_opts *o, int fd, int index,
+                                    const sigset_t *set, struct slot *s)
+{
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        return coffer_err_set(COFFER_E_IO, "starting worker %d: %s", index, strerror(errno));
+    }
+    if (pid == 0) {
+        _exit(worker_main(o, fd, index, set));
+    }
+    s->pid = pid;
+    s->started = time(NULL);
+    return COFFER_OK;
+}
+
+/* Sends sig to every worker and waits up to ms for them; SIGKILL for the rest. */
+static void stop_workers(struct slot *slots, unsigned n, int sig, int ms)
+{
+    double until = now_s() + ms / 1000.0;
+
+    for (unsigned i = 0; i < n; i++) {
+        if (slots[i].pid > 0) {
+            (void)kill(slots[i].pid, sig);
+        }
+    }
+    for (;;) {
+        bool left = false;
+
+        for (unsigned i = 0; i < n; i++) {
+            int status;
+
+            if (slots[i].pid > 0 && waitpid(slots[i].pid, &status, WNOHANG) == slots[i].pid) {
+                slots[i].pid = 0;
+            }
+            left = left || slots[i].pid > 0;
+        }
+        if (!left) {
+            return;
+        }
+        if (now_s() > until) {
+            for (unsigned i = 0; i < n; i++) {
+                if (slots[i].pid > 0) {
+                    coffer_warn(LOG_MOD, "worker PID %ld did not stop; killing it",
+                                (long)slots[i].pid);
+                    (void)kill(slots[i].pid, SIGKILL);
+                    (void)waitpid(slots[i].pid, NULL, 0);
+                    slots[i].pid = 0;
+                }
+            }
+            return;
+        }
+        (void)usleep(20 * 1000);
+    }
+}
+
+enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
+{
+    const struct coffer_config *cfg = &o->cfg;
+    struct slot slots[COFFER_CONFIG_WORKERS_MAX] = {{0}};
+    unsigned n = cfg->workers == 0 ? 1 : cfg->workers;
+    enum coffer_err r;
+    int fd = -1;
+
+    if (n > COFFER_CONFIG_WORKERS_MAX) {
+        n = COFFER_CONFIG_WORKERS_MAX;
+    }
+    if ((r = bind_listen(cfg, &fd)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = apply_policy(cfg)) != COFFER_OK) {
+        close(fd);
+        return r;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if ((r = start_worker(o, fd, (int)i, set, &slots[i])) != COFFER_OK) {
+            stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+            close(fd);
+            return r;
+        }
+    }
+    coffer_info(LOG_MOD, "serving https://%s:%u with %u worker(s)", cfg->listen_host,
+                (unsigned)cfg->listen_port, n);
+    for (;;) {
+        struct timespec tick = {1, 0};
+        siginfo_t info;
+        int sig = sigtimedwait(set, &info, &tick);
+        pid_t pid;
+        int status;
+
+        if (sig == SIGINT || sig == SIGTERM) {
+            coffer_info(LOG_MOD, "received SIG%s; draining and stopping the workers",
+                        sigabbrev_np(sig));
+            stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+            close(fd);
+            return COFFER_OK;
+        }
+        if (sig == SIGHUP) {
+            if ((r = apply_policy(cfg)) != COFFER_OK) {
+                coffer_error(LOG_MOD, "SIGHUP: %s", coffer_err_detail());
+            }
+            for (unsigned i = 0; i < n; i++) {
+                if (slots[i].pid > 0) {
+                    (void)kill(slots[i].pid, SIGHUP);
+                }
+            }
+        }
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (o->watch_pid > 0 && pid == o->watch_pid) {
+                stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+                close(fd);
+                return coffer_err_set(COFFER_E_DB_UNAVAILABLE,
+                                      "PostgreSQL (PID %ld) exited on its own", (long)pid);
+            }
+            for (unsigned i = 0; i < n; i++) {
+                if (slots[i].pid != pid) {
+                    continue;
+                }
+                slots[i].pid = 0;
+                if (WIFEXITED(status) && WEXITSTATUS(status) == SERVE_EXIT_CONFIG) {
+                    stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+                    close(fd);
+                    return coffer_err_set(COFFER_E_CONFIG,
+                                          "worker %u could not start (see the log above)", i);
+                }
+                coffer_warn(LOG_MOD, "worker %u (PID %ld) ended (%s %d); starting another", i,
+                            (long)pid, WIFSIGNALED(status) ? "signal" : "status",
+                            WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                if (time(NULL) - slots[i].started < 2) {
+                    (void)sleep(1); /* a worker that dies at once would otherwise spin */
+                }
+                if ((r = start_worker(o, fd, (int)i, set, &slots[i])) != COFFER_OK) {
+                    coffer_error(LOG_MOD, "%s", coffer_err_detail());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cofferd end to end over HTTPS, against this test's real token and
+ * database: a configuration file, two workers, client certificates of the
+ * test CA (the embedded default's), and libcurl as the client. Covers the
+ * health route, authentication (no certificate: 401), an admin storing a
+ * credential, an agent reading it with a purpose, every denial answered
+ * with the same permission_denied, malformed requests answered cleanly
+ * while the server keeps serving, revocation taking effect on the next
+ * access, a phase change, the audit rows of all of it, a worker killed and
+ * replaced, and a clean stop on SIGTERM. No secret value may appear in the
+ * server's output or in any audit row.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "world.h"
+
+#include "coffer/arena.h"
+#include "coffer/dev.h"
+#include "coffer/policy.h"
+#include "server/proc.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SECRET "sk_live_4f3c2b1a0987zyx"
+
+static struct world w;
+static struct coffer_dev_tls tls;
+static char dir[] = "/tmp/coffer-api-test.XXXXXX";
+static char config[PATH_MAX];
+static char log_path[PATH_MAX];
+static char base_url[64];
+static pid_t server;
+
+static const char policy[] = "version: 1\n"
+                             "org: dev\n"
+                             "agent_types: {deployer: , analyst: }\n"
+                             "projects:\n"
+                             "  demo:\n"
+                             "    phases: [build, production]\n"
+                             "    members: [deployer, analyst]\n"
+                             "    credentials:\n"
+                             "      stripe:\n"
+                             "        grants: [{agent_type: deployer}]\n"
+                             "        purposes: [\"deploy *\"]\n";
+
+struct reply {
+    long status;
+    char body[8192];
+    size_t len;
+};
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct reply *r = arg;
+    size_t len = size * n;
+    size_t room = sizeof(r->body) - 1 - r->len;
+
+    if (len > room) {
+        len = room;
+    }
+    memcpy(r->body + r->len, p, len);
+    r->len += len;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+/* One request; who is "admin", "agent", "agent2" or NULL (no certificate). */
+static void request(const char *method, const char *path, const char *body, const char *who,
+                    struct reply *out)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char url[512];
+    CURLcode rc;
+
+    assert_non_null(c);
+    memset(out, 0, sizeof(*out));
+    snprintf(url, sizeof(url), "%s%s", base_url, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (who != NULL && strcmp(who, "admin") == 0) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.admin_cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.admin_key);
+    } else if (who != NULL && strcmp(who, "agent") == 0) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.agent_cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.agent_key);
+    } else if (who != NULL && strcmp(who, "agent2") == 0) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.agent2_cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.agent2_key);
+    }
+    if (body != NULL) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+static void expect(const char *method, const char *path, const char *body, const char *who,
+                   long status, const char *needle)
+{
+    struct reply r;
+
+    request(method, path, body, who, &r);
+    if (r.status != status || strstr(r.body, needle) == NULL) {
+        fail_msg("%s %s as %s: %ld %s (want %ld with '%s')", method, path,
+                 who != NULL ? who : "nobody", r.status, r.body, status, needle);
+    }
+}
+
+static unsigned short free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void start_server(void)
+{
+    const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
+    char conf_env[PATH_MAX + 16];
+    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
+    struct coffer_proc_spec spec;
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    struct reply r;
+
+    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
+    assert_true(fd >= 0);
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    assert_int_equal(coffer_proc_spawn(&spec, &server), COFFER_OK);
+    close(fd);
+    for (int i = 0; i < 300; i++) {
+        CURL *c = curl_easy_init();
+        char url[128];
+
+        memset(&r, 0, sizeof(r));
+        snprintf(url, sizeof(url), "%s/v1/health", base_url);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        if (curl_easy_perform(c) == CURLE_OK) {
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        }
+        curl_easy_cleanup(c);
+        if (r.status == 200) {
+            return;
+        }
+        usleep(100 * 1000);
+    }
+    {
+        char buf[8192];
+        int lf = open(log_path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = lf >= 0 ? read(lf, buf, sizeof(buf) - 1) : -1;
+
+        buf[n > 0 ? n : 0] = '\0';
+        if (lf >= 0) {
+            close(lf);
+        }
+        fail_msg("cofferd did not become healthy; its output:\n%s", buf);
+    }
+}
+
+static void test_health_and_authentication(void **state)
+{
+    (void)state;
+    expect("GET", "/v1/health", NULL, NULL, 200, "\"status\":\"ok\"");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy v1\"}", NULL, 401, "\"error\":\"unauthenticated\"");
+    /* The right certificate in the wrong role. */
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy v1\"}", "admin", 403, "permission_denied");
+    expect("PUT", "/v1/orgs/dev/projects/demo/credentials/stripe",
+           "{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":{\"api_key\":\"x\"}}", "agent", 403,
+           "permission_denied");
+}
+
+static void test_store_and_access(void **state)
+{
+    (void)state;
+    expect("PUT", "/v1/orgs/dev/projects/demo/credentials/stripe",
+           "{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":{\"api_key\":\"" SECRET "\"}}",
+           "admin", 201, "\"version\":1");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments v2\"}", "agent", 200, SECRET);
+    /* Every denial looks the same to the agent. */
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments v2\"}", "agent2", 403,
+           "\"error\":\"permission_denied\"");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/nosuch/access",
+           "{\"purpose\":\"deploy payments v2\"}", "agent", 403, "\"error\":\"permission_denied\"");
+    expect("POST", "/v1/orgs/other/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments v2\"}", "agent", 403, "\"error\":\"permission_denied\"");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access", "{}", "agent", 403,
+           "\"error\":\"permission_denied\"");
+    assert_true(world_sql_is(&w,
+                             "SELECT string_agg(reason, ',' ORDER BY id) FROM coffer.audit_events "
+                             "WHERE action = 'access'",
+                             "granted,no_grant,not_found,not_found,purpose_missing"));
+}
+
+static void test_malformed_requests(void **state)
+{
+    (void)state;
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access", "{\"purpose\":", "agent",
+           400, "\"error\":\"invalid_json\"");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"x\",\"purpose\":\"y\"}", "agent", 400, "invalid_json");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"x\",\"extra\":1}", "agent", 400, "unknown field 'extra'");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access", "[1]", "agent", 400,
+           "must be a JSON object");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access", "{\"purpose\":7}",
+           "agent", 400, "'purpose' must be a string");
+    expect("GET", "/v1/orgs/dev/projects/demo/credentials/stripe/access", NULL, "agent", 405,
+           "method_not_allowed");
+    expect("GET", "/v1/nothing", NULL, "agent", 404, "\"error\":\"not_found\"");
+    expect("GET", "/v1/orgs/dev/projects/demo/credentials/a%2Fb/access", NULL, "agent", 400,
+           "invalid_request");
+    expect("PUT", "/v1/orgs/dev/projects/demo/credentials/stripe",
+           "{\"type\":\"basic_auth\",\"tier\":\"medium\",\"keys\":{\"username\":\"u\"}}", "admin",
+           400, "password");
+    /* Still serving. */
+    expect("GET", "/v1/health", NULL, NULL, 200, "ok");
+}
+
+static void test_revoke_and_phase(void **state)
+{
+    (void)state;
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/revoke",
+           "{\"reason\":\"rotated after an incident\"}", "admin", 200, "\"revoked\":true");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments v3\"}", "agent", 403, "permission_denied");
+    assert_true(world_sql_is(&w,
+                             "SELECT reason FROM coffer.audit_events WHERE action = 'access' "
+                             "ORDER BY id DESC LIMIT 1",
+                             "revoked"));
+    expect("PUT", "/v1/orgs/dev/projects/demo/phase", "{\"phase\":\"production\"}", "admin", 200,
+           "\"phase\":\"production\"");
+    expect("PUT", "/v1/orgs/dev/projects/demo/phase", "{\"phase\":\"qa\"}", "admin", 400,
+           "has no phase 'qa'");
+}
+
+/* The number of children of the supervisor (its workers). */
+static int workers(void)
+{
+    char cmd[128];
+    FILE *f;
+    int n = 0;
+    long pid;
+
+    snprintf(cmd, sizeof(cmd), "pgrep -P %ld", (long)server);
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    while (fscanf(f, "%ld", &pid) == 1) {
+        n++;
+    }
+    pclose(f);
+    return n;
+}
+
+static void test_worker_replaced(void **state)
+{
+    char cmd[128];
+    FILE *f;
+    long pid = 0;
+    int n = 0;
+
+    (void)state;
+    assert_int_equal(workers(), 2);
+    snprintf(cmd, sizeof(cmd), "pgrep -P %ld -n", (long)server);
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%ld", &pid), 1);
+    pclose(f);
+    assert_true(pid > 0);
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    /* The other worker keeps answering meanwhile. */
+    for (int i = 0; i < 20; i++) {
+        expect("GET", "/v1/health", NULL, NULL, 200, "ok");
+    }
+    for (int i = 0; i < 100 && (n = workers()) != 2; i++) {
+        usleep(100 * 1000);
+    }
+    assert_int_equal(n, 2);
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments v4\"}", "agent", 403, "permission_denied");
+}
+
+static void test_no_secret_leaked(void **state)
+{
+    char buf[65536];
+    ssize_t n;
+    int fd;
+
+    (void)state;
+    assert_true(world_sql_is(&w,
+                             "SELECT count(*) FROM coffer.audit_events WHERE "
+                             "concat_ws('|', purpose, detail, reason, request_id) LIKE "
+                             "'%" SECRET "%'",
+                             "0"));
+    fd = open(log_path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_null(strstr(buf, SECRET));
+}
+
+static void test_sigterm_stops_cleanly(void **state)
+{
+    int status = 0;
+
+    (void)state;
+    assert_int_equal(kill(server, SIGTERM), 0);
+    assert_int_equal(coffer_proc_wait(server, 30000, &status), COFFER_OK);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    server = 0;
+}
+
+static void write_config(unsigned short port)
+{
+    FILE *f = fopen(config, "w");
+
+    assert_non_null(f);
+    fprintf(f,
+            "listen: 127.0.0.1:%u\n"
+            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
+            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
+            "database: \"%s\"\n"
+            "workers: 2\n"
+            "log: info\n",
+            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
+            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app);
+    assert_int_equal(fclose(f), 0);
+}
+
+static int setup(void **state)
+{
+    struct coffer_policy *p = NULL;
+    struct coffer_policy_diags d = {0};
+    struct coffer_arena *a = NULL;
+    struct coffer_store_policy_result res;
+    unsigned short port;
+
+    (void)state;
+    if (mkdtemp(dir) == NULL || coffer_dev_tls_provision(dir, &tls) != COFFER_OK) {
+        return -1;
+    }
+    if (coffer_policy_new(&p) != COFFER_OK ||
+        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
+        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
+        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
+        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+        return -1;
+    }
+    coffer_policy_diags_cleanup(&d);
+    coffer_policy_free(&p);
+    coffer_arena_free(&a);
+    snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
+    snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
+    port = free_port();
+    snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%u", (unsigned)port);
+    write_config(port);
+    start_server();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[PATH_MAX + 16];
+    int status;
+
+    (void)state;
+    if (server > 0) {
+        (void)kill(server, SIGKILL);
+        if (coffer_proc_wait(server, 10000, &status) != COFFER_OK) {
+            fprintf(stderr, "cofferd (PID %ld) did not exit\n", (long)server);
+        }
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", dir);
+    }
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_and_authentication), cmocka_unit_test(test_store_and_access),
+        cmocka_unit_test(test_malformed_requests),        cmocka_unit_test(test_revoke_and_phase),
+        cmocka_unit_test(test_worker_replaced),           cmocka_unit_test(test_no_secret_leaked),
+        cmocka_unit_test(test_sigterm_stops_cleanly),
+    };
+    int rc;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    world_open("api_http", "dev", &w);
+    {
+        struct coffer_project demo;
+
+        if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
+            fprintf(stderr, "api_http_test: %s\n", coffer_err_detail());
+            return 1;
+        }
+    }
+    rc = cmocka_run_group_tests(tests, setup, teardown);
+    world_close(&w);
+    curl_global_cleanup();
+    return rc;
+}
