@@ -69,6 +69,14 @@ void api_reply(struct api_req *r, int status, json_t *body);
 /* Sends {"error": code, "message": message, "request_id": id} with status. */
 void api_error(struct api_req *r, int status, const char *code, const char *message);
 
+/* ---- Handlers (the route table in table.c names them) ---- */
+
+void api_health(struct api_req *r);
+void api_access(struct api_req *r);
+void api_put(struct api_req *r);
+void api_revoke(struct api_req *r);
+void api_phase(struct api_req *r);
+
 /* Records an authentication failure in the audit log (best effort: the request fails anyway). */
 void api_audit_auth_failure(struct api_req *r);
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The route table and its handlers. A handler checks its body against the
- * route's schema (known fields only, each of the right JSON type), calls one
- * operation of ops.h, and turns the result into JSON. An agent is told
+ * The handlers of the core routes (table.c maps requests to them). A
+ * handler checks its body against the route's schema (known fields only,
+ * each of the right JSON type), calls one operation of ops.h, and turns the
+ * result into JSON. An agent is told
  * "permission_denied" for every denial, whatever the reason the audit log
  * keeps, so that it cannot tell a missing credential from a forbidden one.
  *
@@ -20,8 +21,6 @@
 #include <time.h>
 
 #define LOG_MOD "api"
-#define BODY_SMALL (8u * 1024u)        /* purpose, reason, phase */
-#define BODY_CREDENTIAL (320u * 1024u) /* a credential's values and metadata */
 
 /* ---- Errors ------------------------------------------------------------------- */
 
@@ -128,12 +127,12 @@ static struct coffer_op_meta meta(const struct api_req *r)
 
 /* ---- Handlers ------------------------------------------------------------------- */
 
-static void health(struct api_req *r)
+void api_health(struct api_req *r)
 {
     api_reply(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-static void access(struct api_req *r)
+void api_access(struct api_req *r)
 {
     static const char *const known[] = {"purpose", NULL};
     struct coffer_op_access a = {0};
@@ -286,7 +285,7 @@ static bool read_grants(struct api_req *r, struct coffer_policy_grant *g, const 
     return true;
 }
 
-static void put(struct api_req *r)
+void api_put(struct api_req *r)
 {
     static const char *const known[] = {
         "type", "tier", "keys", "ttl", "expires_at", "grants", "description", "expire_on_phase_end",
@@ -373,7 +372,7 @@ static void put(struct api_req *r)
     api_reply(r, p.version == 1 ? 201 : 200, out);
 }
 
-static void revoke(struct api_req *r)
+void api_revoke(struct api_req *r)
 {
     static const char *const known[] = {"reason", NULL};
     struct coffer_op_revoke v = {0};
@@ -402,7 +401,7 @@ static void revoke(struct api_req *r)
     api_reply(r, 200, out);
 }
 
-static void phase(struct api_req *r)
+void api_phase(struct api_req *r)
 {
     static const char *const known[] = {"phase", NULL};
     struct coffer_store_phase_result res;
@@ -439,114 +438,6 @@ static void phase(struct api_req *r)
     }
     coffer_arena_free(&a);
     api_reply(r, 200, out);
-}
-
-/* ---- The table ------------------------------------------------------------------- */
-
-#define CRED "/v1/orgs/{}/projects/{}/credentials/{}"
-
-static const struct api_route routes[] = {
-    {EVHTTP_REQ_GET, "/v1/health", API_ROLE_NONE, 0, health},
-    {EVHTTP_REQ_POST, CRED "/access", API_ROLE_AGENT, BODY_SMALL, access},
-    {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, put},
-    {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, revoke},
-    {EVHTTP_REQ_PUT, "/v1/orgs/{}/projects/{}/phase", API_ROLE_ADMIN, BODY_SMALL, phase},
-};
-
-/* Whether a path segment is acceptable: 1..63 bytes of [A-Za-z0-9_.-]. */
-static bool segment_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > 63) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.')) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Matches path against pattern, collecting {} segments; -1 malformed path, 0 no, 1 yes. */
-static int match_one(const char *path, const char *pattern, struct api_req *r)
-{
-    const char *p = path;
-    const char *q = pattern;
-    size_t n = 0;
-
-    while (*p != '\0' && *q != '\0') {
-        const char *pe;
-        const char *qe;
-
-        if (*p != '/' || *q != '/') {
-            return *p != '/' ? -1 : 0;
-        }
-        p++;
-        q++;
-        pe = strchr(p, '/');
-        qe = strchr(q, '/');
-        pe = pe != NULL ? pe : p + strlen(p);
-        qe = qe != NULL ? qe : q + strlen(q);
-        if (!segment_ok(p, (size_t)(pe - p))) {
-            return -1;
-        }
-        if (qe - q == 2 && q[0] == '{' && q[1] == '}') {
-            if (n >= API_MAX_SEGMENTS) {
-                return 0;
-            }
-            (void)snprintf(r->params[n++], sizeof(r->params[0]), "%.*s", (int)(pe - p), p);
-        } else if (pe - p != qe - q || strncmp(p, q, (size_t)(pe - p)) != 0) {
-            return 0;
-        }
-        p = pe;
-        q = qe;
-    }
-    if (*p != '\0' || *q != '\0') {
-        return 0;
-    }
-    r->n_params = n;
-    return 1;
-}
-
-enum api_match api_route_match(const char *uri, enum evhttp_cmd_type method, struct api_req *r)
-{
-    char path[1024];
-    size_t len;
-    bool path_known = false;
-
-    if (uri == NULL || uri[0] != '/' || strchr(uri, '?') != NULL || strchr(uri, '#') != NULL) {
-        return uri != NULL && uri[0] == '/' ? API_BAD_PATH : API_NO_PATH;
-    }
-    len = strlen(uri);
-    if (len >= sizeof(path)) {
-        return API_BAD_PATH;
-    }
-    (void)snprintf(path, sizeof(path), "%s", uri);
-    r->allow[0] = '\0';
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int m = match_one(path, routes[i].pattern, r);
-
-        if (m < 0) {
-            return API_BAD_PATH;
-        }
-        if (m == 0) {
-            continue;
-        }
-        if (routes[i].method == method) {
-            r->route = &routes[i];
-            return API_MATCHED;
-        }
-        path_known = true;
-        (void)snprintf(r->allow + strlen(r->allow), sizeof(r->allow) - strlen(r->allow), "%s%s",
-                       r->allow[0] != '\0' ? ", " : "",
-                       routes[i].method == EVHTTP_REQ_GET    ? "GET"
-                       : routes[i].method == EVHTTP_REQ_POST ? "POST"
-                                                             : "PUT");
-    }
-    return path_known ? API_NO_METHOD : API_NO_PATH;
 }
 
 void api_audit_auth_failure(struct api_req *r)
