@@ -69,6 +69,29 @@ void api_reply(struct api_req *r, int status, json_t *body);
 /* Sends {"error": code, "message": message, "request_id": id} with status. */
 void api_error(struct api_req *r, int status, const char *code, const char *message);
 
+/* ---- Helpers for handlers (routes.c) ---- */
+
+/* Answers an operation's error with the fitting status and JSON error code. */
+void api_fail_op(struct api_req *r, enum coffer_err e);
+/* Refuses (answering 400) a body field not in the NULL-terminated list known. */
+bool api_only_fields(struct api_req *r, const char *const *known);
+/* A string field of the body: *out NULL if absent; false (answered 400) if not a string. */
+bool api_string_field(struct api_req *r, const char *name, const char **out, size_t *len);
+/* The request's principal, id and peer for an operation. */
+struct coffer_op_meta api_meta(const struct api_req *r);
+/* Parses "YYYY-MM-DDTHH:MM:SSZ" into microseconds since the epoch. */
+bool api_parse_time(const char *s, int64_t *us);
+/* Formats microseconds since the epoch as "YYYY-MM-DDTHH:MM:SSZ" ("" on failure). */
+void api_format_time(int64_t us, char out[32]);
+/*
+ * Reads the body's "grants" array into g (room for COFFER_POLICY_GRANTS_MAX)
+ * with phase lists in phases; false if answered 400.
+ */
+bool api_read_grants(struct api_req *r, struct coffer_policy_grant *g, const char *(*phases)[32],
+                     size_t *n);
+/* {"org", "project", "credential"} of a credential route (params 0, 1, 2). */
+json_t *api_cred_json(const struct api_req *r);
+
 /* ---- Handlers (the route table in table.c names them) ---- */
 
 void api_health(struct api_req *r);

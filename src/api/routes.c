@@ -25,7 +25,7 @@
 /* ---- Errors ------------------------------------------------------------------- */
 
 /* Answers an operation's error with the fitting status; details only where safe. */
-static void fail_op(struct api_req *r, enum coffer_err e)
+void api_fail_op(struct api_req *r, enum coffer_err e)
 {
     const char *detail = coffer_err_detail();
 
@@ -59,7 +59,7 @@ static void fail_op(struct api_req *r, enum coffer_err e)
 }
 
 /* Refuses fields the route does not know; true if all are known. */
-static bool only_fields(struct api_req *r, const char *const *known)
+bool api_only_fields(struct api_req *r, const char *const *known)
 {
     const char *key;
     json_t *v;
@@ -88,7 +88,7 @@ static bool only_fields(struct api_req *r, const char *const *known)
 }
 
 /* A string field: *out NULL when absent; false (answered) when present but not a string. */
-static bool string_field(struct api_req *r, const char *name, const char **out, size_t *len)
+bool api_string_field(struct api_req *r, const char *name, const char **out, size_t *len)
 {
     json_t *v = json_object_get(r->body, name);
     char msg[128];
@@ -112,13 +112,13 @@ static bool string_field(struct api_req *r, const char *name, const char **out, 
     return true;
 }
 
-static json_t *meta_of(const struct api_req *r)
+json_t *api_cred_json(const struct api_req *r)
 {
     return json_pack("{s:s, s:s, s:s}", "org", r->params[0], "project", r->params[1], "credential",
                      r->n_params > 2 ? r->params[2] : "");
 }
 
-static struct coffer_op_meta meta(const struct api_req *r)
+struct coffer_op_meta api_meta(const struct api_req *r)
 {
     struct coffer_op_meta m = {.who = &r->who, .request_id = r->id, .client_addr = r->client_addr};
 
@@ -136,26 +136,26 @@ void api_access(struct api_req *r)
 {
     static const char *const known[] = {"purpose", NULL};
     struct coffer_op_access a = {0};
-    struct coffer_op_meta m = meta(r);
+    struct coffer_op_meta m = api_meta(r);
     json_t *out = NULL;
     json_t *keys = NULL;
     enum coffer_err e;
 
-    if (!only_fields(r, known) || !string_field(r, "purpose", &a.purpose, &a.purpose_len)) {
+    if (!api_only_fields(r, known) || !api_string_field(r, "purpose", &a.purpose, &a.purpose_len)) {
         return;
     }
     a.org = r->params[0];
     a.project = r->params[1];
     a.name = r->params[2];
     if ((e = coffer_op_access(r->api_ops, &m, &a)) != COFFER_OK) {
-        fail_op(r, e);
+        api_fail_op(r, e);
         return;
     }
     if (!a.decision.allow) {
         api_error(r, 403, "permission_denied", "permission denied");
         return;
     }
-    out = meta_of(r);
+    out = api_cred_json(r);
     keys = json_object();
     for (size_t i = 0; out != NULL && keys != NULL && i < coffer_keyset_count(a.keys); i++) {
         struct coffer_secret_view v = coffer_secret_view(coffer_keyset_value(a.keys, i));
@@ -180,7 +180,7 @@ void api_access(struct api_req *r)
 }
 
 /* Parses "YYYY-MM-DDTHH:MM:SSZ" into microseconds since the epoch. */
-static bool parse_time(const char *s, int64_t *us)
+bool api_parse_time(const char *s, int64_t *us)
 {
     struct tm tm;
     const char *end;
@@ -199,7 +199,7 @@ static bool parse_time(const char *s, int64_t *us)
     return true;
 }
 
-static void format_time(int64_t us, char out[32])
+void api_format_time(int64_t us, char out[32])
 {
     time_t t = (time_t)(us / 1000000);
     struct tm tm;
@@ -210,8 +210,8 @@ static void format_time(int64_t us, char out[32])
 }
 
 /* Reads the "grants" array into g (at most COFFER_POLICY_GRANTS_MAX); false if answered. */
-static bool read_grants(struct api_req *r, struct coffer_policy_grant *g, const char *(*phases)[32],
-                        size_t *n)
+bool api_read_grants(struct api_req *r, struct coffer_policy_grant *g, const char *(*phases)[32],
+                     size_t *n)
 {
     json_t *arr = json_object_get(r->body, "grants");
     json_t *item;
@@ -294,7 +294,7 @@ void api_put(struct api_req *r)
     static struct coffer_policy_grant grants[COFFER_POLICY_GRANTS_MAX];
     static const char *phases[COFFER_POLICY_GRANTS_MAX][32];
     struct coffer_op_put p = {0};
-    struct coffer_op_meta m = meta(r);
+    struct coffer_op_meta m = api_meta(r);
     struct coffer_keyset *ks = NULL;
     const char *ttl = NULL;
     const char *expires = NULL;
@@ -305,12 +305,12 @@ void api_put(struct api_req *r)
     json_t *out;
     enum coffer_err e;
 
-    if (!only_fields(r, known) || !string_field(r, "type", &p.type, NULL) ||
-        !string_field(r, "tier", &p.tier, NULL) || !string_field(r, "ttl", &ttl, NULL) ||
-        !string_field(r, "expires_at", &expires, NULL) ||
-        !string_field(r, "description", &p.description, NULL) ||
-        !string_field(r, "expire_on_phase_end", &p.expire_on_phase_end, NULL) ||
-        !read_grants(r, grants, phases, &p.n_grants)) {
+    if (!api_only_fields(r, known) || !api_string_field(r, "type", &p.type, NULL) ||
+        !api_string_field(r, "tier", &p.tier, NULL) || !api_string_field(r, "ttl", &ttl, NULL) ||
+        !api_string_field(r, "expires_at", &expires, NULL) ||
+        !api_string_field(r, "description", &p.description, NULL) ||
+        !api_string_field(r, "expire_on_phase_end", &p.expire_on_phase_end, NULL) ||
+        !api_read_grants(r, grants, phases, &p.n_grants)) {
         return;
     }
     if (p.type == NULL || p.tier == NULL) {
@@ -321,7 +321,7 @@ void api_put(struct api_req *r)
         api_error(r, 400, "invalid_request", "'ttl' is not a duration such as 90d or 12h");
         return;
     }
-    if (expires != NULL && !parse_time(expires, &p.expires_at_us)) {
+    if (expires != NULL && !api_parse_time(expires, &p.expires_at_us)) {
         api_error(r, 400, "invalid_request", "'expires_at' must be YYYY-MM-DDTHH:MM:SSZ");
         return;
     }
@@ -331,7 +331,7 @@ void api_put(struct api_req *r)
         return;
     }
     if ((e = coffer_keyset_new(&ks)) != COFFER_OK) {
-        fail_op(r, e);
+        api_fail_op(r, e);
         return;
     }
     json_object_foreach(keys, name, v)
@@ -344,7 +344,7 @@ void api_put(struct api_req *r)
         if ((e = coffer_keyset_add(ks, name, json_string_value(v), json_string_length(v))) !=
             COFFER_OK) {
             coffer_keyset_free(&ks);
-            fail_op(r, e);
+            api_fail_op(r, e);
             return;
         }
     }
@@ -356,16 +356,16 @@ void api_put(struct api_req *r)
     e = coffer_op_put(r->api_ops, &m, &p);
     coffer_keyset_free(&ks);
     if (e != COFFER_OK) {
-        fail_op(r, e);
+        api_fail_op(r, e);
         return;
     }
-    out = meta_of(r);
+    out = api_cred_json(r);
     if (out != NULL) {
         (void)json_object_set_new(out, "version", json_integer(p.version));
         if (p.expires_us == COFFER_AUTHZ_NO_EXPIRY) {
             (void)json_object_set_new(out, "expires_at", json_null());
         } else {
-            format_time(p.expires_us, when);
+            api_format_time(p.expires_us, when);
             (void)json_object_set_new(out, "expires_at", json_string(when));
         }
     }
@@ -376,11 +376,11 @@ void api_revoke(struct api_req *r)
 {
     static const char *const known[] = {"reason", NULL};
     struct coffer_op_revoke v = {0};
-    struct coffer_op_meta m = meta(r);
+    struct coffer_op_meta m = api_meta(r);
     json_t *out;
     enum coffer_err e;
 
-    if (!only_fields(r, known) || !string_field(r, "reason", &v.reason, NULL)) {
+    if (!api_only_fields(r, known) || !api_string_field(r, "reason", &v.reason, NULL)) {
         return;
     }
     if (v.reason == NULL) {
@@ -391,10 +391,10 @@ void api_revoke(struct api_req *r)
     v.project = r->params[1];
     v.name = r->params[2];
     if ((e = coffer_op_revoke(r->api_ops, &m, &v)) != COFFER_OK) {
-        fail_op(r, e);
+        api_fail_op(r, e);
         return;
     }
-    out = meta_of(r);
+    out = api_cred_json(r);
     if (out != NULL) {
         (void)json_object_set_new(out, "revoked", json_true());
     }
@@ -405,14 +405,14 @@ void api_phase(struct api_req *r)
 {
     static const char *const known[] = {"phase", NULL};
     struct coffer_store_phase_result res;
-    struct coffer_op_meta m = meta(r);
+    struct coffer_op_meta m = api_meta(r);
     struct coffer_arena *a = NULL;
     const char *to = NULL;
     json_t *out;
     json_t *expired;
     enum coffer_err e;
 
-    if (!only_fields(r, known) || !string_field(r, "phase", &to, NULL)) {
+    if (!api_only_fields(r, known) || !api_string_field(r, "phase", &to, NULL)) {
         return;
     }
     if (to == NULL) {
@@ -423,7 +423,7 @@ void api_phase(struct api_req *r)
         (e = coffer_op_phase(r->api_ops, &m, r->params[0], r->params[1], to, a, &res)) !=
             COFFER_OK) {
         coffer_arena_free(&a);
-        fail_op(r, e);
+        api_fail_op(r, e);
         return;
     }
     expired = json_array();
