@@ -29,6 +29,7 @@ demo: deps build
 
 bench: build
 	./build/core_bench
+	./build/api_bench
 
 clean:
 	rm -rf build build-asan

@@ -15,7 +15,7 @@ packages=(
   libssl-dev openssl
   libpq-dev postgresql-15 postgresql-client-15
   libyaml-dev libevent-dev libjansson-dev libcurl4-openssl-dev
-  libcmocka-dev valgrind
+  libcmocka-dev valgrind curl wrk
 )
 
 missing=()

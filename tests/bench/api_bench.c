@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Benchmark of audited accesses over HTTPS: wrk (from Debian) drives
+ * POST .../credentials/{name}/access with keep-alive at 1, 16 and 64
+ * connections against a real cofferd (one worker per core, its own token
+ * and database), with a bearer token of an agent that the policy grants.
+ * Every access is decided, unsealed in the token, audited in the same
+ * transaction and committed before it is answered.
+ *
+ * It provisions its own embedded default in a temporary directory, checks
+ * afterwards that the audit table gained one granted event per answered
+ * request, runs the core-only read benchmark of core_bench in the same run
+ * for comparison, and stops everything it started. Usage:
+ *
+ *     api_bench [SECONDS_PER_RUN]     (default 10)
+ */
+#include "coffer/dev.h"
+#include "coffer/err.h"
+#include "coffer/secret.h"
+#include "server/proc.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LISTEN "127.0.0.1:18643"
+#define BASE "https://" LISTEN
+
+static struct coffer_dev_env env;
+static char dir[] = "/tmp/coffer-api-bench.XXXXXX";
+static pid_t server;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "api_bench: %s: %s\n", what, coffer_err_detail());
+    if (server > 0) {
+        (void)kill(server, SIGTERM);
+    }
+    exit(1);
+}
+
+struct reply {
+    char body[4096];
+    size_t len;
+    long status;
+};
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct reply *r = arg;
+    size_t len = size * n;
+
+    if (len > sizeof(r->body) - 1 - r->len) {
+        len = sizeof(r->body) - 1 - r->len;
+    }
+    memcpy(r->body + r->len, p, len);
+    r->len += len;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+/* One request as the admin (client certificate); exits on a transport failure. */
+static void admin(const char *method, const char *path, const char *body, struct reply *out)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char url[256];
+
+    memset(out, 0, sizeof(*out));
+    snprintf(url, sizeof(url), BASE "%s", path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, env.tls.ca);
+    curl_easy_setopt(c, CURLOPT_SSLCERT, env.tls.admin_cert);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, env.tls.admin_key);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    if (curl_easy_perform(c) != CURLE_OK) {
+        fprintf(stderr, "api_bench: %s %s failed\n", method, path);
+        exit(1);
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+static void wait_healthy(void)
+{
+    for (int i = 0; i < 300; i++) {
+        struct reply r;
+        CURL *c = curl_easy_init();
+
+        memset(&r, 0, sizeof(r));
+        curl_easy_setopt(c, CURLOPT_URL, BASE "/v1/health");
+        curl_easy_setopt(c, CURLOPT_CAINFO, env.tls.ca);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        if (curl_easy_perform(c) == CURLE_OK) {
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        }
+        curl_easy_cleanup(c);
+        if (r.status == 200) {
+            return;
+        }
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "api_bench: cofferd did not become healthy (see %s/cofferd.log)\n", dir);
+    exit(1);
+}
+
+static long long granted_events(void)
+{
+    PGconn *c = PQconnectdb(env.db_owner);
+    PGresult *r;
+    long long n = -1;
+
+    if (PQstatus(c) == CONNECTION_OK) {
+        r = PQexec(c, "SELECT count(*) FROM coffer.audit_events WHERE action = 'access' AND "
+                      "reason = 'granted'");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            n = atoll(PQgetvalue(r, 0, 0));
+        }
+        PQclear(r);
+    }
+    PQfinish(c);
+    return n;
+}
+
+/* Runs argv with stdout into out (cap bytes); returns the exit status. */
+static int capture(const char *const *argv, char *out, size_t cap)
+{
+    char path[] = "/tmp/coffer-api-bench-out.XXXXXX";
+    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    struct coffer_proc_spec spec;
+    int fd = mkstemp(path);
+    int status = 0;
+    ssize_t n;
+
+    if (fd < 0) {
+        die("mkstemp");
+    }
+    unlink(path);
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    if (coffer_proc_run(&spec, 600000, &status) != COFFER_OK) {
+        die(argv[0]);
+    }
+    (void)lseek(fd, 0, SEEK_SET);
+    n = read(fd, out, cap - 1);
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The value after label in wrk's output ("Requests/sec:", "50%", ...), as text. */
+static const char *field(const char *out, const char *label, char *buf, size_t cap)
+{
+    const char *p = strstr(out, label);
+
+    buf[0] = '\0';
+    if (p != NULL) {
+        p += strlen(label);
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        snprintf(buf, cap, "%.*s", (int)strcspn(p, " \t\n"), p);
+    }
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    int seconds = argc > 1 ? atoi(argv[1]) : 10;
+    static const int conns[] = {1, 16, 64};
+    char lua[PATH_MAX];
+    char log[PATH_MAX];
+    char out[65536];
+    char duration[16];
+    char token[128];
+    struct reply r;
+    const char *tok;
+    FILE *f;
+    int fd;
+
+    if (seconds < 1 || seconds > 600) {
+        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN]\n");
+        return 2;
+    }
+    if (coffer_harden_process() != COFFER_OK || mkdtemp(dir) == NULL || chmod(dir, 0755) != 0) {
+        die("set-up");
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    setenv("COFFER_DEV_LISTEN", LISTEN, 1);
+    if (coffer_dev_up(dir, &env) != COFFER_OK) {
+        die("provisioning");
+    }
+    snprintf(log, sizeof(log), "%s/cofferd.log", dir);
+    {
+        const char *sargv[] = {BIN_DIR "/cofferd", "-c", env.config, NULL};
+        char conf[PATH_MAX + 16];
+        const char *senv[] = {conf, "PATH=/usr/bin:/bin", "COFFER_LOG=warn", NULL};
+        struct coffer_proc_spec spec;
+
+        snprintf(conf, sizeof(conf), "SOFTHSM2_CONF=%s", env.softhsm_conf);
+        fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        memset(&spec, 0, sizeof(spec));
+        spec.argv = sargv;
+        spec.envp = senv;
+        spec.out_fd = fd;
+        spec.err_fd = fd;
+        if (fd < 0 || coffer_proc_spawn(&spec, &server) != COFFER_OK) {
+            die("starting cofferd");
+        }
+        close(fd);
+    }
+    wait_healthy();
+    admin("PUT", "/v1/orgs/dev/projects/demo/credentials/demo-api-key",
+          "{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":{\"api_key\":"
+          "\"bench-value-0123456789abcdef\"}}",
+          &r);
+    if (r.status != 201 && r.status != 200) {
+        fprintf(stderr, "api_bench: storing the credential: %ld %s\n", r.status, r.body);
+        return 1;
+    }
+    admin("POST", "/v1/orgs/dev/tokens",
+          "{\"principal\":\"agent/deployer/bench-1\",\"ttl\":\"1d\"}", &r);
+    tok = strstr(r.body, "\"token\":\"");
+    if (r.status != 201 || tok == NULL) {
+        fprintf(stderr, "api_bench: creating a bearer token: %ld %s\n", r.status, r.body);
+        return 1;
+    }
+    tok += strlen("\"token\":\"");
+    snprintf(token, sizeof(token), "%.*s", (int)strcspn(tok, "\""), tok);
+    snprintf(lua, sizeof(lua), "%s/access.lua", dir);
+    f = fopen(lua, "w");
+    if (f == NULL) {
+        die("writing the wrk script");
+    }
+    fprintf(f,
+            "wrk.method = \"POST\"\n"
+            "wrk.body = '{\"purpose\":\"deploy demo benchmark\"}'\n"
+            "wrk.headers[\"Content-Type\"] = \"application/json\"\n"
+            "wrk.headers[\"Authorization\"] = \"Bearer %s\"\n",
+            token);
+    fclose(f);
+    OPENSSL_cleanse(token, sizeof(token));
+
+    printf("api_bench: wrk, %d s per run, 2 threads, keep-alive, cofferd with one worker per "
+           "core in %s\n\n",
+           seconds, dir);
+    printf("%-12s %12s %10s %10s %10s %10s\n", "connections", "accesses/s", "p50", "p99", "non-2xx",
+           "audited");
+    snprintf(duration, sizeof(duration), "%ds", seconds);
+    for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++) {
+        char c[8];
+        char t[8];
+        char rate[32];
+        char p50[32];
+        char p99[32];
+        char bad[32];
+        long long before = granted_events();
+        long long after;
+        const char *wargv[] = {"/usr/bin/wrk",
+                               "-t",
+                               t,
+                               "-c",
+                               c,
+                               "-d",
+                               duration,
+                               "--latency",
+                               "-s",
+                               lua,
+                               BASE "/v1/orgs/dev/projects/demo/credentials/"
+                                    "demo-api-key/access",
+                               NULL};
+
+        snprintf(c, sizeof(c), "%d", conns[i]);
+        snprintf(t, sizeof(t), "%d", conns[i] < 2 ? 1 : 2);
+        if (capture(wargv, out, sizeof(out)) != 0) {
+            fprintf(stderr, "api_bench: wrk failed:\n%s\n", out);
+            return 1;
+        }
+        after = granted_events();
+        field(out, "Non-2xx or 3xx responses:", bad, sizeof(bad));
+        printf("%-12d %12s %10s %10s %10s %10lld\n", conns[i],
+               field(out, "Requests/sec:", rate, sizeof(rate)), field(out, "50%", p50, sizeof(p50)),
+               field(out, "99%", p99, sizeof(p99)), bad[0] != '\0' ? bad : "0", after - before);
+    }
+    (void)kill(server, SIGTERM);
+    {
+        int status;
+
+        if (coffer_proc_wait(server, 30000, &status) != COFFER_OK) {
+            fprintf(stderr, "api_bench: cofferd did not stop\n");
+        }
+    }
+    server = 0;
+    if (coffer_dev_pg_stop(&env) != COFFER_OK || coffer_dev_remove_tree(dir) != COFFER_OK) {
+        die("cleaning up");
+    }
+    {
+        const char *cargv[] = {BIN_DIR "/core_bench", "3", "reads", NULL};
+        const char *line;
+
+        printf("\ncore only (core_bench 3 reads, same machine, same run):\n");
+        if (capture(cargv, out, sizeof(out)) != 0) {
+            fprintf(stderr, "api_bench: core_bench failed:\n%s\n", out);
+            return 1;
+        }
+        for (line = strstr(out, "\n1 process"); line != NULL && *line != '\0';) {
+            const char *end = strchr(line + 1, '\n');
+
+            if (strstr(line, "one at a time") != NULL &&
+                (end == NULL || strstr(line, "one at a time") < end)) {
+                printf("%.*s\n", (int)(end != NULL ? end - line - 1 : (long)strlen(line)),
+                       line + 1);
+            }
+            line = end;
+        }
+    }
+    curl_global_cleanup();
+    return 0;
+}
