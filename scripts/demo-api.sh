@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# The story `make demo` tells after the core walk-through, over HTTPS with
+# curl (as the agents) and the coffer command (as the admin):
+#
+#   an agent asks for a credential it lacks; the admin supplies the value
+#   through Coffer; the agent reads it with a purpose; the other agent type
+#   is denied; the admin revokes it; the next access fails; the audit log
+#   shows every decision with its true reason.
+#
+# Usage: scripts/demo-api.sh DIR   (an embedded-default directory; BUILD
+# names the build directory, default ./build). Values are never printed:
+# the demo shows their length instead.
+set -euo pipefail
+
+dir=${1:?usage: scripts/demo-api.sh DIR}
+build=${BUILD:-./build}
+log="$dir/cofferd.log"
+
+step() { printf '\n== %s\n' "$*"; }
+# Prints a JSON answer, indented, with secret values hidden.
+show() {
+  sed -E 's/("(api_key|password)":)"[^"]*"/\1"(value hidden by the demo)"/g; s/^/   /'
+  echo
+}
+
+"$build/cofferd" --dev "$dir" >"$log" 2>&1 &
+server=$!
+stop() {
+  kill -TERM "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+}
+trap stop EXIT
+
+for _ in $(seq 1 300); do
+  if [[ -f "$dir/env.sh" ]] && grep -q 'serving https' "$log" 2>/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
+# shellcheck disable=SC1091
+source "$dir/env.sh"
+for _ in $(seq 1 100); do
+  curl -sf --cacert "$COFFER_CACERT" "$COFFER_ADDR/v1/health" >/dev/null && break
+  sleep 0.1
+done
+
+as_deployer=(curl -s --cacert "$COFFER_CACERT" --cert "$COFFER_AGENT_CERT" --key "$COFFER_AGENT_KEY"
+  -H 'Content-Type: application/json')
+as_analyst=(curl -s --cacert "$COFFER_CACERT" --cert "$COFFER_AGENT2_CERT" --key "$COFFER_AGENT2_KEY"
+  -H 'Content-Type: application/json')
+project="$COFFER_ADDR/v1/orgs/dev/projects/demo"
+name="warehouse-db-$(date +%s)"
+
+step "An agent (deployer) asks for a credential it lacks"
+echo "   \$ curl --cert \$COFFER_AGENT_CERT ... -d '{\"name\": \"$name\", ...}' $project/requests"
+answer=$("${as_deployer[@]}" -d "{\"name\":\"$name\",\"type\":\"basic_auth\",\"tier\":\"high\",
+  \"purpose\":\"run the nightly reconciliation\",\"urgency\":\"normal\",
+  \"suggested_grants\":[{\"agent_type\":\"deployer\"}]}" "$project/requests")
+echo "$answer" | show
+id=$(sed -E 's/.*"id":"([0-9a-f-]+)".*/\1/' <<<"$answer")
+
+step "The admin sees the pending request"
+echo "   \$ coffer request list dev/demo"
+"$build/coffer" request list dev/demo | sed 's/^/   /'
+
+step "The admin supplies the values through Coffer (here on standard input, never in a chat)"
+echo "   \$ coffer request fulfil dev/demo $id --stdin"
+printf '{"username":"reconciler","password":"%s"}' "$(head -c 18 /dev/urandom | base64)" |
+  "$build/coffer" request fulfil dev/demo "$id" --stdin | sed 's/^/   /'
+
+step "The agent polls its request"
+"${as_deployer[@]}" "$project/requests/$id" | show
+
+step "The agent reads the credential, stating why"
+"${as_deployer[@]}" -d '{"purpose":"run the nightly reconciliation"}' \
+  "$project/credentials/$name/access" | show
+
+step "Another agent type (analyst) is denied, and is not told why"
+"${as_analyst[@]}" -d '{"purpose":"curious"}' "$project/credentials/$name/access" | show
+
+step "The admin revokes it"
+echo "   \$ coffer revoke dev/demo/$name --reason 'demo over'"
+"$build/coffer" revoke "dev/demo/$name" --reason "demo over" | sed 's/^/   /'
+
+step "The next access fails"
+"${as_deployer[@]}" -d '{"purpose":"run the nightly reconciliation"}' \
+  "$project/credentials/$name/access" | show
+
+step "What the audit log recorded (true reasons the agents never saw)"
+psql_bin=$(command -v psql || echo /usr/lib/postgresql/15/bin/psql)
+"$psql_bin" -X -q -d "$COFFER_DATABASE_OWNER" -c \
+  "SELECT to_char(at, 'HH24:MI:SS.MS') AS at, action, reason,
+          coalesce(agent_type || '/' || instance, admin) AS who, credential, purpose
+   FROM coffer.audit_events WHERE credential = '$name' OR action IN ('request', 'fulfill')
+   ORDER BY id DESC LIMIT 12" | sed 's/^/   /'
+echo
+echo "Demo complete. \`cofferd --dev $dir\` serves this environment; \`source $dir/env.sh\` to use it."
