@@ -43,4 +43,15 @@ struct coffer_audit_event {
     const char *detail; /* short non-secret text: a revocation reason, "build -> staging" */
 };
 
+/* Bearer tokens: events name the token by its id, never by the token or its digest. */
+#define COFFER_AUDIT_TOKEN_CREATE "token_create" /* an admin issued a bearer token */
+#define COFFER_AUDIT_TOKEN_REVOKE "token_revoke" /* an admin revoked a bearer token */
+
+/* The request flow and standing approvals: events name a request or an approval by its id. */
+#define COFFER_AUDIT_REQUEST "request" /* an agent filed a credential request, or one was read */
+#define COFFER_AUDIT_FULFILL "fulfill" /* an admin fulfilled a request */
+#define COFFER_AUDIT_DENY "deny"       /* an admin denied a request */
+#define COFFER_AUDIT_APPROVE "approve" /* an admin gave a standing approval */
+#define COFFER_AUDIT_APPROVAL_REVOKE "approval_revoke" /* an admin revoked a standing approval */
+
 #endif

@@ -233,4 +233,36 @@ struct coffer_keys_sweep {
 enum coffer_err coffer_keys_sweep_step(struct coffer_keys *k, struct coffer_store *st, size_t batch,
                                        struct coffer_keys_sweep *state) COFFER_MUST_USE;
 
+/* ---- Token MAC key: digests of bearer tokens -------------------------------------- */
+
+/*
+ * The HMAC-SHA256 generic secret that digests bearer tokens, so that the
+ * database holds digests only and never a usable token. One persistent
+ * token object with this label; a session copy is cached per session.
+ */
+#define COFFER_TOKEN_MAC_LABEL "coffer-token-mac-v1"
+#define COFFER_TOKEN_DIGEST_LEN COFFER_HMAC_SHA256_LEN
+
+/*
+ * Creates the token MAC key in the token and reads its attributes back,
+ * refusing (and destroying it) unless it reads sensitive, never
+ * extractable, a 32-byte generic secret that may sign and verify and
+ * nothing else. COFFER_E_EXISTS if the token already holds an object with
+ * the label. *out (may be NULL) receives version 1, the label and the
+ * attributes read back (kcv is zero: HMAC keys have none).
+ */
+enum coffer_err coffer_keys_token_mac_create(struct coffer_keys *k,
+                                             struct coffer_keys_created *out) COFFER_MUST_USE;
+
+/*
+ * out = HMAC-SHA256 of the len bytes at token under the token MAC key,
+ * computed in the token. COFFER_E_STATE (the detail says how to create it)
+ * if the token holds no such key; COFFER_E_INTEGRITY if the key found does
+ * not read back as the key coffer_keys_token_mac_create makes; token errors
+ * otherwise. out is zeroed on failure.
+ */
+enum coffer_err
+coffer_keys_token_digest(struct coffer_keys *k, const void *token, size_t len,
+                         unsigned char out[COFFER_TOKEN_DIGEST_LEN]) COFFER_MUST_USE;
+
 #endif

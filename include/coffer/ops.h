@@ -122,4 +122,307 @@ enum coffer_err coffer_op_phase(struct coffer_ops *o, const struct coffer_op_met
                                 struct coffer_arena *a,
                                 struct coffer_store_phase_result *out) COFFER_MUST_USE;
 
+/* ---- metadata (admins of the org; agents with a grant) ---- */
+
+struct coffer_op_metadata {
+    const char *org;
+    const char *project;
+    const char *name; /* NULL: every credential of the project */
+    /* Results: */
+    bool allowed;                       /* false: an agent is refused (permission_denied) */
+    struct coffer_store_meta_list list; /* when allowed: what the principal may see */
+};
+
+/*
+ * Reads credential metadata, never values, and writes one "metadata" event
+ * in the same transaction. An admin of org sees every credential of the
+ * project; an admin of another org, or asking for a project or credential
+ * that does not exist, gets COFFER_E_NOT_FOUND (the refusal audited). An
+ * agent sees the credentials it holds a grant for by type and instance,
+ * whatever the phase: a list leaves the others out (and is refused when
+ * its type is not a member of the project); a credential it holds no grant
+ * for, one that does not exist, or another org's gives COFFER_OK with
+ * q->allowed false, the true reason in the event. Allocates in a.
+ */
+enum coffer_err coffer_op_metadata(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                   struct coffer_arena *a,
+                                   struct coffer_op_metadata *q) COFFER_MUST_USE;
+
+/* ---- bearer tokens (admins issue and revoke; any request may present one) ---- */
+
+/*
+ * A token is "cft_" and 43 base64url characters (RFC 4648 section 5, no
+ * padding) encoding 32 random bytes. It is shown once, when issued; the
+ * database keeps only its HMAC-SHA256 under the token MAC key (keys.h).
+ */
+#define COFFER_TOKEN_PREFIX "cft_"
+#define COFFER_TOKEN_PREFIX_LEN 4
+#define COFFER_TOKEN_RANDOM_LEN 32
+#define COFFER_TOKEN_BODY_LEN 43
+#define COFFER_TOKEN_LEN (COFFER_TOKEN_PREFIX_LEN + COFFER_TOKEN_BODY_LEN)
+#define COFFER_TOKEN_TTL_DEFAULT (24 * 3600)            /* seconds */
+#define COFFER_TOKEN_TTL_MAX COFFER_STORE_TOKEN_TTL_MAX /* 30 days */
+/* "agent/<type>/<instance>" or "admin/<name>": the longest a principal's text can be. */
+#define COFFER_TOKEN_PRINCIPAL_MAX (6 + 63 + 1 + 63)
+
+/*
+ * Whether the len bytes at s are a well-formed token: the prefix, then
+ * exactly 43 characters of [A-Za-z0-9_-] whose last one carries no bits
+ * beyond the 256 (the only encoding of 32 bytes). Never reads past len.
+ */
+bool coffer_token_format_ok(const char *s, size_t len);
+
+/*
+ * The token of an Authorization header value of len bytes: exactly
+ * "Bearer", one space and a well-formed token, nothing before or after.
+ * *token points into value. false for anything else (another scheme or
+ * case, more spaces, a token of the wrong format).
+ */
+bool coffer_token_from_header(const char *value, size_t len, const char **token);
+
+/*
+ * Parses "agent/<type>/<instance>" or "admin/<name>" (len bytes; names
+ * ^[a-z0-9][a-z0-9_-]{0,62}$) into *out as a principal of org, with an
+ * empty trust domain (it will be authenticated by a token, not a SPIFFE
+ * ID). COFFER_E_INVALID saying what is wrong, without echoing the input.
+ */
+enum coffer_err coffer_token_principal_parse(const char *s, size_t len, const char *org,
+                                             struct coffer_principal *out) COFFER_MUST_USE;
+
+/* Writes "agent/<type>/<instance>" or "admin/<name>" into out (cap bytes, cut if short). */
+void coffer_token_principal_format(const struct coffer_principal *p, char *out, size_t cap);
+
+struct coffer_op_token_create {
+    const char *org;
+    const char *principal;   /* "agent/<type>/<instance>" or "admin/<name>", of org */
+    int64_t ttl_s;           /* 0: COFFER_TOKEN_TTL_DEFAULT; else 1..COFFER_TOKEN_TTL_MAX */
+    const char *description; /* NULL, or 1..1024 bytes of text */
+    /* Results: */
+    struct coffer_uuid id;
+    struct coffer_secret *token; /* the token, owned by the caller: its only copy */
+    int64_t expires_us;
+};
+
+/*
+ * Issues a token: an admin of org only (anyone else gets COFFER_E_NOT_FOUND,
+ * the refusal audited). Draws 32 random bytes, digests the token in the
+ * PKCS#11 token, and stores the digest with the principal, the expiry and
+ * a token_create event in one transaction. COFFER_E_INVALID for a bad
+ * principal, ttl or description; COFFER_E_STATE if the token MAC key does
+ * not exist. On success t->token holds the token; on failure it is NULL.
+ */
+enum coffer_err coffer_op_token_create(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_op_token_create *t) COFFER_MUST_USE;
+
+struct coffer_op_token_revoke {
+    const char *org;
+    const char *id;     /* the token's id, a UUID */
+    const char *reason; /* 1..1024 bytes of text */
+};
+
+/*
+ * Revokes a token of org at once: an admin of org only (as above).
+ * COFFER_E_NOT_FOUND if org has no such token, COFFER_E_STATE if it is
+ * revoked already, COFFER_E_INVALID for a malformed id or reason. The
+ * token_revoke event is written in the same transaction.
+ */
+enum coffer_err coffer_op_token_revoke(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       const struct coffer_op_token_revoke *t) COFFER_MUST_USE;
+
+enum coffer_token_state {
+    COFFER_TOKEN_VALID = 0,
+    COFFER_TOKEN_UNKNOWN, /* no token has this digest */
+    COFFER_TOKEN_EXPIRED,
+    COFFER_TOKEN_REVOKED,
+};
+
+struct coffer_op_token_auth {
+    enum coffer_token_state state;
+    struct coffer_uuid id;       /* the token's id, unless unknown */
+    struct coffer_principal who; /* when valid: the principal, trust domain "" */
+};
+
+/*
+ * Looks a presented token (len bytes, well-formed) up by its digest and
+ * judges expiry and revocation by the database's clock. Writes no event:
+ * the caller records a failure. COFFER_OK with out->state set; errors are
+ * token or database trouble (and then the request is not authenticated).
+ */
+enum coffer_err coffer_op_token_authenticate(struct coffer_ops *o, const char *token, size_t len,
+                                             struct coffer_op_token_auth *out) COFFER_MUST_USE;
+
+/* ---- credential requests (agents ask; admins of their org fulfil or deny) ---- */
+
+struct coffer_op_request_file {
+    const char *org;
+    const char *project;
+    const char *name;
+    const char *type;    /* one of the types coffer_op_type_known accepts */
+    const char *tier;    /* low, medium, high, critical */
+    const char *purpose; /* the bytes the agent sent: 1..COFFER_REQUEST_PURPOSE_MAX of text */
+    size_t purpose_len;
+    const char *urgency;                      /* low, normal or high; NULL: normal */
+    const struct coffer_policy_grant *grants; /* suggested grants, as put takes them */
+    size_t n_grants;
+    const char *description; /* NULL if none */
+    /* Results: */
+    bool allowed;
+    enum coffer_authz_reason reason; /* when refused: the reason the event keeps */
+    struct coffer_store_request req; /* when allowed: the request filed */
+};
+
+/*
+ * Files the credential request of agent m->who in its own org. A field
+ * that breaks its rule is COFFER_E_INVALID and nothing is recorded. A
+ * request naming another org or a project that does not exist (not_found),
+ * or made by an agent whose type is not a member of the project
+ * (not_project_member), is refused: COFFER_OK with r->allowed false and the
+ * refusal audited. Suggested grants must name member types and declared
+ * phases of the policy in force (COFFER_E_INVALID). COFFER_E_LIMIT when the
+ * project holds COFFER_REQUESTS_PENDING_MAX pending requests. Writes one
+ * "request" event with the purpose. Allocates in a.
+ */
+enum coffer_err coffer_op_request_file(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_arena *a,
+                                       struct coffer_op_request_file *r) COFFER_MUST_USE;
+
+struct coffer_op_request_list {
+    const char *org;
+    const char *project;
+    /* Results: */
+    struct coffer_store_request *items; /* the pending requests, oldest first */
+    size_t n;
+};
+
+/*
+ * The pending requests of a project, for an admin of its org (anyone else:
+ * COFFER_E_NOT_FOUND, audited; so is a project that does not exist). Writes
+ * one "request" event. Allocates in a.
+ */
+enum coffer_err coffer_op_request_list(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_arena *a,
+                                       struct coffer_op_request_list *q) COFFER_MUST_USE;
+
+struct coffer_op_request_get {
+    const char *org;
+    const char *project;
+    const char *id; /* the request's id as text */
+    /* Results: */
+    bool allowed;
+    enum coffer_authz_reason reason; /* when an agent is refused: the reason the event keeps */
+    struct coffer_store_request req; /* when allowed */
+};
+
+/*
+ * One request, for the agent that filed it (same org, agent type and
+ * instance) or an admin of its org. An agent is refused for anything else
+ * (COFFER_OK, q->allowed false: not_found for another org or a request
+ * that does not exist, no_grant for another agent's); an admin of another
+ * org, or asking for a request that does not exist, gets
+ * COFFER_E_NOT_FOUND. Every answer writes one "request" event. Allocates
+ * in a.
+ */
+enum coffer_err coffer_op_request_get(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                      struct coffer_arena *a,
+                                      struct coffer_op_request_get *q) COFFER_MUST_USE;
+
+struct coffer_op_request_fulfill {
+    const char *org;
+    const char *project;
+    const char *id;
+    const struct coffer_keyset *keys;
+    bool grants_given; /* false: the request's suggested grants */
+    const struct coffer_policy_grant *grants;
+    size_t n_grants;
+    int64_t ttl_s;           /* as for put */
+    int64_t expires_at_us;   /* as for put */
+    const char *description; /* NULL if none */
+    /* Results: */
+    struct coffer_store_request req; /* the request as fulfilled */
+    int64_t expires_us;              /* the expiry of the version stored */
+};
+
+/*
+ * Fulfils a pending request in one transaction: locks it (COFFER_E_STATE if
+ * it is no longer pending, COFFER_E_NOT_FOUND if there is none), stores the
+ * credential under the request's name, type and tier exactly as
+ * coffer_op_put would (with its checks and its "create" event), marks the
+ * request fulfilled with the version, and writes the "fulfill" event. For
+ * an admin of the org only (anyone else: COFFER_E_NOT_FOUND, audited).
+ * Allocates in a.
+ */
+enum coffer_err coffer_op_request_fulfill(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                          struct coffer_arena *a,
+                                          struct coffer_op_request_fulfill *f) COFFER_MUST_USE;
+
+struct coffer_op_request_deny {
+    const char *org;
+    const char *project;
+    const char *id;
+    const char *reason; /* 1..COFFER_REQUEST_TEXT_MAX bytes of text */
+    /* Results: */
+    struct coffer_store_request req; /* the request as denied */
+};
+
+/*
+ * Denies a pending request with reason, and writes the "deny" event, in one
+ * transaction; COFFER_E_STATE if it is no longer pending. For an admin of
+ * the org only. Allocates in a.
+ */
+enum coffer_err coffer_op_request_deny(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_arena *a,
+                                       struct coffer_op_request_deny *d) COFFER_MUST_USE;
+
+/* ---- standing approvals of critical credentials (admins) ---- */
+
+/*
+ * The window of a standing approval judged at now_us: [from_us, until_us)
+ * with from_us 0 meaning now, non-empty, ending after now and at most
+ * COFFER_TTL_HARD_MAX_CRITICAL seconds long. *start_us receives the start.
+ * COFFER_E_INVALID with a detail saying which rule is broken.
+ */
+enum coffer_err coffer_op_approval_window(int64_t now_us, int64_t from_us, int64_t until_us,
+                                          int64_t *start_us) COFFER_MUST_USE;
+
+struct coffer_op_approve {
+    const char *org;
+    const char *project;
+    const char *name; /* a critical credential of the project */
+    const char *agent_type;
+    const char *instance;
+    int64_t from_us; /* 0: now */
+    int64_t until_us;
+    /* Results: */
+    struct coffer_store_approval approval;
+};
+
+/*
+ * Gives instance of agent_type a standing approval of a critical credential
+ * for the window (coffer_op_approval_window, by the database's clock), and
+ * writes the "approve" event, in one transaction. COFFER_E_NOT_FOUND for a
+ * credential that does not exist (and for an admin of another org,
+ * audited); COFFER_E_STATE for a credential that is not critical;
+ * COFFER_E_INVALID for a bad window or an agent type that is not a member
+ * of the project.
+ */
+enum coffer_err coffer_op_approve(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                  struct coffer_op_approve *ap) COFFER_MUST_USE;
+
+struct coffer_op_approval_revoke {
+    const char *org;
+    const char *project;
+    const char *name;
+    const char *id; /* the approval's id as text */
+    /* Results: */
+    struct coffer_store_approval approval; /* the approval revoked */
+};
+
+/*
+ * Ends a standing approval at once, and writes the "approval_revoke" event.
+ * COFFER_E_NOT_FOUND if the credential has no such approval; COFFER_E_STATE
+ * if it is already revoked.
+ */
+enum coffer_err coffer_op_approval_revoke(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                          struct coffer_op_approval_revoke *rv) COFFER_MUST_USE;
+
 #endif

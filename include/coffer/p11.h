@@ -214,4 +214,38 @@ enum coffer_err coffer_p11_init_token(const char *module, const char *label,
                                       const struct coffer_secret *so_pin,
                                       const struct coffer_secret *user_pin) COFFER_MUST_USE;
 
+/* ---- HMAC keys (digests of bearer tokens) ------------------------------------ */
+
+#define COFFER_HMAC_KEY_LEN 32    /* bytes of a generic secret made for HMAC-SHA256 */
+#define COFFER_HMAC_SHA256_LEN 32 /* bytes of an HMAC-SHA256 value */
+
+/* What the token says an HMAC key may do, beyond struct coffer_p11_attrs. */
+struct coffer_p11_mac_attrs {
+    struct coffer_p11_attrs common;
+    bool generic_secret; /* CKA_KEY_TYPE is CKK_GENERIC_SECRET */
+    bool sign, verify, derive;
+};
+
+/*
+ * Generates a persistent 32-byte generic secret (CKM_GENERIC_SECRET_KEY_GEN)
+ * labelled label: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE,
+ * CKA_SIGN and CKA_VERIFY and no other use. The caller reads it back with
+ * coffer_p11_mac_attrs before trusting it.
+ */
+enum coffer_err coffer_p11_generate_hmac_key(struct coffer_p11_session *s, const char *label,
+                                             coffer_p11_obj *out) COFFER_MUST_USE;
+
+/* Reads back the attributes of an HMAC key. Never returns key bytes. */
+enum coffer_err coffer_p11_mac_attrs(struct coffer_p11_session *s, coffer_p11_obj key,
+                                     struct coffer_p11_mac_attrs *out) COFFER_MUST_USE;
+
+/*
+ * HMAC-SHA256 (CKM_SHA256_HMAC) of the len bytes at data under key, inside
+ * the token. COFFER_E_INVALID for a missing key or data, COFFER_E_TOKEN if
+ * the token answers with another length; out is zeroed on failure.
+ */
+enum coffer_err coffer_p11_hmac_sha256(struct coffer_p11_session *s, coffer_p11_obj key,
+                                       const void *data, size_t len,
+                                       unsigned char out[COFFER_HMAC_SHA256_LEN]) COFFER_MUST_USE;
+
 #endif

@@ -456,8 +456,9 @@ struct coffer_store_access {
  * and fills the credential, project and time fields of *in (principal and
  * purpose are the caller's): the credential's tier, issue time, expiry and
  * revocation, the org's max TTL for the tier, the rule's purpose patterns,
- * the project's phase and members, and every grant. now_us is the
- * database's clock, the same clock that wrote expiry and phase changes.
+ * the project's phase and members, every grant, and the standing approvals
+ * that are neither revoked nor ended (at most COFFER_APPROVALS_MAX). now_us
+ * is the database's clock, the same clock that wrote expiry and phase changes.
  * A missing org, project or credential gives found == false and COFFER_OK.
  * Arrays are allocated in a.
  */
@@ -530,5 +531,254 @@ enum coffer_err coffer_store_grants_add(struct coffer_store *s, const struct cof
                                         const char *credential,
                                         const struct coffer_policy_grant *grants,
                                         size_t n) COFFER_MUST_USE;
+
+/* ---- Credential metadata (never values) ---------------------------------------- */
+
+/* What the metadata routes show of one credential. Strings live in the caller's arena. */
+struct coffer_store_meta {
+    const char *name;
+    const char *type;
+    const char *tier;
+    uint32_t version; /* the current version */
+    int64_t created_us;
+    int64_t updated_us; /* when the current version was stored */
+    int64_t expires_us; /* the credential's own expiry, or COFFER_AUTHZ_NO_EXPIRY */
+    bool revoked;
+    const char *description; /* the credential's, else its credential rule's; NULL if none */
+    const char *const *keys; /* names of the current version's keys, in stored order */
+    size_t n_keys;
+    bool granted; /* a grant names the agent asked about (false when none was named) */
+};
+
+struct coffer_store_meta_list {
+    bool project_found;              /* the org and the project exist (and are in use) */
+    bool member;                     /* the agent type asked about is a member of the project */
+    const char *phase;               /* the project's current phase, NULL if it has none */
+    struct coffer_store_meta *items; /* sorted by name (bytewise) */
+    size_t n;
+};
+
+/*
+ * One query loads the metadata of every credential of project in org
+ * (name NULL) or of the one named name. org is the principal's org: the
+ * lookup never leaves it. With agent_type given, member says whether the
+ * type is a member of the project, and each item's granted whether a grant
+ * of the credential names that type and either no instance or instance,
+ * whatever its phases. Nothing here reads a value or a blob.
+ * A missing org or project gives project_found false and COFFER_OK; a name
+ * that cannot exist finds nothing. COFFER_E_INTEGRITY for a row that fails
+ * validation (the detail names the column). Allocates in a.
+ */
+enum coffer_err coffer_store_meta_load(struct coffer_store *s, const char *org, const char *project,
+                                       const char *name, const char *agent_type,
+                                       const char *instance, struct coffer_arena *a,
+                                       struct coffer_store_meta_list *out) COFFER_MUST_USE;
+
+/* ---- Credential requests and standing approvals (requests.c) ------------------ */
+
+#define COFFER_REQUEST_PURPOSE_MAX 512   /* bytes of a request's purpose */
+#define COFFER_REQUEST_TEXT_MAX 1024     /* bytes of a description or a denial reason */
+#define COFFER_REQUESTS_PENDING_MAX 1000 /* pending requests per project */
+#define COFFER_APPROVALS_MAX 256         /* approvals in force per credential */
+#define COFFER_DECIDER_MAX 256           /* bytes of decided_by and created_by */
+
+enum coffer_request_state {
+    COFFER_REQUEST_PENDING = 0,
+    COFFER_REQUEST_FULFILLED = 1,
+    COFFER_REQUEST_DENIED = 2,
+};
+
+/* "pending", "fulfilled", "denied"; "unknown" for a value out of range. */
+const char *coffer_request_state_str(enum coffer_request_state s);
+
+/* Whether s is an urgency: "low", "normal" or "high". */
+bool coffer_request_urgency_ok(const char *s);
+
+/* A request as stored. Every pointer lives in the arena the reader was given. */
+struct coffer_store_request {
+    struct coffer_uuid id;
+    struct coffer_uuid org_id;
+    struct coffer_uuid project_id;
+    const char *name;
+    const char *type;
+    const char *tier;
+    const char *purpose;
+    const char *urgency;
+    const char *description;                  /* NULL if none */
+    const struct coffer_policy_grant *grants; /* the suggested grants */
+    size_t n_grants;
+    const char *requester_trust_domain; /* NULL: the agent had no SPIFFE ID (a bearer token) */
+    const char *requester_agent_type;
+    const char *requester_instance;
+    enum coffer_request_state state;
+    int64_t created_us;
+    int64_t decided_us;          /* 0 while pending */
+    const char *decided_by;      /* NULL while pending */
+    const char *reason;          /* a denial's reason, else NULL */
+    uint32_t credential_version; /* a fulfilment's version, else 0 */
+};
+
+/* What an agent files (checked again here: names, tier, urgency, text, grants). */
+struct coffer_store_request_new {
+    const struct coffer_uuid *org_id;
+    const struct coffer_uuid *project_id;
+    const char *name;
+    const char *type;
+    const char *tier;
+    const char *purpose; /* 1..COFFER_REQUEST_PURPOSE_MAX bytes of text */
+    const char *urgency;
+    const char *description; /* NULL or 1..COFFER_REQUEST_TEXT_MAX bytes of text */
+    const struct coffer_policy_grant *grants;
+    size_t n_grants;          /* 0..COFFER_POLICY_GRANTS_MAX */
+    const char *trust_domain; /* NULL or "" for an agent without a SPIFFE ID */
+    const char *agent_type;
+    const char *instance;
+};
+
+/*
+ * Files a pending request, inside the caller's transaction or in its own,
+ * and reads it back into *out (allocated in a). COFFER_E_INVALID for a
+ * field that breaks its rule (the detail names it); COFFER_E_LIMIT when the
+ * project already holds COFFER_REQUESTS_PENDING_MAX pending requests.
+ */
+enum coffer_err coffer_store_request_insert(struct coffer_store *s,
+                                            const struct coffer_store_request_new *in,
+                                            struct coffer_arena *a,
+                                            struct coffer_store_request *out) COFFER_MUST_USE;
+
+/*
+ * The pending requests of a project, oldest first, at most
+ * COFFER_REQUESTS_PENDING_MAX, into *out (an array in a) and *n.
+ */
+enum coffer_err
+coffer_store_request_pending(struct coffer_store *s, const struct coffer_uuid *org_id,
+                             const struct coffer_uuid *project_id, struct coffer_arena *a,
+                             struct coffer_store_request **out, size_t *n) COFFER_MUST_USE;
+
+/*
+ * One request of the project, by id. With lock (inside a transaction only)
+ * the row stays locked until the transaction ends, so that one decision
+ * waits for another. COFFER_E_NOT_FOUND if there is none in (org, project).
+ */
+enum coffer_err coffer_store_request_get(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                         const struct coffer_uuid *project_id,
+                                         const struct coffer_uuid *id, bool lock,
+                                         struct coffer_arena *a,
+                                         struct coffer_store_request *out) COFFER_MUST_USE;
+
+/*
+ * Records the decision of a pending request: state FULFILLED with the
+ * version stored under the request's name (credential_version >= 1, reason
+ * NULL), or DENIED with reason (1..COFFER_REQUEST_TEXT_MAX bytes of text).
+ * decided_by is who decided (1..COFFER_DECIDER_MAX bytes of text). Reads the
+ * row back into *out. COFFER_E_NOT_FOUND if no such request, COFFER_E_STATE
+ * if it is no longer pending.
+ */
+enum coffer_err
+coffer_store_request_decide(struct coffer_store *s, const struct coffer_uuid *org_id,
+                            const struct coffer_uuid *project_id, const struct coffer_uuid *id,
+                            enum coffer_request_state state, const char *decided_by,
+                            const char *reason, uint32_t credential_version, struct coffer_arena *a,
+                            struct coffer_store_request *out) COFFER_MUST_USE;
+
+/* A standing approval as stored. */
+struct coffer_store_approval {
+    struct coffer_uuid id;
+    char agent_type[COFFER_NAME_MAX + 1];
+    char instance[COFFER_NAME_MAX + 1];
+    int64_t from_us;
+    int64_t until_us;
+};
+
+/*
+ * Inside a transaction: gives agent_type/instance a standing approval of
+ * the credential for [from_us, until_us), locking the credential's row so
+ * that the count of approvals in force is exact. The window must be
+ * non-empty and at most COFFER_TTL_HARD_MAX_CRITICAL long (COFFER_E_INVALID;
+ * the caller checks it against its clock first). COFFER_E_NOT_FOUND if the
+ * credential is not in (org, project); COFFER_E_LIMIT when it already has
+ * COFFER_APPROVALS_MAX approvals in force. *out receives the row.
+ */
+enum coffer_err coffer_store_approval_insert(
+    struct coffer_store *s, const struct coffer_uuid *org_id, const struct coffer_uuid *project_id,
+    const struct coffer_uuid *credential_id, const char *agent_type, const char *instance,
+    int64_t from_us, int64_t until_us, const char *created_by,
+    struct coffer_store_approval *out) COFFER_MUST_USE;
+
+/*
+ * Revokes approval id of the credential from now on. COFFER_E_NOT_FOUND if
+ * the credential has no such approval; COFFER_E_STATE if it is already
+ * revoked. *out receives the row as it was.
+ */
+enum coffer_err coffer_store_approval_revoke(struct coffer_store *s,
+                                             const struct coffer_uuid *org_id,
+                                             const struct coffer_uuid *credential_id,
+                                             const struct coffer_uuid *id,
+                                             struct coffer_store_approval *out) COFFER_MUST_USE;
+
+/* ---- Bearer tokens (digests only, never a token) ---------------------------------- */
+
+#define COFFER_STORE_TOKEN_DIGEST_LEN 32            /* HMAC-SHA256 */
+#define COFFER_STORE_TOKEN_TTL_MAX (30 * 24 * 3600) /* seconds: 30 days */
+
+/* A token's row as read back; every field checked. Times in microseconds since the epoch. */
+struct coffer_store_token {
+    struct coffer_uuid id;
+    struct coffer_uuid org_id;
+    char org[COFFER_NAME_MAX + 1];        /* the org's name */
+    bool admin;                           /* the principal is an admin (else an agent) */
+    char agent_type[COFFER_NAME_MAX + 1]; /* agents; "" for admins */
+    char instance[COFFER_NAME_MAX + 1];   /* agents; "" for admins */
+    char admin_name[COFFER_NAME_MAX + 1]; /* admins; "" for agents */
+    int64_t created_us;
+    int64_t expires_us;
+    bool revoked;
+    int64_t revoked_us; /* 0 unless revoked */
+    int64_t now_us;     /* the database's clock when the row was read */
+};
+
+/* What an admin issues: the digest of a new token and whom it stands for. */
+struct coffer_store_token_new {
+    const struct coffer_uuid *org_id;
+    const unsigned char *digest; /* COFFER_STORE_TOKEN_DIGEST_LEN bytes */
+    const char *mac_key;         /* CKA_LABEL of the key that made the digest */
+    bool admin;
+    const char *agent_type;  /* agents */
+    const char *instance;    /* agents */
+    const char *admin_name;  /* admins */
+    const char *description; /* NULL, or 1..1024 bytes of text */
+    const char *created_by;  /* 1..256 bytes of text */
+    int64_t ttl_s;           /* 1..COFFER_STORE_TOKEN_TTL_MAX, counted from the database's now */
+};
+
+/*
+ * Inserts a token row (inside the caller's transaction or in its own) and
+ * reads it back into *out. Every field is checked first (COFFER_E_INVALID
+ * naming it); COFFER_E_EXISTS if the digest is taken; COFFER_E_NOT_FOUND
+ * if org_id names no org.
+ */
+enum coffer_err coffer_store_token_insert(struct coffer_store *s,
+                                          const struct coffer_store_token_new *t,
+                                          struct coffer_store_token *out) COFFER_MUST_USE;
+
+/*
+ * The token whose digest under mac_key is digest, expired and revoked ones
+ * included (the caller decides, with out->now_us). COFFER_E_NOT_FOUND if
+ * none.
+ */
+enum coffer_err coffer_store_token_find(struct coffer_store *s,
+                                        const unsigned char digest[COFFER_STORE_TOKEN_DIGEST_LEN],
+                                        const char *mac_key,
+                                        struct coffer_store_token *out) COFFER_MUST_USE;
+
+/*
+ * Revokes token id of org_id from now on with reason (1..1024 bytes of
+ * text), inside the caller's transaction or in its own, and reads the row
+ * back. COFFER_E_NOT_FOUND if org_id has no such token; COFFER_E_STATE if
+ * it is revoked already (a revocation is final).
+ */
+enum coffer_err coffer_store_token_revoke(struct coffer_store *s, const struct coffer_uuid *org_id,
+                                          const struct coffer_uuid *id, const char *reason,
+                                          struct coffer_store_token *out) COFFER_MUST_USE;
 
 #endif

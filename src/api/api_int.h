@@ -100,6 +100,23 @@ void api_put(struct api_req *r);
 void api_revoke(struct api_req *r);
 void api_phase(struct api_req *r);
 
+/* Credential metadata (routes_meta.c). */
+void api_meta_list(struct api_req *r);
+void api_meta_get(struct api_req *r);
+
+/* Bearer tokens (routes_tokens.c): an admin issues and revokes tokens of its org. */
+void api_token_create(struct api_req *r);
+void api_token_revoke(struct api_req *r);
+
+/* Credential requests and standing approvals (routes_requests.c). */
+void api_request_file(struct api_req *r);
+void api_request_list(struct api_req *r);
+void api_request_get(struct api_req *r);
+void api_request_fulfill(struct api_req *r);
+void api_request_deny(struct api_req *r);
+void api_approval_create(struct api_req *r);
+void api_approval_revoke(struct api_req *r);
+
 /* Records an authentication failure in the audit log (best effort: the request fails anyway). */
 void api_audit_auth_failure(struct api_req *r);
 

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTPS for one worker: TLS contexts, connections, limits, the request id,
- * authentication of the client certificate, and dispatch through the route
- * table of routes.c. Every answer that is not a handler's success is a JSON
- * error of error.c's shape.
+ * authentication (a client certificate, a bearer token or both), and
+ * dispatch through the route table of routes.c. Every answer that is not a
+ * handler's success is a JSON error of error.c's shape.
  *
  * This file must never log a request or response body, a query string or a
  * header value: it logs method, route, status and request id only.
@@ -17,6 +17,8 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
 #include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
@@ -130,9 +132,63 @@ static void peer_of(struct evhttp_request *req, char *out, size_t cap)
     }
 }
 
-/* The principal of the verified client certificate; COFFER_E_INVALID if none. */
-static enum coffer_err authenticate(struct coffer_api *a, struct evhttp_request *req,
-                                    struct coffer_principal *who)
+/* ---- Authentication ------------------------------------------------------------------
+ * A request is authenticated by a verified client certificate, by a bearer
+ * token Coffer issued ("Authorization: Bearer cft_..."), or by both when
+ * they name the same principal. The header's value is a secret: it is
+ * copied into locked memory, wiped in libevent's header list at once, and
+ * never logged or audited; a failure's event says only why, naming a
+ * token by its id.
+ */
+
+#define AUTH_WHY_MAX 160
+
+static void set_why(char why[AUTH_WHY_MAX], const char *text)
+{
+    (void)snprintf(why, AUTH_WHY_MAX, "%s", text);
+}
+
+/* The Authorization headers of the request: how many, and the first. */
+static size_t authorization_headers(struct evhttp_request *req, struct evkeyval **first)
+{
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    size_t n = 0;
+
+    *first = NULL;
+    for (struct evkeyval *kv = headers != NULL ? headers->tqh_first : NULL; kv != NULL;
+         kv = kv->next.tqe_next) {
+        if (evutil_ascii_strcasecmp(kv->key, "Authorization") == 0) {
+            if (n == 0) {
+                *first = kv;
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Wipes every Authorization header value, so that nothing later can read or log one. */
+static void wipe_authorization(struct evhttp_request *req)
+{
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+
+    for (struct evkeyval *kv = headers != NULL ? headers->tqh_first : NULL; kv != NULL;
+         kv = kv->next.tqe_next) {
+        if (evutil_ascii_strcasecmp(kv->key, "Authorization") == 0 && kv->value != NULL) {
+            OPENSSL_cleanse(kv->value, strlen(kv->value));
+        }
+    }
+}
+
+/*
+ * The principal of the client certificate, if the client sent one:
+ * *present says whether it did. A certificate that is sent must be
+ * verified and name a principal of the trust domain, whatever else the
+ * request carries.
+ */
+static enum coffer_err cert_principal(struct coffer_api *a, struct evhttp_request *req,
+                                      bool *present, struct coffer_principal *who,
+                                      char why[AUTH_WHY_MAX])
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
@@ -140,20 +196,157 @@ static enum coffer_err authenticate(struct coffer_api *a, struct evhttp_request 
     X509 *cert;
     enum coffer_err r;
 
+    *present = false;
     if (ssl == NULL) {
+        set_why(why, "not a TLS connection");
         return coffer_err_set(COFFER_E_INVALID, "not a TLS connection");
     }
     cert = SSL_get1_peer_certificate(ssl);
     if (cert == NULL) {
-        return coffer_err_set(COFFER_E_INVALID, "no client certificate");
+        return COFFER_OK;
     }
+    *present = true;
     if (SSL_get_verify_result(ssl) != X509_V_OK) {
         X509_free(cert);
+        set_why(why, "client certificate not verified");
         return coffer_err_set(COFFER_E_INVALID, "client certificate not verified");
     }
     r = coffer_spiffe_from_cert(cert, a->trust_domain, who);
     X509_free(cert);
+    if (r != COFFER_OK) {
+        set_why(why, "client certificate names no principal of the trust domain");
+    }
     return r;
+}
+
+/* The principal of the bearer token in the header value kv (which is wiped before return). */
+static enum coffer_err token_principal(struct coffer_api *a, const char *request,
+                                       struct evkeyval *kv, struct coffer_principal *who,
+                                       char why[AUTH_WHY_MAX])
+{
+    struct coffer_op_token_auth res;
+    struct coffer_secret *token = NULL;
+    struct coffer_secret_view v;
+    const char *start = NULL;
+    char id[COFFER_UUID_STR_LEN];
+    enum coffer_err r;
+
+    if (kv->value == NULL || !coffer_token_from_header(kv->value, strlen(kv->value), &start)) {
+        set_why(why, "malformed Authorization header");
+        return coffer_err_set(COFFER_E_INVALID, "malformed Authorization header");
+    }
+    r = coffer_secret_from(start, COFFER_TOKEN_LEN, &token);
+    OPENSSL_cleanse(kv->value, strlen(kv->value));
+    if (r != COFFER_OK) {
+        set_why(why, "bearer token could not be checked");
+        return r;
+    }
+    v = coffer_secret_view(token);
+    r = coffer_op_token_authenticate(a->ops, (const char *)v.data, v.len, &res);
+    coffer_secret_free(&token);
+    if (r != COFFER_OK) {
+        coffer_warn(LOG_MOD, "request %s: a bearer token could not be checked: %s: %s", request,
+                    coffer_err_str(r), coffer_err_detail());
+        set_why(why, "bearer token could not be checked");
+        return r;
+    }
+    coffer_uuid_format(&res.id, id);
+    switch (res.state) {
+    case COFFER_TOKEN_VALID:
+        *who = res.who;
+        coffer_info(LOG_MOD, "request %s: bearer token %s", request, id);
+        return COFFER_OK;
+    case COFFER_TOKEN_EXPIRED:
+        (void)snprintf(why, AUTH_WHY_MAX, "bearer token %s expired", id);
+        break;
+    case COFFER_TOKEN_REVOKED:
+        (void)snprintf(why, AUTH_WHY_MAX, "bearer token %s revoked", id);
+        break;
+    case COFFER_TOKEN_UNKNOWN:
+    default:
+        set_why(why, "unknown bearer token");
+        break;
+    }
+    return coffer_err_set(COFFER_E_INVALID, "bearer token refused");
+}
+
+static bool same_principal(const struct coffer_principal *x, const struct coffer_principal *y)
+{
+    return x->kind == y->kind && strcmp(x->org, y->org) == 0 &&
+           strcmp(x->agent_type, y->agent_type) == 0 && strcmp(x->instance, y->instance) == 0 &&
+           strcmp(x->admin, y->admin) == 0;
+}
+
+/*
+ * The request's principal. A certificate alone, or a token alone, names
+ * it; with both, they must name the same principal (the certificate's,
+ * which carries the trust domain, is kept). Anything else is
+ * COFFER_E_INVALID (or the error that kept a token from being checked)
+ * with why saying which, for the audit event only.
+ */
+static enum coffer_err authenticate(struct coffer_api *a, struct api_req *r, char why[AUTH_WHY_MAX])
+{
+    struct coffer_principal by_cert;
+    struct coffer_principal by_token;
+    struct evkeyval *header = NULL;
+    bool cert = false;
+    size_t n_headers = authorization_headers(r->req, &header);
+    enum coffer_err e;
+
+    memset(&by_cert, 0, sizeof(by_cert));
+    memset(&by_token, 0, sizeof(by_token));
+    why[0] = '\0';
+    if ((e = cert_principal(a, r->req, &cert, &by_cert, why)) != COFFER_OK) {
+        goto out;
+    }
+    if (n_headers == 0) {
+        if (!cert) {
+            set_why(why, "no client certificate and no bearer token");
+            e = coffer_err_set(COFFER_E_INVALID, "no credentials");
+            goto out;
+        }
+        r->who = by_cert;
+        goto out;
+    }
+    if (n_headers > 1) {
+        set_why(why, "more than one Authorization header");
+        e = coffer_err_set(COFFER_E_INVALID, "more than one Authorization header");
+        goto out;
+    }
+    if ((e = token_principal(a, r->id, header, &by_token, why)) != COFFER_OK) {
+        goto out;
+    }
+    if (cert && !same_principal(&by_cert, &by_token)) {
+        set_why(why, "the client certificate and the bearer token name different principals");
+        e = coffer_err_set(COFFER_E_INVALID, "certificate and token disagree");
+        goto out;
+    }
+    r->who = cert ? by_cert : by_token;
+out:
+    wipe_authorization(r->req);
+    if (e != COFFER_OK) {
+        memset(&r->who, 0, sizeof(r->who));
+    }
+    return e;
+}
+
+/* Records why a request was not authenticated; the request fails whether or not this works. */
+static void audit_auth_failure(struct api_req *r, const char *why)
+{
+    struct coffer_audit_event e;
+    int64_t id = 0;
+
+    memset(&e, 0, sizeof(e));
+    e.action = COFFER_AUDIT_AUTH_FAILURE;
+    e.allowed = false;
+    e.reason = "unauthenticated";
+    e.request_id = r->id;
+    e.client_addr = r->client_addr[0] != '\0' ? r->client_addr : NULL;
+    e.detail = why != NULL && why[0] != '\0' ? why : NULL;
+    if (coffer_store_audit_insert(r->api_ops->st, &e, &id) != COFFER_OK) {
+        coffer_warn(LOG_MOD, "request %s: could not record an authentication failure: %s", r->id,
+                    coffer_err_detail());
+    }
 }
 
 static void request_id(char out[API_REQUEST_ID_LEN + 1])
@@ -304,9 +497,11 @@ static void handle(struct evhttp_request *req, void *arg)
         return;
     }
     if (r.route->role != API_ROLE_NONE) {
-        if (authenticate(a, req, &r.who) != COFFER_OK) {
+        char why[AUTH_WHY_MAX];
+
+        if (authenticate(a, &r, why) != COFFER_OK) {
             coffer_err_clear();
-            api_audit_auth_failure(&r);
+            audit_auth_failure(&r, why);
             api_error(&r, 401, "unauthenticated", "unauthenticated");
             return;
         }

@@ -12,9 +12,12 @@
  * handed to the caller only after the commit of their event, and are wiped
  * on every other path. This file must never put a value into an event, an
  * error detail or a log line, and never echo input that has not been
- * checked.
+ * checked. The checks of a caller, the audit event and put's core are
+ * shared with the other operation files through ops_int.h.
  */
 #include "coffer/ops.h"
+
+#include "api/ops_int.h"
 
 #include "coffer/log.h"
 #include "coffer/text.h"
@@ -26,7 +29,6 @@
 #define US_PER_S INT64_C(1000000)
 #define DETAIL_MAX 1024
 #define REASON_TEXT_MAX 1024
-#define CHANGED_BY_MAX 256
 
 /* ---- Credential types ---------------------------------------------------------- */
 
@@ -66,7 +68,7 @@ bool coffer_op_type_known(const char *type)
 
 /* ---- Principals and names -------------------------------------------------------- */
 
-static bool name_ok(const char *s)
+bool ops_name_ok(const char *s)
 {
     return s != NULL && coffer_policy_name_ok(s, strnlen(s, COFFER_POLICY_NAME_MAX + 1));
 }
@@ -74,7 +76,7 @@ static bool name_ok(const char *s)
 /* The name for an audit event: a name the request gave that is not a name is left out. */
 static const char *name_or_null(const char *s)
 {
-    return name_ok(s) ? s : NULL;
+    return ops_name_ok(s) ? s : NULL;
 }
 
 /* Every field of a principal ends inside its array, so it can be read as a string. */
@@ -87,21 +89,20 @@ static bool principal_terminated(const struct coffer_principal *p)
            strnlen(p->admin, sizeof(p->admin)) < sizeof(p->admin);
 }
 
-static bool is_agent(const struct coffer_principal *who)
+bool ops_is_agent(const struct coffer_principal *who)
 {
-    return who != NULL && who->kind == COFFER_PRINCIPAL_AGENT && name_ok(who->org) &&
-           name_ok(who->agent_type) && name_ok(who->instance);
+    return who != NULL && who->kind == COFFER_PRINCIPAL_AGENT && ops_name_ok(who->org) &&
+           ops_name_ok(who->agent_type) && ops_name_ok(who->instance);
 }
 
-/* An admin whose own org is org: the only one who may change anything in it. */
-static bool is_admin_of(const struct coffer_principal *who, const char *org)
+bool ops_is_admin_of(const struct coffer_principal *who, const char *org)
 {
-    return who != NULL && who->kind == COFFER_PRINCIPAL_ADMIN && name_ok(who->org) &&
-           name_ok(who->admin) && org != NULL && strcmp(who->org, org) == 0;
+    return who != NULL && who->kind == COFFER_PRINCIPAL_ADMIN && ops_name_ok(who->org) &&
+           ops_name_ok(who->admin) && org != NULL && strcmp(who->org, org) == 0;
 }
 
-static enum coffer_err check_call(const struct coffer_ops *o, const struct coffer_op_meta *m,
-                                  const void *args, const char *what)
+enum coffer_err ops_check_call(const struct coffer_ops *o, const struct coffer_op_meta *m,
+                               const void *args, const char *what)
 {
     if (o == NULL || o->st == NULL || o->k == NULL || m == NULL || args == NULL) {
         return coffer_err_set(COFFER_E_INVALID, "%s: missing context, request or arguments", what);
@@ -112,9 +113,9 @@ static enum coffer_err check_call(const struct coffer_ops *o, const struct coffe
     return COFFER_OK;
 }
 
-static void event_init(struct coffer_audit_event *e, const char *action,
-                       const struct coffer_op_meta *m, const char *org, const char *project,
-                       const char *credential)
+void ops_event_init(struct coffer_audit_event *e, const char *action,
+                    const struct coffer_op_meta *m, const char *org, const char *project,
+                    const char *credential)
 {
     memset(e, 0, sizeof(*e));
     e->action = action;
@@ -127,20 +128,18 @@ static void event_init(struct coffer_audit_event *e, const char *action,
 }
 
 /*
- * Refuses an admin operation to a principal that is not an admin of the org
- * the request names. The attempt is audited (in a transaction of its own)
- * and the answer is the one for an org that does not exist, so that nobody
- * learns from it what another org holds.
+ * The answer to a principal that is not an admin of the org the request
+ * names is the one for an org that does not exist, so that nobody learns
+ * from it what another org holds; the attempt itself is audited.
  */
-static enum coffer_err refuse(struct coffer_ops *o, const struct coffer_op_meta *m,
-                              const char *action, const char *org, const char *project,
-                              const char *credential)
+enum coffer_err ops_refuse(struct coffer_ops *o, const struct coffer_op_meta *m, const char *action,
+                           const char *org, const char *project, const char *credential)
 {
     struct coffer_audit_event e;
     int64_t id = 0;
     enum coffer_err r;
 
-    event_init(&e, action, m, org, project, credential);
+    ops_event_init(&e, action, m, org, project, credential);
     e.allowed = false;
     e.reason = coffer_err_str(COFFER_E_NOT_FOUND);
     if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
@@ -238,7 +237,7 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
         a->version = 0;
         deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
     }
-    if ((r = check_call(o, m, a, "access")) != COFFER_OK) {
+    if ((r = ops_check_call(o, m, a, "access")) != COFFER_OK) {
         return r;
     }
     memset(&in, 0, sizeof(in));
@@ -251,7 +250,7 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
     }
     tx = true;
     /* Only agents access values; anyone else is denied without anything being read. */
-    if (is_agent(m->who)) {
+    if (ops_is_agent(m->who)) {
         if ((r = decide_agent(o, m->who, a, arena, &in, &acc, &d)) != COFFER_OK) {
             goto out;
         }
@@ -259,7 +258,7 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
             goto out;
         }
     }
-    event_init(&e, COFFER_AUDIT_ACCESS, m, a->org, a->project, a->name);
+    ops_event_init(&e, COFFER_AUDIT_ACCESS, m, a->org, a->project, a->name);
     e.allowed = d.allow;
     e.reason = coffer_authz_reason_str(d.reason);
     e.purpose_unexpected = d.purpose_unexpected;
@@ -314,39 +313,42 @@ static bool same_grantee(const struct coffer_policy_grant *x, const struct coffe
     return strcmp(x->instance, y->instance) == 0;
 }
 
-static enum coffer_err check_grants(const struct coffer_op_put *p)
+enum coffer_err ops_check_grants(const struct coffer_policy_grant *grants, size_t n,
+                                 const char *what)
 {
-    if (p->n_grants > COFFER_POLICY_GRANTS_MAX || (p->n_grants > 0 && p->grants == NULL)) {
-        return coffer_err_set(COFFER_E_INVALID, "%zu grants; at most %d", p->n_grants,
+    if (n > COFFER_POLICY_GRANTS_MAX || (n > 0 && grants == NULL)) {
+        return coffer_err_set(COFFER_E_INVALID, "%zu %ss; at most %d", n, what,
                               COFFER_POLICY_GRANTS_MAX);
     }
-    for (size_t i = 0; i < p->n_grants; i++) {
-        const struct coffer_policy_grant *g = &p->grants[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct coffer_policy_grant *g = &grants[i];
 
-        if (!name_ok(g->agent_type)) {
-            return coffer_err_set(COFFER_E_INVALID, "grant %zu: the agent type is not a name", i);
+        if (!ops_name_ok(g->agent_type)) {
+            return coffer_err_set(COFFER_E_INVALID, "%s %zu: the agent type is not a name", what,
+                                  i);
         }
-        if (g->instance != NULL && !name_ok(g->instance)) {
-            return coffer_err_set(COFFER_E_INVALID, "grant %zu: the instance is not a name", i);
+        if (g->instance != NULL && !ops_name_ok(g->instance)) {
+            return coffer_err_set(COFFER_E_INVALID, "%s %zu: the instance is not a name", what, i);
         }
         if (g->n_phases > COFFER_POLICY_PHASES_MAX || (g->n_phases > 0 && g->phases == NULL)) {
-            return coffer_err_set(COFFER_E_INVALID, "grant %zu: %zu phases; at most %d", i,
+            return coffer_err_set(COFFER_E_INVALID, "%s %zu: %zu phases; at most %d", what, i,
                                   g->n_phases, COFFER_POLICY_PHASES_MAX);
         }
         for (size_t j = 0; j < g->n_phases; j++) {
-            if (!name_ok(g->phases[j])) {
-                return coffer_err_set(COFFER_E_INVALID, "grant %zu: phase %zu is not a name", i, j);
+            if (!ops_name_ok(g->phases[j])) {
+                return coffer_err_set(COFFER_E_INVALID, "%s %zu: phase %zu is not a name", what, i,
+                                      j);
             }
             if (listed((const char *const *)g->phases, j, g->phases[j])) {
-                return coffer_err_set(COFFER_E_INVALID, "grant %zu: phase %s is listed twice", i,
+                return coffer_err_set(COFFER_E_INVALID, "%s %zu: phase %s is listed twice", what, i,
                                       g->phases[j]);
             }
         }
         for (size_t k = 0; k < i; k++) {
-            if (same_grantee(&p->grants[k], g)) {
+            if (same_grantee(&grants[k], g)) {
                 return coffer_err_set(COFFER_E_INVALID,
-                                      "grants %zu and %zu name the same agent type and instance", k,
-                                      i);
+                                      "%ss %zu and %zu name the same agent type and instance", what,
+                                      k, i);
             }
         }
     }
@@ -378,7 +380,7 @@ static enum coffer_err check_put(const struct coffer_op_put *p, enum coffer_tier
     const struct cred_type *t = find_type(p->type);
     enum coffer_err r;
 
-    if (!name_ok(p->project) || !name_ok(p->name)) {
+    if (!ops_name_ok(p->project) || !ops_name_ok(p->name)) {
         return coffer_err_set(COFFER_E_INVALID,
                               "project and credential names must match ^[a-z0-9][a-z0-9_-]{0,62}$");
     }
@@ -413,14 +415,14 @@ static enum coffer_err check_put(const struct coffer_op_put *p, enum coffer_tier
                               "characters",
                               COFFER_POLICY_DESC_MAX);
     }
-    if (p->expire_on_phase_end != NULL && !name_ok(p->expire_on_phase_end)) {
+    if (p->expire_on_phase_end != NULL && !ops_name_ok(p->expire_on_phase_end)) {
         return coffer_err_set(COFFER_E_INVALID, "expire_on_phase_end is not a name");
     }
-    return check_grants(p);
+    return ops_check_grants(p->grants, p->n_grants, "grant");
 }
 
-static const struct coffer_policy_project *find_project(const struct coffer_policy_org *pol,
-                                                        const char *name)
+const struct coffer_policy_project *ops_find_project(const struct coffer_policy_org *pol,
+                                                     const char *name)
 {
     for (size_t i = 0; i < pol->n_projects; i++) {
         if (strcmp(pol->projects[i].name, name) == 0) {
@@ -431,13 +433,40 @@ static const struct coffer_policy_project *find_project(const struct coffer_poli
 }
 
 /* Phases and members come from the policy in force; a project it does not declare has none. */
-static enum coffer_err check_against_policy(const struct coffer_op_put *p,
-                                            const struct coffer_policy_project *pp)
+enum coffer_err ops_grants_in_policy(const struct coffer_policy_grant *grants, size_t n,
+                                     const char *what, const char *project,
+                                     const struct coffer_policy_project *pp)
 {
     const char *const *phases = pp != NULL ? (const char *const *)pp->phases : NULL;
     const char *const *members = pp != NULL ? (const char *const *)pp->members : NULL;
     size_t n_phases = pp != NULL ? pp->n_phases : 0;
     size_t n_members = pp != NULL ? pp->n_members : 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct coffer_policy_grant *g = &grants[i];
+
+        if (!listed(members, n_members, g->agent_type)) {
+            return coffer_err_set(COFFER_E_INVALID,
+                                  "%s %zu: agent type %s is not a member of project %s in the "
+                                  "policy in force",
+                                  what, i, g->agent_type, project);
+        }
+        for (size_t j = 0; j < g->n_phases; j++) {
+            if (!listed(phases, n_phases, g->phases[j])) {
+                return coffer_err_set(COFFER_E_INVALID,
+                                      "%s %zu: project %s has no phase %s in the policy in force",
+                                      what, i, project, g->phases[j]);
+            }
+        }
+    }
+    return COFFER_OK;
+}
+
+static enum coffer_err check_against_policy(const struct coffer_op_put *p,
+                                            const struct coffer_policy_project *pp)
+{
+    const char *const *phases = pp != NULL ? (const char *const *)pp->phases : NULL;
+    size_t n_phases = pp != NULL ? pp->n_phases : 0;
 
     if (p->expire_on_phase_end != NULL && !listed(phases, n_phases, p->expire_on_phase_end)) {
         return coffer_err_set(COFFER_E_INVALID,
@@ -445,25 +474,7 @@ static enum coffer_err check_against_policy(const struct coffer_op_put *p,
                               "force",
                               p->project, p->expire_on_phase_end);
     }
-    for (size_t i = 0; i < p->n_grants; i++) {
-        const struct coffer_policy_grant *g = &p->grants[i];
-
-        if (!listed(members, n_members, g->agent_type)) {
-            return coffer_err_set(COFFER_E_INVALID,
-                                  "grant %zu: agent type %s is not a member of project %s in the "
-                                  "policy in force",
-                                  i, g->agent_type, p->project);
-        }
-        for (size_t j = 0; j < g->n_phases; j++) {
-            if (!listed(phases, n_phases, g->phases[j])) {
-                return coffer_err_set(COFFER_E_INVALID,
-                                      "grant %zu: project %s has no phase %s in the policy in "
-                                      "force",
-                                      i, p->project, g->phases[j]);
-            }
-        }
-    }
-    return COFFER_OK;
+    return ops_grants_in_policy(p->grants, p->n_grants, "grant", p->project, pp);
 }
 
 /* The longest lifetime of a tier: the org's max_ttl, never beyond the hard maximum. */
@@ -576,7 +587,7 @@ static enum coffer_err put_write(struct coffer_ops *o, const struct coffer_op_me
     if ((r = coffer_store_org_by_name(o->st, m->who->org, &c->org)) != COFFER_OK ||
         (r = coffer_store_project_by_name(o->st, &c->org.id, p->project, &c->proj)) != COFFER_OK ||
         (r = coffer_store_policy_load(o->st, &c->org, arena, &c->pol)) != COFFER_OK ||
-        (r = check_against_policy(p, find_project(&c->pol, p->project))) != COFFER_OK) {
+        (r = check_against_policy(p, ops_find_project(&c->pol, p->project))) != COFFER_OK) {
         return r;
     }
     w.org_id = &c->org.id;
@@ -616,7 +627,7 @@ static enum coffer_err put_write(struct coffer_ops *o, const struct coffer_op_me
     return coffer_store_grants_add(o->st, &c->org.id, &c->proj.id, p->name, p->grants, p->n_grants);
 }
 
-enum coffer_err coffer_op_put(struct coffer_ops *o, const struct coffer_op_meta *m,
+enum coffer_err ops_put_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
                               struct coffer_op_put *p)
 {
     struct coffer_arena *arena = NULL;
@@ -624,33 +635,21 @@ enum coffer_err coffer_op_put(struct coffer_ops *o, const struct coffer_op_meta 
     struct coffer_audit_event e;
     char detail[DETAIL_MAX];
     int64_t id = 0;
-    bool tx = false;
     enum coffer_err r;
 
-    if (p != NULL) {
-        p->version = 0;
-        p->expires_us = 0;
-    }
-    if ((r = check_call(o, m, p, "put")) != COFFER_OK) {
-        return r;
-    }
-    if (!is_admin_of(m->who, p->org)) {
-        return refuse(o, m, COFFER_AUDIT_CREATE, p->org, p->project, p->name);
+    if (!coffer_store_in_tx(o->st)) {
+        return coffer_err_set(COFFER_E_STATE, "put: must run inside a transaction");
     }
     memset(&c, 0, sizeof(c));
-    if ((r = check_put(p, &c.tier)) != COFFER_OK) {
+    if ((r = check_put(p, &c.tier)) != COFFER_OK ||
+        (r = coffer_arena_new(0, &arena)) != COFFER_OK) {
         return r;
     }
-    if ((r = coffer_arena_new(0, &arena)) != COFFER_OK ||
-        (r = coffer_store_begin(o->st)) != COFFER_OK) {
-        goto out;
-    }
-    tx = true;
     if ((r = put_write(o, m, p, arena, &c)) != COFFER_OK) {
         goto out;
     }
     put_detail(p, c.in.issued_us, c.expires_us, detail, sizeof(detail));
-    event_init(&e, COFFER_AUDIT_CREATE, m, p->org, p->project, p->name);
+    ops_event_init(&e, COFFER_AUDIT_CREATE, m, p->org, p->project, p->name);
     e.allowed = true;
     e.reason = coffer_err_str(COFFER_OK);
     e.version = c.version;
@@ -659,17 +658,48 @@ enum coffer_err coffer_op_put(struct coffer_ops *o, const struct coffer_op_meta 
     if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
         goto out;
     }
-    tx = false;
-    if ((r = coffer_store_commit(o->st)) != COFFER_OK) {
-        goto out;
-    }
     p->version = c.version;
     p->expires_us = c.expires_us;
+out:
+    coffer_arena_free(&arena);
+    return r;
+}
+
+enum coffer_err coffer_op_put(struct coffer_ops *o, const struct coffer_op_meta *m,
+                              struct coffer_op_put *p)
+{
+    enum coffer_tier tier;
+    bool tx = false;
+    enum coffer_err r;
+
+    if (p != NULL) {
+        p->version = 0;
+        p->expires_us = 0;
+    }
+    if ((r = ops_check_call(o, m, p, "put")) != COFFER_OK) {
+        return r;
+    }
+    if (!ops_is_admin_of(m->who, p->org)) {
+        return ops_refuse(o, m, COFFER_AUDIT_CREATE, p->org, p->project, p->name);
+    }
+    /* A request that breaks a rule of its own is refused before the database is asked. */
+    if ((r = check_put(p, &tier)) != COFFER_OK || (r = coffer_store_begin(o->st)) != COFFER_OK) {
+        return r;
+    }
+    tx = true;
+    if ((r = ops_put_in_tx(o, m, p)) != COFFER_OK) {
+        goto out;
+    }
+    tx = false;
+    r = coffer_store_commit(o->st);
 out:
     if (tx) {
         coffer_store_rollback(o->st);
     }
-    coffer_arena_free(&arena);
+    if (r != COFFER_OK) {
+        p->version = 0;
+        p->expires_us = 0;
+    }
     return r;
 }
 
@@ -686,13 +716,13 @@ enum coffer_err coffer_op_revoke(struct coffer_ops *o, const struct coffer_op_me
     bool tx = false;
     enum coffer_err r;
 
-    if ((r = check_call(o, m, rv, "revoke")) != COFFER_OK) {
+    if ((r = ops_check_call(o, m, rv, "revoke")) != COFFER_OK) {
         return r;
     }
-    if (!is_admin_of(m->who, rv->org)) {
-        return refuse(o, m, COFFER_AUDIT_REVOKE, rv->org, rv->project, rv->name);
+    if (!ops_is_admin_of(m->who, rv->org)) {
+        return ops_refuse(o, m, COFFER_AUDIT_REVOKE, rv->org, rv->project, rv->name);
     }
-    if (!name_ok(rv->project) || !name_ok(rv->name)) {
+    if (!ops_name_ok(rv->project) || !ops_name_ok(rv->name)) {
         return coffer_err_set(COFFER_E_INVALID,
                               "project and credential names must match ^[a-z0-9][a-z0-9_-]{0,62}$");
     }
@@ -723,7 +753,7 @@ enum coffer_err coffer_op_revoke(struct coffer_ops *o, const struct coffer_op_me
         r = coffer_err_wrap(r, "%s/%s/%s", rv->org, rv->project, rv->name);
         goto out;
     }
-    event_init(&e, COFFER_AUDIT_REVOKE, m, rv->org, rv->project, rv->name);
+    ops_event_init(&e, COFFER_AUDIT_REVOKE, m, rv->org, rv->project, rv->name);
     e.allowed = true;
     e.reason = coffer_err_str(COFFER_OK);
     e.version = acc.current_version;
@@ -744,14 +774,18 @@ out:
 
 /* ---- phase -------------------------------------------------------------------------- */
 
-/* Who moved the project, for coffer.phase_changes: the admin's SPIFFE ID when it fits. */
-static void changed_by(const struct coffer_principal *who, char out[CHANGED_BY_MAX + 1])
+void ops_principal_text(const struct coffer_principal *who, char out[OPS_PRINCIPAL_TEXT_MAX])
 {
-    int n = snprintf(out, CHANGED_BY_MAX + 1, "spiffe://%s/org/%s/admin/%s", who->trust_domain,
-                     who->org, who->admin);
-
-    if (n < 0 || n > CHANGED_BY_MAX) {
-        (void)snprintf(out, CHANGED_BY_MAX + 1, "admin %s of org %s", who->admin, who->org);
+    /* coffer_spiffe_format refuses what does not fit; the plain words below serve then. */
+    if (who->trust_domain[0] != '\0' &&
+        coffer_spiffe_format(who, out, OPS_PRINCIPAL_TEXT_MAX) == COFFER_OK) {
+        return;
+    }
+    if (who->kind == COFFER_PRINCIPAL_AGENT) {
+        (void)snprintf(out, OPS_PRINCIPAL_TEXT_MAX, "agent %s/%s of org %s", who->agent_type,
+                       who->instance, who->org);
+    } else {
+        (void)snprintf(out, OPS_PRINCIPAL_TEXT_MAX, "admin %s of org %s", who->admin, who->org);
     }
 }
 
@@ -791,7 +825,7 @@ enum coffer_err coffer_op_phase(struct coffer_ops *o, const struct coffer_op_met
                                 struct coffer_arena *a, struct coffer_store_phase_result *out)
 {
     struct coffer_audit_event e;
-    char by[CHANGED_BY_MAX + 1];
+    char by[OPS_PRINCIPAL_TEXT_MAX];
     char detail[DETAIL_MAX];
     int64_t id = 0;
     bool tx = false;
@@ -800,16 +834,16 @@ enum coffer_err coffer_op_phase(struct coffer_ops *o, const struct coffer_op_met
     if (out != NULL) {
         memset(out, 0, sizeof(*out));
     }
-    if ((r = check_call(o, m, out, "phase")) != COFFER_OK) {
+    if ((r = ops_check_call(o, m, out, "phase")) != COFFER_OK) {
         return r;
     }
     if (a == NULL) {
         return coffer_err_set(COFFER_E_INVALID, "phase: no arena");
     }
-    if (!is_admin_of(m->who, org)) {
-        return refuse(o, m, COFFER_AUDIT_PHASE, org, project, NULL);
+    if (!ops_is_admin_of(m->who, org)) {
+        return ops_refuse(o, m, COFFER_AUDIT_PHASE, org, project, NULL);
     }
-    changed_by(m->who, by);
+    ops_principal_text(m->who, by);
     if ((r = coffer_store_begin(o->st)) != COFFER_OK) {
         return r;
     }
@@ -818,7 +852,7 @@ enum coffer_err coffer_op_phase(struct coffer_ops *o, const struct coffer_op_met
         goto out;
     }
     phase_detail(out, detail, sizeof(detail));
-    event_init(&e, COFFER_AUDIT_PHASE, m, org, project, NULL);
+    ops_event_init(&e, COFFER_AUDIT_PHASE, m, org, project, NULL);
     e.allowed = true;
     e.reason = coffer_err_str(COFFER_OK);
     e.phase = out->from[0] != '\0' ? out->from : NULL;

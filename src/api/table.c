@@ -22,6 +22,23 @@ static const struct api_route routes[] = {
     {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, api_put},
     {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, api_revoke},
     {EVHTTP_REQ_PUT, "/v1/orgs/{}/projects/{}/phase", API_ROLE_ADMIN, BODY_SMALL, api_phase},
+    /* Credential metadata (routes_meta.c): what a credential is, never what it holds. */
+    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/credentials", API_ROLE_ANY, 0, api_meta_list},
+    {EVHTTP_REQ_GET, CRED, API_ROLE_ANY, 0, api_meta_get},
+    /* Bearer tokens (routes_tokens.c): shown once when issued, revoked at once. */
+    {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens", API_ROLE_ADMIN, BODY_SMALL, api_token_create},
+    {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens/{}/revoke", API_ROLE_ADMIN, BODY_SMALL, api_token_revoke},
+    /* Credential requests and standing approvals (routes_requests.c): agents ask, admins answer. */
+    {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests", API_ROLE_AGENT, BODY_CREDENTIAL,
+     api_request_file},
+    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/requests", API_ROLE_ADMIN, 0, api_request_list},
+    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/requests/{}", API_ROLE_ANY, 0, api_request_get},
+    {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests/{}/fulfill", API_ROLE_ADMIN,
+     BODY_CREDENTIAL, api_request_fulfill},
+    {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests/{}/deny", API_ROLE_ADMIN, BODY_SMALL,
+     api_request_deny},
+    {EVHTTP_REQ_POST, CRED "/approvals", API_ROLE_ADMIN, BODY_SMALL, api_approval_create},
+    {EVHTTP_REQ_POST, CRED "/approvals/{}/revoke", API_ROLE_ADMIN, BODY_SMALL, api_approval_revoke},
 };
 
 /* Whether a path segment is acceptable: 1..63 bytes of [A-Za-z0-9_.-]. */

@@ -5,6 +5,7 @@
  * the PIN is read from its configured source by p11.
  */
 #include "cli/cli.h"
+#include "cli/client.h"
 
 #include "coffer/log.h"
 #include "coffer/secret.h"
@@ -17,6 +18,27 @@
 static const char usage[] =
     "usage: coffer <command> [arguments]\n"
     "\n"
+    "Through the API (cofferd), as the client certificate or bearer token given:\n"
+    "  put ORG/PROJECT/NAME --type T --tier TIER (--key NAME... | --from-file NAME=PATH... |\n"
+    "      --stdin) [--ttl D | --expires-at T] [--description S] [--grant G]...\n"
+    "      [--expire-on-phase-end PHASE]  store a credential or a new version; values are\n"
+    "                                  read from the terminal, files or stdin, never argv\n"
+    "  get ORG/PROJECT/NAME            a credential's metadata (never its values)\n"
+    "  list ORG/PROJECT                the credentials you may see\n"
+    "  access ORG/PROJECT/NAME --purpose TEXT [--key NAME]\n"
+    "                                  print the values (one raw with --key)\n"
+    "  revoke ORG/PROJECT/NAME --reason TEXT\n"
+    "  phase ORG/PROJECT PHASE         move a project to another phase\n"
+    "  request create|list|show|fulfil|deny ...   the credential request flow\n"
+    "  approve ORG/PROJECT/NAME --agent TYPE/INSTANCE --until T [--from T]\n"
+    "  token create ORG --principal agent/T/I|admin/N [--ttl D] | token revoke ORG ID\n"
+    "      --reason TEXT                bearer tokens\n"
+    "  Each takes --addr URL, --cacert FILE, --cert FILE --client-key FILE or --token T\n"
+    "  (else COFFER_ADDR, COFFER_CACERT, COFFER_CLIENT_CERT and COFFER_CLIENT_KEY, or\n"
+    "  COFFER_TOKEN) and --json. Exit 0 done, 1 refused, 2 usage or trouble.\n"
+    "  See docs/admin.md.\n"
+    "\n"
+    "On the host that reaches the token and the database:\n"
     "  demo [DIR]                      provision the embedded default in DIR and show the\n"
     "                                  envelope, lazy rotation and tamper detection\n"
     "  org create NAME                 create an org and its first org key\n"
@@ -24,7 +46,7 @@ static const char usage[] =
     "  policy validate FILE...         check policy files (docs/policy.md); exit 1 on problems\n"
     "  policy apply FILE...            make the files the policy in force, printing changes\n"
     "  policy show ORG                 print the policy in force as YAML\n"
-    "  project phase ORG/PROJECT PHASE move a project to another phase\n"
+    "  project phase ORG/PROJECT PHASE move a project to another phase, in the database directly\n"
     "  keys status [ORG]               key versions, KCVs, states and rotation progress\n"
     "  keys rotate-org ORG             make a new org key version current\n"
     "  keys rotate-mk                  make a new master key version current\n"
@@ -39,6 +61,10 @@ static const char usage[] =
     "The token and database come from COFFER_PKCS11_MODULE, COFFER_TOKEN_URI,\n"
     "COFFER_PIN_SOURCE and COFFER_DATABASE; `source DIR/env.sh` sets them for the\n"
     "embedded default. See docs/operators.md.\n";
+
+/* The commands that are clients of the API (api_cmd.c). */
+static const char *const api_commands[] = {"put",   "get",     "list",    "access", "revoke",
+                                           "phase", "request", "approve", "token"};
 
 int cli_fail(const char *what, enum coffer_err r)
 {
@@ -150,6 +176,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "db") == 0) {
         return cli_db(argc - 1, argv + 1);
+    }
+    for (size_t i = 0; i < sizeof(api_commands) / sizeof(api_commands[0]); i++) {
+        if (strcmp(argv[1], api_commands[i]) == 0) {
+            return cli_api(argc - 1, argv + 1);
+        }
     }
     fprintf(stderr, "coffer: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;

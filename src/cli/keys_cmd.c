@@ -151,6 +151,28 @@ static int rotate_mk(struct cli_ctx *c)
     return 0;
 }
 
+/*
+ * Creates the token MAC key, which digests bearer tokens. Until key
+ * ceremonies exist, an operator runs this once per token before issuing
+ * tokens; it refuses when the key exists already.
+ */
+static int create_token_mac(struct cli_ctx *c)
+{
+    struct coffer_keys_created created;
+    enum coffer_err r;
+
+    if ((r = coffer_keys_token_mac_create(c->k, &created)) != COFFER_OK) {
+        return cli_fail("creating the token MAC key", r);
+    }
+    printf("token MAC key %s created (HMAC-SHA256, %lu bytes)\n", created.label,
+           created.attrs.value_len);
+    printf("token attributes read back: CKA_SENSITIVE=%s CKA_EXTRACTABLE=%s "
+           "CKA_NEVER_EXTRACTABLE=%s\n",
+           created.attrs.sensitive ? "TRUE" : "FALSE", created.attrs.extractable ? "TRUE" : "FALSE",
+           created.attrs.never_extractable ? "TRUE" : "FALSE");
+    return 0;
+}
+
 static int sweep(struct cli_ctx *c, int argc, char **argv)
 {
     struct coffer_keys_sweep sw;
@@ -215,7 +237,7 @@ int cli_keys(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: coffer keys status|rotate-org|rotate-mk|sweep|retire-org|"
-                        "retire-mk ...\n");
+                        "retire-mk|create-token-mac ...\n");
         return 2;
     }
     if ((r = cli_open(&c)) != COFFER_OK) {
@@ -233,6 +255,8 @@ int cli_keys(int argc, char **argv)
         rc = retire(&c, false, argv[2], argv[3]);
     } else if (strcmp(argv[1], "retire-mk") == 0 && argc == 3) {
         rc = retire(&c, true, NULL, argv[2]);
+    } else if (strcmp(argv[1], "create-token-mac") == 0 && argc == 2) {
+        rc = create_token_mac(&c);
     } else {
         fprintf(stderr, "coffer keys: unknown subcommand or wrong arguments (see coffer help)\n");
     }

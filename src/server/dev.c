@@ -771,6 +771,17 @@ static enum coffer_err provision_keys(const struct coffer_dev_env *env)
     } else {
         goto out;
     }
+    /* The key that digests bearer tokens: made once, kept in the token like the MK. */
+    r = coffer_keys_token_mac_create(keys, &created);
+    if (r == COFFER_E_EXISTS) {
+        coffer_err_clear();
+        coffer_info(LOG_MOD, "token MAC key %s exists; reusing it", COFFER_TOKEN_MAC_LABEL);
+    } else if (r == COFFER_OK) {
+        coffer_info(LOG_MOD, "created token MAC key %s", created.label);
+    } else {
+        r = coffer_err_wrap(r, "creating the token MAC key");
+        goto out;
+    }
     r = coffer_store_org_by_name(st, COFFER_DEV_ORG, &org);
     if (r == COFFER_E_NOT_FOUND) {
         coffer_err_clear();

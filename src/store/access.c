@@ -6,8 +6,8 @@
  *
  * The lookup is always by the principal's org name: a credential of another
  * org is indistinguishable from one that does not exist. Nothing read here is
- * cached; every access loads grants, phase, expiry and revocation afresh,
- * with the database's own clock as "now".
+ * cached; every access loads grants, standing approvals, phase, expiry and
+ * revocation afresh, with the database's own clock as "now".
  */
 #include "coffer/store.h"
 
@@ -30,7 +30,8 @@ static const struct store_stmt access_load = {
            "ARRAY(SELECT m.agent_type FROM coffer.project_members m "
            "WHERE m.project_id = p.id ORDER BY m.agent_type COLLATE \"C\"), "
            "g.types, g.instances, g.phases, "
-           "(extract(epoch FROM statement_timestamp()) * 1000000)::int8 "
+           "(extract(epoch FROM statement_timestamp()) * 1000000)::int8, "
+           "ap.types, ap.instances, ap.froms, ap.untils "
            "FROM coffer.orgs o "
            "JOIN coffer.projects p ON p.org_id = o.id AND p.name = $2 AND p.removed_at IS NULL "
            "LEFT JOIN coffer.credentials c "
@@ -41,11 +42,23 @@ static const struct store_stmt access_load = {
            "array_agg(x.instance ORDER BY x.id) AS instances, "
            "array_agg(array_to_string(x.phases, ',') ORDER BY x.id) AS phases "
            "FROM coffer.grants x WHERE x.project_id = p.id AND x.credential_name = $3) g "
+           /* Standing approvals neither revoked nor ended: the 256 that end last. */
+           "CROSS JOIN LATERAL (SELECT array_agg(v.agent_type ORDER BY v.id) AS types, "
+           "array_agg(v.instance ORDER BY v.id) AS instances, "
+           "array_agg(v.from_us ORDER BY v.id) AS froms, "
+           "array_agg(v.until_us ORDER BY v.id) AS untils "
+           "FROM (SELECT y.id, y.agent_type, y.instance, "
+           "(extract(epoch FROM y.from_at) * 1000000)::int8 AS from_us, "
+           "(extract(epoch FROM y.until_at) * 1000000)::int8 AS until_us "
+           "FROM coffer.approvals y WHERE y.credential_id = c.id AND y.org_id = o.id "
+           "AND y.revoked_at IS NULL AND y.until_at > statement_timestamp() "
+           "ORDER BY y.until_at DESC, y.id LIMIT 256) v) ap "
            "WHERE o.name = $1",
     .nparams = 3,
     .types = {STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
-    .ncols = 17,
+    .ncols = 21,
 };
+_Static_assert(COFFER_APPROVALS_MAX == 256, "the LIMIT of access_load's approvals");
 
 static const struct store_stmt lifetime_set = {
     .name = "coffer_cred_lifetime_set",
@@ -268,7 +281,8 @@ static enum coffer_err read_access(const PGresult *res, const char *org, struct 
         (r = store_col_strings(res, 0, 12, "coffer.project_members.agent_type", a, SIZE_MAX,
                                COFFER_NAME_MAX, STORE_TEXT_NAME, false, &members,
                                &in->n_members)) != COFFER_OK ||
-        (r = read_grants(res, a, in)) != COFFER_OK) {
+        (r = read_grants(res, a, in)) != COFFER_OK ||
+        (r = store_read_approvals(res, 0, 17, a, in)) != COFFER_OK) {
         return r;
     }
     in->purposes = purposes;

@@ -56,8 +56,11 @@ bool coffer_store_in_tx(const struct coffer_store *s)
 static bool action_ok(const char *a)
 {
     static const char *const actions[] = {
-        COFFER_AUDIT_ACCESS, COFFER_AUDIT_CREATE,   COFFER_AUDIT_REVOKE,
-        COFFER_AUDIT_PHASE,  COFFER_AUDIT_METADATA, COFFER_AUDIT_AUTH_FAILURE,
+        COFFER_AUDIT_ACCESS,          COFFER_AUDIT_CREATE,       COFFER_AUDIT_REVOKE,
+        COFFER_AUDIT_PHASE,           COFFER_AUDIT_METADATA,     COFFER_AUDIT_AUTH_FAILURE,
+        COFFER_AUDIT_TOKEN_CREATE,    COFFER_AUDIT_TOKEN_REVOKE, COFFER_AUDIT_REQUEST,
+        COFFER_AUDIT_FULFILL,         COFFER_AUDIT_DENY,         COFFER_AUDIT_APPROVE,
+        COFFER_AUDIT_APPROVAL_REVOKE,
     };
 
     if (a == NULL) {
@@ -154,7 +157,9 @@ static bool opt_text_ok(const char *s, size_t max)
 static enum coffer_err check_principal(const struct coffer_principal *who,
                                        const char *fields[PRINCIPAL_FIELDS])
 {
-    if (!trust_domain_ok(who->trust_domain, sizeof(who->trust_domain))) {
+    /* A principal authenticated by a bearer token has no SPIFFE ID: its trust domain is "". */
+    if (who->trust_domain[0] != '\0' &&
+        !trust_domain_ok(who->trust_domain, sizeof(who->trust_domain))) {
         return coffer_err_set(
             COFFER_E_INVALID,
             "audit event: the principal's trust domain is not ^[a-z0-9._-]{1,255}$");
@@ -162,7 +167,7 @@ static enum coffer_err check_principal(const struct coffer_principal *who,
     if (!field_name_ok(who->org, sizeof(who->org))) {
         return coffer_err_set(COFFER_E_INVALID, "audit event: the principal's org is not a name");
     }
-    fields[1] = who->trust_domain;
+    fields[1] = who->trust_domain[0] != '\0' ? who->trust_domain : NULL;
     fields[2] = who->org;
     switch (who->kind) {
     case COFFER_PRINCIPAL_AGENT:

@@ -67,6 +67,9 @@ extern const struct store_stmt *const store_stmts_policy[];
 extern const struct store_stmt *const store_stmts_phase[];
 extern const struct store_stmt *const store_stmts_access[];
 extern const struct store_stmt *const store_stmts_audit[];
+extern const struct store_stmt *const store_stmts_meta[];
+extern const struct store_stmt *const store_stmts_tokens[];
+extern const struct store_stmt *const store_stmts_requests[];
 
 /* Bound parameters of one execution. Binary ints are stored inside the struct. */
 struct store_params {
@@ -278,5 +281,13 @@ void store_quiet_notices(PGconn *conn);
  * that never includes a password.
  */
 enum coffer_err store_connect(const char *conninfo, PGconn **out) COFFER_MUST_USE;
+
+/*
+ * The approvals in force of an access load (requests.c): four aligned
+ * arrays at columns col..col+3 of row (agent types, instances, from and
+ * until in microseconds), each window checked, into in->approvals (in a).
+ */
+enum coffer_err store_read_approvals(const PGresult *res, int row, int col, struct coffer_arena *a,
+                                     struct coffer_authz_input *in) COFFER_MUST_USE;
 
 #endif

@@ -14,11 +14,14 @@
 #include "coffer/dev.h"
 #include "server/proc.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -58,10 +61,13 @@ static pid_t postmaster(void)
     return (pid_t)atol(text);
 }
 
+/* 127.0.0.1 and a port that was free when the test started. */
+static char listen_addr[32];
+
 /* Starts cofferd --dev DIR, waits until it serves, stops it with sig; returns its output. */
 static void serve_once(int sig, char *out, size_t cap)
 {
-    const char *argv[] = {COFFERD_BIN, "--dev", dir, NULL};
+    const char *argv[] = {COFFERD_BIN, "--dev", dir, "--listen", listen_addr, NULL};
     const char *envp[] = {"PATH=/usr/bin:/bin", "COFFER_LOG=warn", NULL};
     char log[PATH_MAX + 16];
     struct coffer_proc_spec spec;
@@ -185,6 +191,22 @@ int main(void)
         return 1;
     }
     snprintf(dir, sizeof(dir), "%s/dev", base);
+    {
+        struct sockaddr_in a;
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+            getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+            perror("cofferd_dev_test: finding a free port");
+            return 1;
+        }
+        close(fd);
+        snprintf(listen_addr, sizeof(listen_addr), "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+    }
     failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (coffer_dev_remove_tree(base) != COFFER_OK) {
         fprintf(stderr, "cofferd_dev_test: removing %s failed\n", base);

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to the operations of src/api/ (ops.c and the operation files
+ * beside it): the checks every operation makes of its caller, the audit
+ * event every operation writes, and the core of put, which another
+ * operation may run inside its own transaction.
+ */
+#ifndef COFFER_API_OPS_INT_H
+#define COFFER_API_OPS_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "coffer/audit.h"
+#include "coffer/err.h"
+#include "coffer/ops.h"
+#include "coffer/policy.h"
+#include "coffer/spiffe.h"
+
+/* Room for a principal's description (ops_principal_text), with its terminator. */
+#define OPS_PRINCIPAL_TEXT_MAX 256
+
+/* Whether s is a name: ^[a-z0-9][a-z0-9_-]{0,62}$ (NULL is not). */
+bool ops_name_ok(const char *s);
+
+/* An agent principal whose org, type and instance are names. */
+bool ops_is_agent(const struct coffer_principal *who);
+
+/* An admin whose own org is org: the only one who may change anything in it. */
+bool ops_is_admin_of(const struct coffer_principal *who, const char *org);
+
+/*
+ * COFFER_E_INVALID (the detail naming what) unless the context, meta and
+ * arguments are there and every field of the principal is terminated.
+ */
+enum coffer_err ops_check_call(const struct coffer_ops *o, const struct coffer_op_meta *m,
+                               const void *args, const char *what) COFFER_MUST_USE;
+
+/*
+ * An event of action for the request of m, naming org, project and
+ * credential when they are names (a name the request gave that is not one
+ * is left out). Everything else is zero.
+ */
+void ops_event_init(struct coffer_audit_event *e, const char *action,
+                    const struct coffer_op_meta *m, const char *org, const char *project,
+                    const char *credential);
+
+/*
+ * Refuses an admin operation to a principal that is not an admin of the
+ * org the request names: audits the attempt (in a transaction of its own
+ * unless one is open) and returns COFFER_E_NOT_FOUND, the answer for an org
+ * that does not exist. An error if the event cannot be written.
+ */
+enum coffer_err ops_refuse(struct coffer_ops *o, const struct coffer_op_meta *m, const char *action,
+                           const char *org, const char *project,
+                           const char *credential) COFFER_MUST_USE;
+
+/*
+ * Checks n grants (at most COFFER_POLICY_GRANTS_MAX): names, phases named
+ * once each, no agent type and instance twice. COFFER_E_INVALID with a
+ * detail that starts with what ("grant", "suggested grant") and the index.
+ */
+enum coffer_err ops_check_grants(const struct coffer_policy_grant *grants, size_t n,
+                                 const char *what) COFFER_MUST_USE;
+
+/* The project called name in the policy pol, or NULL. */
+const struct coffer_policy_project *ops_find_project(const struct coffer_policy_org *pol,
+                                                     const char *name);
+
+/*
+ * Checks n grants against project pp of the policy in force (NULL: a
+ * project the policy does not declare, which has neither members nor
+ * phases): every agent type a member, every phase declared.
+ */
+enum coffer_err ops_grants_in_policy(const struct coffer_policy_grant *grants, size_t n,
+                                     const char *what, const char *project,
+                                     const struct coffer_policy_project *pp) COFFER_MUST_USE;
+
+/*
+ * Who the principal is, for decided_by, created_by and changed_by columns:
+ * its SPIFFE ID when it has one that fits, else "admin <name> of org <org>"
+ * or "agent <type>/<instance> of org <org>".
+ */
+void ops_principal_text(const struct coffer_principal *who, char out[OPS_PRINCIPAL_TEXT_MAX]);
+
+/*
+ * The core of coffer_op_put inside a transaction the caller opened (and
+ * commits or rolls back): every check of put, the version, its lifetime,
+ * description and grants, and the "create" event. The caller has made sure
+ * that m->who is an admin of p->org. On COFFER_OK p->version and
+ * p->expires_us are set; they count only once the caller commits.
+ * COFFER_E_STATE if no transaction is open.
+ */
+enum coffer_err ops_put_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
+                              struct coffer_op_put *p) COFFER_MUST_USE;
+
+#endif
