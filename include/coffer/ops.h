@@ -62,6 +62,16 @@ struct coffer_op_access {
 enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
                                  struct coffer_op_access *a) COFFER_MUST_USE;
 
+/*
+ * As coffer_op_access, inside a transaction the caller has begun, so that
+ * several accesses share one commit (and one flush of the log). The event
+ * is inserted but not committed: the caller must commit before it hands
+ * a->keys to anyone, and must free them unused if the commit fails. An
+ * error leaves the transaction failed; the caller rolls it back.
+ */
+enum coffer_err coffer_op_access_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_op_access *a) COFFER_MUST_USE;
+
 /* ---- put: create a credential or add a version (admins) ---- */
 
 /* The credential types and the key names each requires (docs/admin.md). */

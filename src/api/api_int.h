@@ -36,6 +36,7 @@ struct api_route {
     enum api_role role;
     size_t body_limit; /* 0: no body is read */
     void (*handler)(struct api_req *r);
+    bool batched; /* accesses: queued and committed together (http.c) */
 };
 
 struct api_req {
@@ -51,6 +52,9 @@ struct api_req {
     struct coffer_principal who;
     json_t *body; /* the parsed body of a route that takes one */
     struct coffer_ops *api_ops;
+    /* A batched request waiting in its worker's queue: */
+    struct coffer_op_access acc;
+    bool dead; /* its connection closed before the batch ran */
 };
 
 enum api_match {
@@ -96,6 +100,10 @@ json_t *api_cred_json(const struct api_req *r);
 
 void api_health(struct api_req *r);
 void api_access(struct api_req *r);
+/* The access route in two halves, for batching: check the body (false: answered)... */
+bool api_access_prepare(struct api_req *r, struct coffer_op_access *a);
+/* ...and answer with the operation's result (frees a->keys). */
+void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffer_err e);
 void api_put(struct api_req *r);
 void api_revoke(struct api_req *r);
 void api_phase(struct api_req *r);
@@ -116,8 +124,5 @@ void api_request_fulfill(struct api_req *r);
 void api_request_deny(struct api_req *r);
 void api_approval_create(struct api_req *r);
 void api_approval_revoke(struct api_req *r);
-
-/* Records an authentication failure in the audit log (best effort: the request fails anyway). */
-void api_audit_auth_failure(struct api_req *r);
 
 #endif

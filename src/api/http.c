@@ -28,6 +28,9 @@
 
 #define LOG_MOD "api"
 
+/* The most accesses one transaction commits together. */
+#define BATCH_MAX 64
+
 struct coffer_api {
     struct event_base *base;
     struct evhttp *http;
@@ -36,6 +39,14 @@ struct coffer_api {
     struct coffer_ops *ops;
     char trust_domain[COFFER_TRUST_DOMAIN_MAX + 1];
     size_t max_body;
+    /*
+     * Accesses that arrived in this turn of the event loop, waiting to be
+     * decided, unsealed, audited and committed in one transaction: one flush
+     * of the database log for all of them instead of one each.
+     */
+    struct api_req *queue[BATCH_MAX];
+    size_t n_queued;
+    struct event *flush_ev;
 };
 
 void coffer_api_json_init(void)
@@ -469,6 +480,105 @@ static bool parse_body(struct api_req *r, size_t limit)
     return true;
 }
 
+/* ---- Batched accesses ------------------------------------------------------------ */
+
+/*
+ * Runs every queued access in one transaction, then answers them. An
+ * access's values go out only after the commit that made its audit event
+ * durable; if anything fails, every access of the batch is answered with
+ * the error and no values (fail closed), and the clients may retry.
+ */
+static void flush_queue(struct coffer_api *a)
+{
+    struct api_req *batch[BATCH_MAX];
+    size_t n = a->n_queued;
+    enum coffer_err r;
+
+    if (n == 0) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        batch[i] = a->queue[i];
+    }
+    a->n_queued = 0;
+    r = coffer_store_begin(a->ops->st);
+    for (size_t i = 0; i < n && r == COFFER_OK; i++) {
+        struct coffer_op_meta m = api_meta(batch[i]);
+
+        if (!batch[i]->dead) {
+            r = coffer_op_access_in_tx(a->ops, &m, &batch[i]->acc);
+        }
+    }
+    if (r == COFFER_OK) {
+        r = coffer_store_commit(a->ops->st);
+    } else if (coffer_store_in_tx(a->ops->st)) {
+        coffer_store_rollback(a->ops->st);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct api_req *q = batch[i];
+
+        if (q->dead) {
+            coffer_keyset_free(&q->acc.keys);
+        } else {
+            evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), NULL, NULL);
+            api_access_answer(q, &q->acc, r);
+        }
+        if (q->body != NULL) {
+            json_decref(q->body);
+        }
+        coffer_free(q);
+    }
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_queue(arg);
+}
+
+/* A connection closed: its queued request must not be answered (libevent frees it). */
+static void on_close(struct evhttp_connection *conn, void *arg)
+{
+    struct coffer_api *a = arg;
+
+    for (size_t i = 0; i < a->n_queued; i++) {
+        if (evhttp_request_get_connection(a->queue[i]->req) == conn) {
+            a->queue[i]->dead = true;
+        }
+    }
+}
+
+/*
+ * Queues an access (r is copied; its body moves with it). The batch runs
+ * once the loop has handled everything else that was ready in this turn,
+ * or at once when the queue is full.
+ */
+static void enqueue(struct coffer_api *a, struct api_req *r)
+{
+    struct api_req *q = coffer_calloc(1, sizeof(*q));
+
+    if (q == NULL) {
+        api_error(r, 503, "overloaded", "out of memory; try again");
+        return;
+    }
+    *q = *r;
+    r->body = NULL;
+    if (!api_access_prepare(q, &q->acc)) {
+        if (q->body != NULL) {
+            json_decref(q->body);
+        }
+        coffer_free(q);
+        return;
+    }
+    if (a->n_queued == BATCH_MAX) {
+        flush_queue(a);
+    }
+    evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), on_close, a);
+    a->queue[a->n_queued++] = q;
+    event_active(a->flush_ev, EV_TIMEOUT, 0);
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     struct coffer_api *a = arg;
@@ -515,6 +625,10 @@ static void handle(struct evhttp_request *req, void *arg)
     if (r.route->body_limit > 0 && !parse_body(&r, r.route->body_limit)) {
         return;
     }
+    if (r.route->batched) {
+        enqueue(a, &r);
+        return;
+    }
     r.route->handler(&r);
     if (r.body != NULL) {
         json_decref(r.body);
@@ -539,8 +653,9 @@ enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_bas
     if ((r = make_ctx(cfg, &a->ctx)) != COFFER_OK) {
         goto fail;
     }
+    a->flush_ev = event_new(base, -1, 0, on_flush, a);
     a->http = evhttp_new(base);
-    if (a->http == NULL) {
+    if (a->flush_ev == NULL || a->http == NULL) {
         r = coffer_err_set(COFFER_E_NOMEM, "evhttp_new");
         goto fail;
     }
@@ -590,6 +705,10 @@ void coffer_api_free(struct coffer_api **a)
 {
     if (a == NULL || *a == NULL) {
         return;
+    }
+    flush_queue(*a);
+    if ((*a)->flush_ev != NULL) {
+        event_free((*a)->flush_ev);
     }
     if ((*a)->http != NULL) {
         evhttp_free((*a)->http);

@@ -218,8 +218,9 @@ static enum coffer_err unseal(struct coffer_ops *o, const struct coffer_op_acces
     return COFFER_OK;
 }
 
-enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
-                                 struct coffer_op_access *a)
+/* The access itself; own_tx: begin and commit here, else join the caller's transaction. */
+static enum coffer_err access_core(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                   struct coffer_op_access *a, bool own_tx)
 {
     struct coffer_arena *arena = NULL;
     struct coffer_authz_input in;
@@ -244,11 +245,19 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
     memset(&acc, 0, sizeof(acc));
     memset(&info, 0, sizeof(info));
     deny(&d, COFFER_AUTHZ_NO_GRANT);
-    if ((r = coffer_arena_new(0, &arena)) != COFFER_OK ||
-        (r = coffer_store_begin(o->st)) != COFFER_OK) {
+    if ((r = coffer_arena_new(0, &arena)) != COFFER_OK) {
         goto out;
     }
-    tx = true;
+    if (!own_tx && !coffer_store_in_tx(o->st)) {
+        r = coffer_err_set(COFFER_E_STATE, "access: the caller's transaction is not open");
+        goto out;
+    }
+    if (own_tx) {
+        if ((r = coffer_store_begin(o->st)) != COFFER_OK) {
+            goto out;
+        }
+        tx = true;
+    }
     /* Only agents access values; anyone else is denied without anything being read. */
     if (ops_is_agent(m->who)) {
         if ((r = decide_agent(o, m->who, a, arena, &in, &acc, &d)) != COFFER_OK) {
@@ -271,9 +280,11 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
     if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
         goto out;
     }
-    tx = false;
-    if ((r = coffer_store_commit(o->st)) != COFFER_OK) {
-        goto out;
+    if (own_tx) {
+        tx = false;
+        if ((r = coffer_store_commit(o->st)) != COFFER_OK) {
+            goto out;
+        }
     }
     a->decision = d;
     if (d.allow) {
@@ -288,6 +299,18 @@ out:
     coffer_keyset_free(&keys);
     coffer_arena_free(&arena);
     return r;
+}
+
+enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                 struct coffer_op_access *a)
+{
+    return access_core(o, m, a, true);
+}
+
+enum coffer_err coffer_op_access_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_op_access *a)
+{
+    return access_core(o, m, a, false);
 }
 
 /* ---- put --------------------------------------------------------------------------- */

@@ -132,51 +132,69 @@ void api_health(struct api_req *r)
     api_reply(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-void api_access(struct api_req *r)
+bool api_access_prepare(struct api_req *r, struct coffer_op_access *a)
 {
     static const char *const known[] = {"purpose", NULL};
-    struct coffer_op_access a = {0};
-    struct coffer_op_meta m = api_meta(r);
+
+    memset(a, 0, sizeof(*a));
+    if (!api_only_fields(r, known) ||
+        !api_string_field(r, "purpose", &a->purpose, &a->purpose_len)) {
+        return false;
+    }
+    a->org = r->params[0];
+    a->project = r->params[1];
+    a->name = r->params[2];
+    return true;
+}
+
+void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffer_err e)
+{
     json_t *out = NULL;
     json_t *keys = NULL;
-    enum coffer_err e;
 
-    if (!api_only_fields(r, known) || !api_string_field(r, "purpose", &a.purpose, &a.purpose_len)) {
-        return;
-    }
-    a.org = r->params[0];
-    a.project = r->params[1];
-    a.name = r->params[2];
-    if ((e = coffer_op_access(r->api_ops, &m, &a)) != COFFER_OK) {
+    if (e != COFFER_OK) {
+        coffer_keyset_free(&a->keys);
         api_fail_op(r, e);
         return;
     }
-    if (!a.decision.allow) {
+    if (!a->decision.allow) {
+        coffer_keyset_free(&a->keys);
         api_error(r, 403, "permission_denied", "permission denied");
         return;
     }
     out = api_cred_json(r);
     keys = json_object();
-    for (size_t i = 0; out != NULL && keys != NULL && i < coffer_keyset_count(a.keys); i++) {
-        struct coffer_secret_view v = coffer_secret_view(coffer_keyset_value(a.keys, i));
+    for (size_t i = 0; out != NULL && keys != NULL && i < coffer_keyset_count(a->keys); i++) {
+        struct coffer_secret_view v = coffer_secret_view(coffer_keyset_value(a->keys, i));
         json_t *s = json_stringn((const char *)v.data, v.len);
 
-        if (s == NULL || json_object_set_new(keys, coffer_keyset_name(a.keys, i), s) != 0) {
+        if (s == NULL || json_object_set_new(keys, coffer_keyset_name(a->keys, i), s) != 0) {
             json_decref(keys);
             keys = NULL;
         }
     }
-    coffer_keyset_free(&a.keys);
+    coffer_keyset_free(&a->keys);
     if (out == NULL || keys == NULL || json_object_set_new(out, "keys", keys) != 0 ||
-        json_object_set_new(out, "version", json_integer(a.version)) != 0) {
+        json_object_set_new(out, "version", json_integer(a->version)) != 0) {
         json_decref(out);
         api_error(r, 500, "internal", "a value could not be encoded as JSON text");
         return;
     }
-    if (a.decision.purpose_unexpected) {
+    if (a->decision.purpose_unexpected) {
         (void)json_object_set_new(out, "purpose_unexpected", json_true());
     }
     api_reply(r, 200, out);
+}
+
+void api_access(struct api_req *r)
+{
+    struct coffer_op_access a;
+    struct coffer_op_meta m = api_meta(r);
+
+    if (!api_access_prepare(r, &a)) {
+        return;
+    }
+    api_access_answer(r, &a, coffer_op_access(r->api_ops, &m, &a));
 }
 
 /* Parses "YYYY-MM-DDTHH:MM:SSZ" into microseconds since the epoch. */
@@ -438,20 +456,4 @@ void api_phase(struct api_req *r)
     }
     coffer_arena_free(&a);
     api_reply(r, 200, out);
-}
-
-void api_audit_auth_failure(struct api_req *r)
-{
-    struct coffer_audit_event e = {0};
-    int64_t id = 0;
-
-    e.action = COFFER_AUDIT_AUTH_FAILURE;
-    e.allowed = false;
-    e.reason = "unauthenticated";
-    e.request_id = r->id;
-    e.client_addr = r->client_addr[0] != '\0' ? r->client_addr : NULL;
-    if (coffer_store_audit_insert(r->api_ops->st, &e, &id) != COFFER_OK) {
-        coffer_warn(LOG_MOD, "request %s: could not record an authentication failure: %s", r->id,
-                    coffer_err_detail());
-    }
 }

@@ -16,29 +16,34 @@
 #define BODY_CREDENTIAL (320u * 1024u) /* a credential's values and metadata */
 #define CRED "/v1/orgs/{}/projects/{}/credentials/{}"
 
+/* method, pattern, who may call, body limit, handler, batched (committed with others) */
 static const struct api_route routes[] = {
-    {EVHTTP_REQ_GET, "/v1/health", API_ROLE_NONE, 0, api_health},
-    {EVHTTP_REQ_POST, CRED "/access", API_ROLE_AGENT, BODY_SMALL, api_access},
-    {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, api_put},
-    {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, api_revoke},
-    {EVHTTP_REQ_PUT, "/v1/orgs/{}/projects/{}/phase", API_ROLE_ADMIN, BODY_SMALL, api_phase},
+    {EVHTTP_REQ_GET, "/v1/health", API_ROLE_NONE, 0, api_health, false},
+    {EVHTTP_REQ_POST, CRED "/access", API_ROLE_AGENT, BODY_SMALL, api_access, true},
+    {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, api_put, false},
+    {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, api_revoke, false},
+    {EVHTTP_REQ_PUT, "/v1/orgs/{}/projects/{}/phase", API_ROLE_ADMIN, BODY_SMALL, api_phase, false},
     /* Credential metadata (routes_meta.c): what a credential is, never what it holds. */
-    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/credentials", API_ROLE_ANY, 0, api_meta_list},
-    {EVHTTP_REQ_GET, CRED, API_ROLE_ANY, 0, api_meta_get},
+    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/credentials", API_ROLE_ANY, 0, api_meta_list, false},
+    {EVHTTP_REQ_GET, CRED, API_ROLE_ANY, 0, api_meta_get, false},
     /* Bearer tokens (routes_tokens.c): shown once when issued, revoked at once. */
-    {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens", API_ROLE_ADMIN, BODY_SMALL, api_token_create},
-    {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens/{}/revoke", API_ROLE_ADMIN, BODY_SMALL, api_token_revoke},
+    {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens", API_ROLE_ADMIN, BODY_SMALL, api_token_create, false},
+    {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens/{}/revoke", API_ROLE_ADMIN, BODY_SMALL, api_token_revoke,
+     false},
     /* Credential requests and standing approvals (routes_requests.c): agents ask, admins answer. */
     {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests", API_ROLE_AGENT, BODY_CREDENTIAL,
-     api_request_file},
-    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/requests", API_ROLE_ADMIN, 0, api_request_list},
-    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/requests/{}", API_ROLE_ANY, 0, api_request_get},
+     api_request_file, false},
+    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/requests", API_ROLE_ADMIN, 0, api_request_list,
+     false},
+    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/requests/{}", API_ROLE_ANY, 0, api_request_get,
+     false},
     {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests/{}/fulfill", API_ROLE_ADMIN,
-     BODY_CREDENTIAL, api_request_fulfill},
+     BODY_CREDENTIAL, api_request_fulfill, false},
     {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests/{}/deny", API_ROLE_ADMIN, BODY_SMALL,
-     api_request_deny},
-    {EVHTTP_REQ_POST, CRED "/approvals", API_ROLE_ADMIN, BODY_SMALL, api_approval_create},
-    {EVHTTP_REQ_POST, CRED "/approvals/{}/revoke", API_ROLE_ADMIN, BODY_SMALL, api_approval_revoke},
+     api_request_deny, false},
+    {EVHTTP_REQ_POST, CRED "/approvals", API_ROLE_ADMIN, BODY_SMALL, api_approval_create, false},
+    {EVHTTP_REQ_POST, CRED "/approvals/{}/revoke", API_ROLE_ADMIN, BODY_SMALL, api_approval_revoke,
+     false},
 };
 
 /* Whether a path segment is acceptable: 1..63 bytes of [A-Za-z0-9_.-]. */

@@ -36,7 +36,14 @@
 #define DRAIN_SECONDS 2
 #define STOP_WAIT_MS 10000
 
-/* ---- The listening socket ---------------------------------------------------------- */
+/* ---- The listening sockets ---------------------------------------------------------- */
+
+/*
+ * One listening socket per worker slot, all bound to the same address with
+ * SO_REUSEPORT, so that the kernel spreads new connections evenly over the
+ * workers. With one shared socket, whichever worker wakes first accepts a
+ * burst of connections and keeps them all, and the other cores idle.
+ */
 
 static enum coffer_err bind_listen(const struct coffer_config *cfg, int *out)
 {
@@ -65,6 +72,7 @@ static enum coffer_err bind_listen(const struct coffer_config *cfg, int *out)
      * client's delayed ACK holds each keep-alive answer back for 40 ms.
      */
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 511) != 0 ||
         evutil_make_socket_nonblocking(fd) != 0) {
@@ -318,30 +326,42 @@ static void stop_workers(struct slot *slots, unsigned n, int sig, int ms)
     }
 }
 
+static void close_all(const int *fds, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+    }
+}
+
 enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
 {
     const struct coffer_config *cfg = &o->cfg;
     struct slot slots[COFFER_CONFIG_WORKERS_MAX] = {{0}};
+    int fds[COFFER_CONFIG_WORKERS_MAX];
     unsigned n = cfg->workers == 0 ? 1 : cfg->workers;
-    enum coffer_err r;
-    int fd = -1;
+    enum coffer_err r = COFFER_OK;
 
     if (n > COFFER_CONFIG_WORKERS_MAX) {
         n = COFFER_CONFIG_WORKERS_MAX;
     }
-    if ((r = bind_listen(cfg, &fd)) != COFFER_OK) {
-        return r;
-    }
-    if ((r = apply_policy(cfg)) != COFFER_OK) {
-        close(fd);
-        return r;
-    }
     for (unsigned i = 0; i < n; i++) {
-        if ((r = start_worker(o, fd, (int)i, set, &slots[i])) != COFFER_OK) {
-            stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
-            close(fd);
-            return r;
-        }
+        fds[i] = -1;
+    }
+    for (unsigned i = 0; i < n && r == COFFER_OK; i++) {
+        r = bind_listen(cfg, &fds[i]);
+    }
+    if (r == COFFER_OK) {
+        r = apply_policy(cfg);
+    }
+    for (unsigned i = 0; i < n && r == COFFER_OK; i++) {
+        r = start_worker(o, fds[i], (int)i, set, &slots[i]);
+    }
+    if (r != COFFER_OK) {
+        stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+        close_all(fds, n);
+        return r;
     }
     coffer_info(LOG_MOD, "serving https://%s:%u with %u worker(s)", cfg->listen_host,
                 (unsigned)cfg->listen_port, n);
@@ -356,7 +376,7 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
             coffer_info(LOG_MOD, "received SIG%s; draining and stopping the workers",
                         sigabbrev_np(sig));
             stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
-            close(fd);
+            close_all(fds, n);
             return COFFER_OK;
         }
         if (sig == SIGHUP) {
@@ -372,7 +392,7 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             if (o->watch_pid > 0 && pid == o->watch_pid) {
                 stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
-                close(fd);
+                close_all(fds, n);
                 return coffer_err_set(COFFER_E_DB_UNAVAILABLE,
                                       "PostgreSQL (PID %ld) exited on its own", (long)pid);
             }
@@ -383,7 +403,7 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
                 slots[i].pid = 0;
                 if (WIFEXITED(status) && WEXITSTATUS(status) == SERVE_EXIT_CONFIG) {
                     stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
-                    close(fd);
+                    close_all(fds, n);
                     return coffer_err_set(COFFER_E_CONFIG,
                                           "worker %u could not start (see the log above)", i);
                 }
@@ -393,7 +413,7 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
                 if (time(NULL) - slots[i].started < 2) {
                     (void)sleep(1); /* a worker that dies at once would otherwise spin */
                 }
-                if ((r = start_worker(o, fd, (int)i, set, &slots[i])) != COFFER_OK) {
+                if ((r = start_worker(o, fds[i], (int)i, set, &slots[i])) != COFFER_OK) {
                     coffer_error(LOG_MOD, "%s", coffer_err_detail());
                 }
             }

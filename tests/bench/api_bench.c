@@ -12,7 +12,7 @@
  * request, runs the core-only read benchmark of core_bench in the same run
  * for comparison, and stops everything it started. Usage:
  *
- *     api_bench [SECONDS_PER_RUN]     (default 10)
+ *     api_bench [SECONDS_PER_RUN [WORKERS]]   (default 10 s, one worker per core)
  */
 #include "coffer/dev.h"
 #include "coffer/err.h"
@@ -185,6 +185,7 @@ static const char *field(const char *out, const char *label, char *buf, size_t c
 int main(int argc, char **argv)
 {
     int seconds = argc > 1 ? atoi(argv[1]) : 10;
+    int n_workers = argc > 2 ? atoi(argv[2]) : 0;
     static const int conns[] = {1, 16, 64};
     char lua[PATH_MAX];
     char log[PATH_MAX];
@@ -196,8 +197,8 @@ int main(int argc, char **argv)
     FILE *f;
     int fd;
 
-    if (seconds < 1 || seconds > 600) {
-        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN]\n");
+    if (seconds < 1 || seconds > 600 || n_workers < 0 || n_workers > 64) {
+        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS]]\n");
         return 2;
     }
     if (coffer_harden_process() != COFFER_OK || mkdtemp(dir) == NULL || chmod(dir, 0755) != 0) {
@@ -209,6 +210,13 @@ int main(int argc, char **argv)
         die("provisioning");
     }
     snprintf(log, sizeof(log), "%s/cofferd.log", dir);
+    if (n_workers > 0) {
+        FILE *cf = fopen(env.config, "a");
+
+        if (cf == NULL || fprintf(cf, "workers: %d\n", n_workers) < 0 || fclose(cf) != 0) {
+            die("setting the worker count");
+        }
+    }
     {
         const char *sargv[] = {BIN_DIR "/cofferd", "-c", env.config, NULL};
         char conf[PATH_MAX + 16];
@@ -259,9 +267,9 @@ int main(int argc, char **argv)
     fclose(f);
     OPENSSL_cleanse(token, sizeof(token));
 
-    printf("api_bench: wrk, %d s per run, 2 threads, keep-alive, cofferd with one worker per "
-           "core in %s\n\n",
-           seconds, dir);
+    printf("api_bench: wrk, %d s per run, 2 threads, keep-alive, cofferd with %s worker(s) in "
+           "%s\n\n",
+           seconds, n_workers > 0 ? argv[2] : "one per core", dir);
     printf("%-12s %12s %10s %10s %10s %10s\n", "connections", "accesses/s", "p50", "p99", "non-2xx",
            "audited");
     snprintf(duration, sizeof(duration), "%ds", seconds);

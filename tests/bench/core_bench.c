@@ -65,10 +65,21 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static pid_t parent; /* the benchmark's own process, which started the cluster */
+
+/* Stops the cluster this process started (never from a worker) and exits 1. */
+static void bail(void)
+{
+    if (getpid() == parent && env.pg_pid > 0 && coffer_dev_pg_stop(&env) != COFFER_OK) {
+        fprintf(stderr, "core_bench: stopping PostgreSQL: %s\n", coffer_err_detail());
+    }
+    exit(1);
+}
+
 static void die(const char *what, enum coffer_err r)
 {
     fprintf(stderr, "core_bench: %s: %s: %s\n", what, coffer_err_str(r), coffer_err_detail());
-    exit(1);
+    bail();
 }
 
 struct worker {
@@ -541,7 +552,7 @@ static double measure(enum op op, int procs, long *errors)
 
         if (read(fds[i][0], &res, sizeof(res)) != (ssize_t)sizeof(res)) {
             fprintf(stderr, "core_bench: worker %d reported nothing\n", i);
-            exit(1);
+            bail();
         }
         close(fds[i][0]);
         waitpid(pids[i], &status, 0);
@@ -755,6 +766,7 @@ int main(int argc, char **argv)
                 "usage: core_bench [SECONDS_PER_MEASUREMENT [writes|reads|rewraps|decisions]]\n");
         return 2;
     }
+    parent = getpid();
     if ((r = coffer_harden_process()) != COFFER_OK) {
         die("harden", r);
     }
