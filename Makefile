@@ -26,6 +26,7 @@ check: deps
 
 demo: deps build
 	./build/coffer demo $(DEMO_DIR)
+	BUILD=./build scripts/demo-api.sh $(DEMO_DIR)
 
 bench: build
 	./build/core_bench
