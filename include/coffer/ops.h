@@ -72,6 +72,20 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
 enum coffer_err coffer_op_access_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
                                        struct coffer_op_access *a) COFFER_MUST_USE;
 
+/* The most accesses coffer_op_access_batch takes at once. */
+#define COFFER_OP_BATCH_MAX 64
+
+/*
+ * Several accesses inside the caller's transaction, as coffer_op_access_in_tx
+ * would run them one by one, but with the stored rows of every allowed one
+ * fetched in one round trip (coffer_keys_cred_read_many). m[i] and a[i] go
+ * together; n is at most COFFER_OP_BATCH_MAX. Same contract as
+ * coffer_op_access_in_tx: commit before handing out any a[i].keys; on an
+ * error every a[i].keys is freed and the transaction must be rolled back.
+ */
+enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_op_access *a, size_t n) COFFER_MUST_USE;
+
 /* ---- put: create a credential or add a version (admins) ---- */
 
 /* The credential types and the key names each requires (docs/admin.md). */

@@ -29,7 +29,7 @@
 #define LOG_MOD "api"
 
 /* The most accesses one transaction commits together. */
-#define BATCH_MAX 64
+#define BATCH_MAX COFFER_OP_BATCH_MAX
 
 struct coffer_api {
     struct event_base *base;
@@ -502,11 +502,23 @@ static void flush_queue(struct coffer_api *a)
     }
     a->n_queued = 0;
     r = coffer_store_begin(a->ops->st);
-    for (size_t i = 0; i < n && r == COFFER_OK; i++) {
-        struct coffer_op_meta m = api_meta(batch[i]);
+    if (r == COFFER_OK) {
+        struct coffer_op_meta metas[BATCH_MAX];
+        struct coffer_op_access accs[BATCH_MAX];
+        size_t live = 0;
 
-        if (!batch[i]->dead) {
-            r = coffer_op_access_in_tx(a->ops, &m, &batch[i]->acc);
+        for (size_t i = 0; i < n; i++) {
+            if (!batch[i]->dead) {
+                metas[live] = api_meta(batch[i]);
+                accs[live++] = batch[i]->acc;
+            }
+        }
+        r = coffer_op_access_batch(a->ops, metas, accs, live);
+        live = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!batch[i]->dead) {
+                batch[i]->acc = accs[live++];
+            }
         }
     }
     if (r == COFFER_OK) {

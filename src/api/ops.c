@@ -313,6 +313,114 @@ enum coffer_err coffer_op_access_in_tx(struct coffer_ops *o, const struct coffer
     return access_core(o, m, a, false);
 }
 
+/* One access of a batch: what phase 1 learnt, for phases 2 and 3. */
+struct batch_item {
+    struct coffer_authz_input in;
+    struct coffer_store_access acc;
+    struct coffer_authz_decision d;
+    bool checked; /* the call was well-formed */
+};
+
+enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_op_access *a, size_t n)
+{
+    struct batch_item items[COFFER_OP_BATCH_MAX];
+    struct coffer_keys_read_req reqs[COFFER_OP_BATCH_MAX];
+    size_t idx[COFFER_OP_BATCH_MAX];
+    struct coffer_arena *arena = NULL;
+    size_t nr = 0;
+    enum coffer_err r;
+
+    if (n > COFFER_OP_BATCH_MAX || o == NULL || o->st == NULL || !coffer_store_in_tx(o->st)) {
+        return coffer_err_set(COFFER_E_STATE, "access batch: bad call or no open transaction");
+    }
+    if ((r = coffer_arena_new(0, &arena)) != COFFER_OK) {
+        return r;
+    }
+    /* 1. Decide each access (one query each: grants, phase, lifetime are read afresh). */
+    for (size_t i = 0; i < n; i++) {
+        struct batch_item *it = &items[i];
+
+        memset(it, 0, sizeof(*it));
+        a[i].keys = NULL;
+        a[i].version = 0;
+        deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
+        deny(&it->d, COFFER_AUTHZ_NO_GRANT);
+        if (ops_check_call(o, &m[i], &a[i], "access") != COFFER_OK) {
+            r = coffer_err_set(COFFER_E_INVALID, "access batch: item %zu is malformed", i);
+            goto out;
+        }
+        it->checked = true;
+        if (ops_is_agent(m[i].who) &&
+            (r = decide_agent(o, m[i].who, &a[i], arena, &it->in, &it->acc, &it->d)) != COFFER_OK) {
+            goto out;
+        }
+        if (it->d.allow) {
+            memset(&reqs[nr], 0, sizeof(reqs[nr]));
+            reqs[nr].org_id = &it->acc.org_id;
+            reqs[nr].project_id = &it->acc.project_id;
+            reqs[nr].name = a[i].name;
+            reqs[nr].version = it->acc.current_version;
+            idx[nr++] = i;
+        }
+    }
+    /* 2. Fetch and unseal every allowed one: one round trip for all rows. */
+    if (nr > 0 && (r = coffer_keys_cred_read_many(o->k, o->st, reqs, nr)) != COFFER_OK) {
+        goto out;
+    }
+    for (size_t j = 0; j < nr; j++) {
+        struct batch_item *it = &items[idx[j]];
+
+        if (reqs[j].result == COFFER_OK) {
+            a[idx[j]].keys = reqs[j].keys;
+            a[idx[j]].version = reqs[j].info.version;
+            reqs[j].keys = NULL;
+            continue;
+        }
+        coffer_authz_after_unseal(&it->d, reqs[j].result);
+        if (it->d.allow) {
+            r = reqs[j].result;
+            goto out;
+        }
+        coffer_warn("ops", "credential %s/%s/%s could not be unsealed (%s)", a[idx[j]].org,
+                    a[idx[j]].project, a[idx[j]].name, coffer_authz_reason_str(it->d.reason));
+    }
+    /* 3. Audit each decision in the same transaction. */
+    for (size_t i = 0; i < n; i++) {
+        struct batch_item *it = &items[i];
+        struct coffer_audit_event e;
+        int64_t id = 0;
+
+        ops_event_init(&e, COFFER_AUDIT_ACCESS, &m[i], a[i].org, a[i].project, a[i].name);
+        e.allowed = it->d.allow;
+        e.reason = coffer_authz_reason_str(it->d.reason);
+        e.purpose_unexpected = it->d.purpose_unexpected;
+        e.version = it->d.allow ? a[i].version : (it->acc.found ? it->acc.current_version : 0);
+        e.phase = it->acc.found ? it->in.phase : NULL;
+        if (a[i].purpose != NULL && coffer_authz_purpose_ok(a[i].purpose, a[i].purpose_len)) {
+            e.purpose = a[i].purpose;
+            e.purpose_len = a[i].purpose_len;
+        }
+        if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
+            goto out;
+        }
+        a[i].decision = it->d;
+    }
+    r = COFFER_OK;
+out:
+    if (r != COFFER_OK) {
+        for (size_t j = 0; j < nr; j++) {
+            coffer_keyset_free(&reqs[j].keys);
+        }
+        for (size_t i = 0; i < n; i++) {
+            coffer_keyset_free(&a[i].keys);
+            deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
+        }
+    }
+    coffer_arena_free(&arena);
+    return r;
+}
+
 /* ---- put --------------------------------------------------------------------------- */
 
 static bool listed(const char *const *list, size_t n, const char *name)

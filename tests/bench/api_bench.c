@@ -166,10 +166,15 @@ static int capture(const char *const *argv, char *out, size_t cap)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* The value after label in wrk's output ("Requests/sec:", "50%", ...), as text. */
+/*
+ * The value after label in wrk's output ("Requests/sec:", "50%", ...), as
+ * text. Percentiles are looked up in the latency distribution only, since
+ * other lines hold percentages too.
+ */
 static const char *field(const char *out, const char *label, char *buf, size_t cap)
 {
-    const char *p = strstr(out, label);
+    const char *dist = strstr(out, "Latency Distribution");
+    const char *p = strstr(label[0] >= '0' && label[0] <= '9' && dist != NULL ? dist : out, label);
 
     buf[0] = '\0';
     if (p != NULL) {
@@ -267,9 +272,8 @@ int main(int argc, char **argv)
     fclose(f);
     OPENSSL_cleanse(token, sizeof(token));
 
-    printf("api_bench: wrk, %d s per run, 2 threads, keep-alive, cofferd with %s worker(s) in "
-           "%s\n\n",
-           seconds, n_workers > 0 ? argv[2] : "one per core", dir);
+    printf("api_bench: wrk, %d s per run, 2 threads, keep-alive; cofferd with %s worker%s; %s\n\n",
+           seconds, n_workers > 0 ? argv[2] : "one per core", n_workers == 1 ? "" : "s", dir);
     printf("%-12s %12s %10s %10s %10s %10s\n", "connections", "accesses/s", "p50", "p99", "non-2xx",
            "audited");
     snprintf(duration, sizeof(duration), "%ds", seconds);
