@@ -262,6 +262,86 @@ static void test_malformed_requests(void **state)
     expect("GET", "/v1/health", NULL, NULL, 200, "ok");
 }
 
+/* A stored row altered in the database: refused as integrity_error, audited, nothing returned. */
+static void test_tampered_row(void **state)
+{
+    (void)state;
+    world_sql(&w, "UPDATE coffer.credential_versions cv SET ciphertext = "
+                  "set_byte(cv.ciphertext, 3, get_byte(cv.ciphertext, 3) # 1) "
+                  "FROM coffer.credentials c WHERE c.id = cv.credential_id AND c.name = 'stripe'");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments v2\"}", "agent", 403, "permission_denied");
+    assert_true(world_sql_is(&w,
+                             "SELECT reason FROM coffer.audit_events WHERE action = 'access' "
+                             "ORDER BY id DESC LIMIT 1",
+                             "integrity_error"));
+    /* A new version replaces the damaged one. */
+    expect("PUT", "/v1/orgs/dev/projects/demo/credentials/stripe",
+           "{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":{\"api_key\":\"" SECRET "\"}}",
+           "admin", 200, "\"version\":2");
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments v2\"}", "agent", 200, SECRET);
+}
+
+/* A client certificate from another CA never gets a session; the server keeps serving. */
+static void test_foreign_certificate(void **state)
+{
+    char other[] = "/tmp/coffer-api-other.XXXXXX";
+    struct coffer_dev_tls foreign;
+    char url[256];
+    char cmd[PATH_MAX + 16];
+    CURL *c;
+    CURLcode rc;
+    long status = 0;
+
+    (void)state;
+    assert_non_null(mkdtemp(other));
+    assert_int_equal(coffer_dev_tls_provision(other, &foreign), COFFER_OK);
+    c = curl_easy_init();
+    snprintf(url, sizeof(url), "%s/v1/orgs/dev/projects/demo/credentials/stripe/access", base_url);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
+    curl_easy_setopt(c, CURLOPT_SSLCERT, foreign.agent_cert);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, foreign.agent_key);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"purpose\":\"deploy x\"}");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    /* Either the handshake fails or the request is refused as unauthenticated. */
+    assert_true(rc != CURLE_OK || status == 401);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", other);
+    assert_int_equal(system(cmd), 0);
+    expect("GET", "/v1/health", NULL, NULL, 200, "ok");
+}
+
+/* SIGHUP makes every worker reload its TLS files without dropping service. */
+static void test_sighup_reloads(void **state)
+{
+    char buf[65536];
+    ssize_t n;
+    int fd;
+    int reloads = 0;
+
+    (void)state;
+    assert_int_equal(kill(server, SIGHUP), 0);
+    for (int i = 0; i < 50 && reloads < 2; i++) {
+        usleep(100 * 1000);
+        fd = open(log_path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        reloads = 0;
+        for (const char *p = buf; (p = strstr(p, "reloaded the TLS files")) != NULL; p++) {
+            reloads++;
+        }
+    }
+    assert_int_equal(reloads, 2);
+    expect("POST", "/v1/orgs/dev/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments v2\"}", "agent", 200, SECRET);
+}
+
 static void test_revoke_and_phase(void **state)
 {
     (void)state;
@@ -428,9 +508,15 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_health_and_authentication), cmocka_unit_test(test_store_and_access),
-        cmocka_unit_test(test_malformed_requests),        cmocka_unit_test(test_revoke_and_phase),
-        cmocka_unit_test(test_worker_replaced),           cmocka_unit_test(test_no_secret_leaked),
+        cmocka_unit_test(test_health_and_authentication),
+        cmocka_unit_test(test_store_and_access),
+        cmocka_unit_test(test_malformed_requests),
+        cmocka_unit_test(test_tampered_row),
+        cmocka_unit_test(test_foreign_certificate),
+        cmocka_unit_test(test_sighup_reloads),
+        cmocka_unit_test(test_revoke_and_phase),
+        cmocka_unit_test(test_worker_replaced),
+        cmocka_unit_test(test_no_secret_leaked),
         cmocka_unit_test(test_sigterm_stops_cleanly),
     };
     int rc;
