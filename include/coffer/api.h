@@ -24,6 +24,31 @@
 struct coffer_api;
 
 /*
+ * Counters of one worker, in memory the supervisor shares with every
+ * worker (one slot each), so that /metrics shows the whole server. Counts
+ * only: no names, no identities.
+ */
+struct coffer_api_stats {
+    unsigned long long requests;
+    unsigned long long status_2xx;
+    unsigned long long status_4xx;
+    unsigned long long status_5xx;
+    unsigned long long accesses_granted;
+    unsigned long long accesses_denied;
+    unsigned long long batches;
+    unsigned long long unauthenticated;
+    unsigned long long connections_refused;
+    unsigned long long connections_open;
+};
+
+/* The stats slots of every worker, and which one is this worker's. */
+struct coffer_api_stats_view {
+    struct coffer_api_stats *slots;
+    unsigned n;
+    unsigned self;
+};
+
+/*
  * Makes jansson allocate through a wiping allocator. Call once per process
  * before any JSON is parsed (cofferd and the tests do).
  */
@@ -32,11 +57,13 @@ void coffer_api_json_init(void);
 /*
  * Serves HTTPS on listen_fd (already bound and listening, shared by the
  * workers) in base, with the TLS files, trust domain and limits of cfg, and
- * runs requests through ops. COFFER_E_CONFIG if the TLS files cannot be
- * loaded (the detail names which).
+ * runs requests through ops, counting in stats (NULL: a private slot).
+ * Connections beyond cfg's max_connections are answered 503. COFFER_E_CONFIG
+ * if the TLS files cannot be loaded (the detail names which).
  */
 enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_base *base,
                                int listen_fd, struct coffer_ops *ops,
+                               const struct coffer_api_stats_view *stats,
                                struct coffer_api **out) COFFER_MUST_USE;
 
 /* Loads the TLS files of cfg again; new connections use them, open ones keep theirs. */

@@ -52,6 +52,7 @@ struct api_req {
     struct coffer_principal who;
     json_t *body; /* the parsed body of a route that takes one */
     struct coffer_ops *api_ops;
+    struct coffer_api *api;
     /* A batched request waiting in its worker's queue: */
     struct coffer_op_access acc;
     bool dead; /* its connection closed before the batch ran */
@@ -99,6 +100,8 @@ json_t *api_cred_json(const struct api_req *r);
 /* ---- Handlers (the route table in table.c names them) ---- */
 
 void api_health(struct api_req *r);
+/* Prometheus text of the counters of every worker (http.c). */
+void api_metrics(struct api_req *r);
 void api_access(struct api_req *r);
 /* The access route in two halves, for batching: check the body (false: answered)... */
 bool api_access_prepare(struct api_req *r, struct coffer_op_access *a);

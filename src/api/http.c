@@ -47,7 +47,44 @@ struct coffer_api {
     struct api_req *queue[BATCH_MAX];
     size_t n_queued;
     struct event *flush_ev;
+    unsigned max_connections;
+    struct coffer_api_stats own; /* when no shared slots are given */
+    struct coffer_api_stats_view stats;
 };
+
+/* This worker's counters. */
+static struct coffer_api_stats *stats_of(struct coffer_api *a)
+{
+    return &a->stats.slots[a->stats.self];
+}
+
+/*
+ * Each TLS connection carries one of these as SSL ex_data; OpenSSL frees it
+ * with the connection's SSL object, which is how a closed connection is
+ * counted out (libevent has no close hook for server connections).
+ */
+struct conn_mark {
+    struct coffer_api *api;
+    bool over_limit; /* opened past max_connections: answer 503 and close */
+};
+
+static int conn_index = -1;
+
+static void conn_mark_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                           void *argp)
+{
+    struct conn_mark *m = ptr;
+
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    if (m != NULL) {
+        stats_of(m->api)->connections_open--;
+        coffer_free(m);
+    }
+}
 
 void coffer_api_json_init(void)
 {
@@ -119,9 +156,18 @@ static struct bufferevent *new_connection(struct event_base *base, void *arg)
 {
     struct coffer_api *a = arg;
     SSL *ssl = SSL_new(a->ctx);
+    struct conn_mark *m = coffer_calloc(1, sizeof(*m));
 
-    if (ssl == NULL) {
+    if (ssl == NULL || m == NULL || SSL_set_ex_data(ssl, conn_index, m) != 1) {
+        coffer_free(m);
+        SSL_free(ssl);
         return NULL;
+    }
+    m->api = a;
+    stats_of(a)->connections_open++;
+    if (stats_of(a)->connections_open > a->max_connections) {
+        m->over_limit = true;
+        stats_of(a)->connections_refused++;
     }
     return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                           BEV_OPT_CLOSE_ON_FREE);
@@ -413,6 +459,18 @@ static void send_json(struct api_req *r, int status, json_t *out)
             (void)evbuffer_add_printf(buf, "{\"error\":\"internal\",\"request_id\":\"%s\"}", r->id);
         }
     }
+    if (r->api != NULL) {
+        struct coffer_api_stats *st = stats_of(r->api);
+
+        st->requests++;
+        if (status >= 500) {
+            st->status_5xx++;
+        } else if (status >= 400) {
+            st->status_4xx++;
+        } else {
+            st->status_2xx++;
+        }
+    }
     evhttp_send_reply(r->req, status, NULL, buf);
     coffer_info(LOG_MOD, "%s %s -> %d (request %s)", method_name(r->method),
                 r->route != NULL ? r->route->pattern : "-", status, r->id);
@@ -523,6 +581,7 @@ static void flush_queue(struct coffer_api *a)
     }
     if (r == COFFER_OK) {
         r = coffer_store_commit(a->ops->st);
+        stats_of(a)->batches += r == COFFER_OK ? 1 : 0;
     } else if (coffer_store_in_tx(a->ops->st)) {
         coffer_store_rollback(a->ops->st);
     }
@@ -532,6 +591,13 @@ static void flush_queue(struct coffer_api *a)
         if (q->dead) {
             coffer_keyset_free(&q->acc.keys);
         } else {
+            if (r == COFFER_OK) {
+                if (q->acc.decision.allow) {
+                    stats_of(a)->accesses_granted++;
+                } else {
+                    stats_of(a)->accesses_denied++;
+                }
+            }
             evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), NULL, NULL);
             api_access_answer(q, &q->acc, r);
         }
@@ -591,6 +657,81 @@ static void enqueue(struct coffer_api *a, struct api_req *r)
     event_active(a->flush_ev, EV_TIMEOUT, 0);
 }
 
+/* Whether the request came on a connection opened past the limit. */
+static bool over_limit(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+    struct conn_mark *m = ssl != NULL ? SSL_get_ex_data(ssl, conn_index) : NULL;
+
+    return m != NULL && m->over_limit;
+}
+
+void api_metrics(struct api_req *r)
+{
+    struct coffer_api_stats sum = {0};
+    struct evbuffer *buf = evbuffer_new();
+    struct coffer_api *a = r->api;
+
+    for (unsigned i = 0; i < a->stats.n; i++) {
+        const struct coffer_api_stats *s = &a->stats.slots[i];
+
+        sum.requests += s->requests;
+        sum.status_2xx += s->status_2xx;
+        sum.status_4xx += s->status_4xx;
+        sum.status_5xx += s->status_5xx;
+        sum.accesses_granted += s->accesses_granted;
+        sum.accesses_denied += s->accesses_denied;
+        sum.batches += s->batches;
+        sum.unauthenticated += s->unauthenticated;
+        sum.connections_refused += s->connections_refused;
+        sum.connections_open += s->connections_open;
+    }
+    if (buf == NULL ||
+        evbuffer_add_printf(
+            buf,
+            "# HELP coffer_http_requests_total HTTP requests answered, by status class.\n"
+            "# TYPE coffer_http_requests_total counter\n"
+            "coffer_http_requests_total{class=\"2xx\"} %llu\n"
+            "coffer_http_requests_total{class=\"4xx\"} %llu\n"
+            "coffer_http_requests_total{class=\"5xx\"} %llu\n"
+            "# HELP coffer_accesses_total Credential accesses decided, by outcome.\n"
+            "# TYPE coffer_accesses_total counter\n"
+            "coffer_accesses_total{outcome=\"granted\"} %llu\n"
+            "coffer_accesses_total{outcome=\"denied\"} %llu\n"
+            "# HELP coffer_access_batches_total Transactions that committed a batch of accesses.\n"
+            "# TYPE coffer_access_batches_total counter\n"
+            "coffer_access_batches_total %llu\n"
+            "# HELP coffer_unauthenticated_total Requests refused as unauthenticated.\n"
+            "# TYPE coffer_unauthenticated_total counter\n"
+            "coffer_unauthenticated_total %llu\n"
+            "# HELP coffer_connections_refused_total Connections opened past the limit.\n"
+            "# TYPE coffer_connections_refused_total counter\n"
+            "coffer_connections_refused_total %llu\n"
+            "# HELP coffer_connections_open Connections open now.\n"
+            "# TYPE coffer_connections_open gauge\n"
+            "coffer_connections_open %llu\n"
+            "# HELP coffer_workers Worker processes.\n"
+            "# TYPE coffer_workers gauge\n"
+            "coffer_workers %u\n",
+            sum.status_2xx, sum.status_4xx, sum.status_5xx, sum.accesses_granted,
+            sum.accesses_denied, sum.batches, sum.unauthenticated, sum.connections_refused,
+            sum.connections_open, a->stats.n) < 0) {
+        if (buf != NULL) {
+            evbuffer_free(buf);
+        }
+        api_error(r, 500, "internal", "internal error");
+        return;
+    }
+    stats_of(a)->requests++;
+    stats_of(a)->status_2xx++;
+    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    evhttp_send_reply(r->req, 200, NULL, buf);
+    evbuffer_free(buf);
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     struct coffer_api *a = arg;
@@ -600,10 +741,16 @@ static void handle(struct evhttp_request *req, void *arg)
 
     memset(&r, 0, sizeof(r));
     r.req = req;
+    r.api = a;
     r.api_ops = a->ops;
     r.method = evhttp_request_get_command(req);
     request_id(r.id);
     peer_of(req, r.client_addr, sizeof(r.client_addr));
+    if (over_limit(req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        api_error(&r, 503, "too_many_connections", "this worker is at its connection limit");
+        return;
+    }
     m = api_route_match(uri, r.method, &r);
     if (m == API_NO_PATH) {
         api_error(&r, 404, "not_found", "no such route");
@@ -624,6 +771,7 @@ static void handle(struct evhttp_request *req, void *arg)
         if (authenticate(a, &r, why) != COFFER_OK) {
             coffer_err_clear();
             audit_auth_failure(&r, why);
+            stats_of(a)->unauthenticated++;
             api_error(&r, 401, "unauthenticated", "unauthenticated");
             return;
         }
@@ -648,7 +796,8 @@ static void handle(struct evhttp_request *req, void *arg)
 }
 
 enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_base *base,
-                               int listen_fd, struct coffer_ops *ops, struct coffer_api **out)
+                               int listen_fd, struct coffer_ops *ops,
+                               const struct coffer_api_stats_view *stats, struct coffer_api **out)
 {
     struct coffer_api *a = coffer_calloc(1, sizeof(*a));
     struct timeval tv;
@@ -661,6 +810,21 @@ enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_bas
     a->base = base;
     a->ops = ops;
     a->max_body = cfg->max_body_bytes;
+    a->max_connections = cfg->max_connections > 0 ? cfg->max_connections : 1024;
+    if (stats != NULL && stats->slots != NULL && stats->self < stats->n) {
+        a->stats = *stats;
+    } else {
+        a->stats.slots = &a->own;
+        a->stats.n = 1;
+        a->stats.self = 0;
+    }
+    if (conn_index < 0) {
+        conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_mark_free);
+    }
+    if (conn_index < 0) {
+        coffer_free(a);
+        return coffer_err_set(COFFER_E_NOMEM, "TLS connection data index");
+    }
     (void)snprintf(a->trust_domain, sizeof(a->trust_domain), "%s", cfg->trust_domain);
     if ((r = make_ctx(cfg, &a->ctx)) != COFFER_OK) {
         goto fail;

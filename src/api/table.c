@@ -19,6 +19,7 @@
 /* method, pattern, who may call, body limit, handler, batched (committed with others) */
 static const struct api_route routes[] = {
     {EVHTTP_REQ_GET, "/v1/health", API_ROLE_NONE, 0, api_health, false},
+    {EVHTTP_REQ_GET, "/metrics", API_ROLE_NONE, 0, api_metrics, false},
     {EVHTTP_REQ_POST, CRED "/access", API_ROLE_AGENT, BODY_SMALL, api_access, true},
     {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, api_put, false},
     {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, api_revoke, false},

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -147,6 +148,10 @@ out:
 
 /* ---- A worker -------------------------------------------------------------------------- */
 
+/* Counters shared by the supervisor and every worker (one slot each), for /metrics. */
+static struct coffer_api_stats *shared_stats;
+static unsigned shared_slots;
+
 struct worker_ctx {
     const struct serve_opts *o;
     struct event_base *base;
@@ -199,6 +204,8 @@ static int worker_main(const struct serve_opts *o, int fd, int index, const sigs
     struct coffer_keys *k = NULL;
     struct coffer_ops ops = {0};
     struct worker_ctx w = {.o = o, .index = index};
+    struct coffer_api_stats_view view = {
+        .slots = shared_stats, .n = shared_slots, .self = (unsigned)index};
     struct event *ev_term = NULL;
     struct event *ev_int = NULL;
     struct event *ev_hup = NULL;
@@ -216,7 +223,10 @@ static int worker_main(const struct serve_opts *o, int fd, int index, const sigs
     }
     ops.k = k;
     w.base = event_base_new();
-    if (w.base == NULL || (r = coffer_api_new(cfg, w.base, fd, &ops, &w.api)) != COFFER_OK) {
+
+    if (w.base == NULL ||
+        (r = coffer_api_new(cfg, w.base, fd, &ops, shared_stats != NULL ? &view : NULL, &w.api)) !=
+            COFFER_OK) {
         coffer_error(LOG_MOD, "worker %d cannot serve: %s", index, coffer_err_detail());
         goto out;
     }
@@ -273,6 +283,10 @@ static enum coffer_err start_worker(const struct serve_opts *o, int fd, int inde
 {
     pid_t pid;
 
+    if (shared_stats != NULL) {
+        /* A replaced worker's connections died with it. */
+        shared_stats[index].connections_open = 0;
+    }
     fflush(NULL);
     pid = fork();
     if (pid < 0) {
@@ -348,6 +362,14 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
     }
     for (unsigned i = 0; i < n; i++) {
         fds[i] = -1;
+    }
+    shared_stats = mmap(NULL, sizeof(*shared_stats) * n, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared_stats == MAP_FAILED) {
+        shared_stats = NULL;
+        coffer_warn(LOG_MOD, "no shared memory for counters; /metrics shows one worker");
+    } else {
+        shared_slots = n;
     }
     for (unsigned i = 0; i < n && r == COFFER_OK; i++) {
         r = bind_listen(cfg, &fds[i]);

@@ -405,6 +405,26 @@ static void test_worker_replaced(void **state)
            "{\"purpose\":\"deploy payments v4\"}", "agent", 403, "permission_denied");
 }
 
+/* /metrics sums the counters of every worker, in Prometheus text. */
+static void test_metrics(void **state)
+{
+    struct reply r;
+    const char *p;
+
+    (void)state;
+    request("GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "# TYPE coffer_accesses_total counter"));
+    assert_non_null(strstr(r.body, "coffer_workers 2"));
+    p = strstr(r.body, "coffer_accesses_total{outcome=\"granted\"} ");
+    assert_non_null(p);
+    assert_true(atol(p + strlen("coffer_accesses_total{outcome=\"granted\"} ")) >= 3);
+    p = strstr(r.body, "\ncoffer_unauthenticated_total ");
+    assert_non_null(p);
+    assert_true(atol(p + strlen("\ncoffer_unauthenticated_total ")) >= 1);
+    assert_null(strstr(r.body, SECRET));
+}
+
 static void test_no_secret_leaked(void **state)
 {
     char buf[65536];
@@ -516,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_sighup_reloads),
         cmocka_unit_test(test_revoke_and_phase),
         cmocka_unit_test(test_worker_replaced),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_no_secret_leaked),
         cmocka_unit_test(test_sigterm_stops_cleanly),
     };
