@@ -19,7 +19,8 @@
  *                   wrong_phase
  *   7. revocation   the credential is not revoked, else revoked
  *   8. expiry       now is before the credential's expiry and before issued
- *                   + the tier's max TTL, else expired
+ *                   + the tier's max TTL, and not every key of the version
+ *                   has passed its own expiry, else expired
  *   9. approval     a critical credential needs a standing approval of this
  *                   instance covering now, else approval_required
  *  10. granted      and purpose_unexpected is set when the credential lists
@@ -100,6 +101,7 @@ struct coffer_authz_input {
     int64_t issued_us;  /* when the current version was stored */
     int64_t expires_us; /* or COFFER_AUTHZ_NO_EXPIRY */
     bool revoked;
+    bool keys_expired;           /* every key of the current version has passed its own expiry */
     int64_t tier_max_ttl_s;      /* the org's max TTL for the tier, or COFFER_TTL_NEVER */
     const char *const *purposes; /* allowed purpose patterns; none: every purpose expected */
     size_t n_purposes;
@@ -125,8 +127,10 @@ void coffer_authz_decide(const struct coffer_authz_input *in, struct coffer_auth
 
 /*
  * Turns an allow into a deny when unsealing the credential failed:
- * COFFER_E_INTEGRITY gives integrity_error, COFFER_E_TOKEN_UNAVAILABLE,
- * COFFER_E_TOKEN, COFFER_E_PIN and COFFER_E_FORKED give token_unavailable.
+ * COFFER_E_INTEGRITY gives integrity_error; COFFER_E_TOKEN_UNAVAILABLE,
+ * COFFER_E_TOKEN, COFFER_E_PIN, COFFER_E_FORKED, COFFER_E_NOT_FOUND (a key
+ * of the hierarchy is missing from the token) and COFFER_E_STATE (the key
+ * that wraps the row was destroyed) give token_unavailable.
  * COFFER_OK and other errors leave the decision unchanged (the caller fails
  * the request for those).
  */

@@ -50,6 +50,12 @@ struct coffer_op_access {
     struct coffer_authz_decision decision;
     uint32_t version;           /* the version read, on allow */
     struct coffer_keyset *keys; /* on allow: the values, owned by the caller */
+    /*
+     * On allow: the keys left out of keys because their own expiry has
+     * passed, their names joined by commas in stored order (a key name holds
+     * no comma); NULL when none was. Owned by the caller: coffer_free.
+     */
+    char *expired_keys;
 };
 
 /*
@@ -57,7 +63,9 @@ struct coffer_op_access {
  * on allow (an integrity or token failure turns the allow into a deny), and
  * writes the event, all in one transaction. A principal that is not an agent
  * is denied (no_grant). COFFER_OK with a->decision set; a->keys only when
- * allowed.
+ * allowed. Keys past their own expiry are left out of a->keys and named in
+ * a->expired_keys and in the event's detail; when every key has expired the
+ * access is denied (expired).
  */
 enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
                                  struct coffer_op_access *a) COFFER_MUST_USE;
@@ -88,6 +96,12 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
 
 /* ---- put: create a credential or add a version (admins) ---- */
 
+/* One key given an expiry of its own (an access token inside a longer-lived credential). */
+struct coffer_op_key_expiry {
+    const char *name;   /* a key of the version stored */
+    int64_t expires_us; /* microseconds since the epoch */
+};
+
 /* The credential types and the key names each requires (docs/admin.md). */
 bool coffer_op_type_known(const char *type);
 
@@ -105,6 +119,10 @@ struct coffer_op_put {
     const char *expire_on_phase_end; /* a phase of the project, or NULL */
     const struct coffer_policy_grant *grants; /* API grants to add (type, instance, phases) */
     size_t n_grants;
+    /* Keys with an expiry of their own: each a key of keys, at most once, in the future and
+       not after the credential's own expiry. */
+    const struct coffer_op_key_expiry *key_expiry;
+    size_t n_key_expiry; /* 0..COFFER_KEYS_MAX */
     /* Results: */
     uint32_t version;
     int64_t expires_us; /* the expiry set, or COFFER_AUTHZ_NO_EXPIRY */
@@ -115,9 +133,10 @@ struct coffer_op_put {
  * COFFER_E_NOT_FOUND), checking the type's required keys, the lifetime
  * against the org's tier limits (default TTL when none is given; never for
  * high and critical only up to the hard maximum), the grants' agent types
- * (members of the project) and phases, and writes the version, its
- * lifetime, the grants and the event in one transaction. COFFER_E_INVALID
- * with a detail for any rule broken; nothing is written then.
+ * (members of the project) and phases, and the keys' own expiry times, and
+ * writes the version, its lifetime, the keys' expiry, the grants and the
+ * event in one transaction. COFFER_E_INVALID with a detail for any rule
+ * broken; nothing is written then.
  */
 enum coffer_err coffer_op_put(struct coffer_ops *o, const struct coffer_op_meta *m,
                               struct coffer_op_put *p) COFFER_MUST_USE;
@@ -358,9 +377,11 @@ struct coffer_op_request_fulfill {
     bool grants_given; /* false: the request's suggested grants */
     const struct coffer_policy_grant *grants;
     size_t n_grants;
-    int64_t ttl_s;           /* as for put */
-    int64_t expires_at_us;   /* as for put */
-    const char *description; /* NULL if none */
+    int64_t ttl_s;                                 /* as for put */
+    int64_t expires_at_us;                         /* as for put */
+    const char *description;                       /* NULL if none */
+    const struct coffer_op_key_expiry *key_expiry; /* as for put */
+    size_t n_key_expiry;
     /* Results: */
     struct coffer_store_request req; /* the request as fulfilled */
     int64_t expires_us;              /* the expiry of the version stored */

@@ -448,6 +448,11 @@ struct coffer_store_access {
     struct coffer_uuid org_id;
     struct coffer_uuid project_id;
     uint32_t current_version;
+    size_t n_keys; /* keys of the current version */
+    /* Keys of the current version whose own expiry has passed (now >= it), in stored order;
+       in the arena. */
+    const char *const *expired_keys;
+    size_t n_expired_keys;
 };
 
 /*
@@ -459,6 +464,8 @@ struct coffer_store_access {
  * the project's phase and members, every grant, and the standing approvals
  * that are neither revoked nor ended (at most COFFER_APPROVALS_MAX). now_us
  * is the database's clock, the same clock that wrote expiry and phase changes.
+ * The same query reads which keys of the current version have passed their
+ * own expiry (out->expired_keys) and sets in->keys_expired when all have.
  * A missing org, project or credential gives found == false and COFFER_OK.
  * Arrays are allocated in a.
  */
@@ -532,6 +539,26 @@ enum coffer_err coffer_store_grants_add(struct coffer_store *s, const struct cof
                                         const struct coffer_policy_grant *grants,
                                         size_t n) COFFER_MUST_USE;
 
+/* ---- Per-key expiry (key_expiry.c) ----------------------------------------------- */
+
+/*
+ * Inside a transaction: gives n (1..COFFER_KEYS_MAX) keys of version
+ * version of the credential their own expiry: names[i] expires at
+ * expires_us[i] (microseconds since the epoch); the other keys get none.
+ * Only a version whose keys have no expiry yet is changed, so a stored
+ * expiry is never moved. COFFER_E_INVALID for a name that is not a key
+ * name, one given twice, or a time out of range; COFFER_E_NOT_FOUND when no
+ * such version in org_id has every name among its keys and no expiry yet.
+ * Whether each time falls within the credential's lifetime is the caller's
+ * check.
+ */
+enum coffer_err coffer_store_cred_set_key_expiry(struct coffer_store *s,
+                                                 const struct coffer_uuid *org_id,
+                                                 const struct coffer_uuid *credential_id,
+                                                 uint32_t version, const char *const *names,
+                                                 const int64_t *expires_us,
+                                                 size_t n) COFFER_MUST_USE;
+
 /* ---- Credential metadata (never values) ---------------------------------------- */
 
 /* What the metadata routes show of one credential. Strings live in the caller's arena. */
@@ -547,6 +574,9 @@ struct coffer_store_meta {
     const char *description; /* the credential's, else its credential rule's; NULL if none */
     const char *const *keys; /* names of the current version's keys, in stored order */
     size_t n_keys;
+    /* Aligned with keys: each key's own expiry, COFFER_AUTHZ_NO_EXPIRY for none; NULL when no
+       key of the version has one. */
+    const int64_t *key_expires_us;
     bool granted; /* a grant names the agent asked about (false when none was named) */
 };
 

@@ -94,6 +94,12 @@ void api_format_time(int64_t us, char out[32]);
  */
 bool api_read_grants(struct api_req *r, struct coffer_policy_grant *g, const char *(*phases)[32],
                      size_t *n);
+/*
+ * Reads the body's optional "key_expires_at" object (key name to
+ * "YYYY-MM-DDTHH:MM:SSZ") into out (room for COFFER_KEYS_MAX); the names
+ * point into the body. false if answered 400.
+ */
+bool api_read_key_expiry(struct api_req *r, struct coffer_op_key_expiry *out, size_t *n);
 /* {"org", "project", "credential"} of a credential route (params 0, 1, 2). */
 json_t *api_cred_json(const struct api_req *r);
 

@@ -590,6 +590,7 @@ static void flush_queue(struct coffer_api *a)
 
         if (q->dead) {
             coffer_keyset_free(&q->acc.keys);
+            coffer_free(q->acc.expired_keys);
         } else {
             if (r == COFFER_OK) {
                 if (q->acc.decision.allow) {

@@ -20,6 +20,7 @@
 #include "api/ops_int.h"
 
 #include "coffer/log.h"
+#include "coffer/mem.h"
 #include "coffer/text.h"
 
 #include <inttypes.h>
@@ -229,12 +230,15 @@ static enum coffer_err access_core(struct coffer_ops *o, const struct coffer_op_
     struct coffer_keys_read_info info;
     struct coffer_keyset *keys = NULL;
     struct coffer_audit_event e;
+    char *expired = NULL;
+    char detail[DETAIL_MAX];
     int64_t id = 0;
     bool tx = false;
     enum coffer_err r;
 
     if (a != NULL) {
         a->keys = NULL;
+        a->expired_keys = NULL;
         a->version = 0;
         deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
     }
@@ -266,8 +270,15 @@ static enum coffer_err access_core(struct coffer_ops *o, const struct coffer_op_
         if (d.allow && (r = unseal(o, a, &acc, &d, &keys, &info)) != COFFER_OK) {
             goto out;
         }
+        if (d.allow && (r = ops_key_expiry_withhold(&acc, &keys, &expired)) != COFFER_OK) {
+            goto out;
+        }
     }
     ops_event_init(&e, COFFER_AUDIT_ACCESS, m, a->org, a->project, a->name);
+    if (expired != NULL) {
+        ops_key_expiry_detail(expired, detail, sizeof(detail));
+        e.detail = detail;
+    }
     e.allowed = d.allow;
     e.reason = coffer_authz_reason_str(d.reason);
     e.purpose_unexpected = d.purpose_unexpected;
@@ -291,12 +302,15 @@ static enum coffer_err access_core(struct coffer_ops *o, const struct coffer_op_
         a->version = info.version;
         a->keys = keys;
         keys = NULL;
+        a->expired_keys = expired;
+        expired = NULL;
     }
 out:
     if (tx) {
         coffer_store_rollback(o->st);
     }
     coffer_keyset_free(&keys);
+    coffer_free(expired);
     coffer_arena_free(&arena);
     return r;
 }
@@ -343,6 +357,7 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
 
         memset(it, 0, sizeof(*it));
         a[i].keys = NULL;
+        a[i].expired_keys = NULL;
         a[i].version = 0;
         deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
         deny(&it->d, COFFER_AUTHZ_NO_GRANT);
@@ -375,6 +390,10 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
             a[idx[j]].keys = reqs[j].keys;
             a[idx[j]].version = reqs[j].info.version;
             reqs[j].keys = NULL;
+            if ((r = ops_key_expiry_withhold(&it->acc, &a[idx[j]].keys, &a[idx[j]].expired_keys)) !=
+                COFFER_OK) {
+                goto out;
+            }
             continue;
         }
         coffer_authz_after_unseal(&it->d, reqs[j].result);
@@ -389,9 +408,14 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
     for (size_t i = 0; i < n; i++) {
         struct batch_item *it = &items[i];
         struct coffer_audit_event e;
+        char detail[DETAIL_MAX];
         int64_t id = 0;
 
         ops_event_init(&e, COFFER_AUDIT_ACCESS, &m[i], a[i].org, a[i].project, a[i].name);
+        if (a[i].expired_keys != NULL) {
+            ops_key_expiry_detail(a[i].expired_keys, detail, sizeof(detail));
+            e.detail = detail;
+        }
         e.allowed = it->d.allow;
         e.reason = coffer_authz_reason_str(it->d.reason);
         e.purpose_unexpected = it->d.purpose_unexpected;
@@ -414,6 +438,8 @@ out:
         }
         for (size_t i = 0; i < n; i++) {
             coffer_keyset_free(&a[i].keys);
+            coffer_free(a[i].expired_keys);
+            a[i].expired_keys = NULL;
             deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
         }
     }
@@ -548,6 +574,9 @@ static enum coffer_err check_put(const struct coffer_op_put *p, enum coffer_tier
     }
     if (p->expire_on_phase_end != NULL && !ops_name_ok(p->expire_on_phase_end)) {
         return coffer_err_set(COFFER_E_INVALID, "expire_on_phase_end is not a name");
+    }
+    if ((r = ops_key_expiry_check(p)) != COFFER_OK) {
+        return r;
     }
     return ops_check_grants(p->grants, p->n_grants, "grant");
 }
@@ -694,6 +723,12 @@ static void put_detail(const struct coffer_op_put *p, int64_t issued_us, int64_t
                    n_keys, n_keys == 1 ? "" : "s", p->n_grants, p->n_grants == 1 ? "" : "s", life,
                    p->expire_on_phase_end != NULL ? " or at the end of phase " : "",
                    p->expire_on_phase_end != NULL ? p->expire_on_phase_end : "");
+    if (p->n_key_expiry > 0) {
+        size_t used = strnlen(out, cap);
+
+        (void)snprintf(out + used, cap - used, ", %zu key%s with an expiry of its own",
+                       p->n_key_expiry, p->n_key_expiry == 1 ? "" : "s");
+    }
 }
 
 struct put_ctx {
@@ -747,7 +782,9 @@ static enum coffer_err put_write(struct coffer_ops *o, const struct coffer_op_me
     if ((r = lifetime(p, c->tier, &c->pol.tiers[c->tier], c->in.issued_us, &c->expires_us)) !=
             COFFER_OK ||
         (r = coffer_store_cred_set_lifetime(o->st, &c->org.id, &c->acc.credential_id, c->expires_us,
-                                            p->expire_on_phase_end)) != COFFER_OK) {
+                                            p->expire_on_phase_end)) != COFFER_OK ||
+        (r = ops_key_expiry_write(o, p, &c->org.id, &c->acc.credential_id, c->version,
+                                  c->in.issued_us, c->expires_us)) != COFFER_OK) {
         return r;
     }
     if (p->description != NULL &&

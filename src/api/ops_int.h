@@ -94,4 +94,38 @@ void ops_principal_text(const struct coffer_principal *who, char out[OPS_PRINCIP
 enum coffer_err ops_put_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
                               struct coffer_op_put *p) COFFER_MUST_USE;
 
+/* ---- Per-key expiry (ops_key_expiry.c) ---- */
+
+/*
+ * The checks of p's key expiry times that need nothing but the request:
+ * each names a key of p->keys, once, with a time in range. COFFER_E_INVALID
+ * naming the rule broken.
+ */
+enum coffer_err ops_key_expiry_check(const struct coffer_op_put *p) COFFER_MUST_USE;
+
+/*
+ * Inside put's transaction: checks each key's time against the version's
+ * issue time issued_us (after it) and the credential's expiry expires_us
+ * (not after it, unless COFFER_AUTHZ_NO_EXPIRY), and stores them on the
+ * version. Nothing to do when p gives none. COFFER_E_INVALID naming the key.
+ */
+enum coffer_err ops_key_expiry_write(struct coffer_ops *o, const struct coffer_op_put *p,
+                                     const struct coffer_uuid *org_id,
+                                     const struct coffer_uuid *credential_id, uint32_t version,
+                                     int64_t issued_us, int64_t expires_us) COFFER_MUST_USE;
+
+/*
+ * Leaves out of *keys (the values of an allowed access of the version acc
+ * describes) every key acc names as expired: *keys is replaced by a set
+ * without them (the old one wiped) and *names receives their names joined
+ * by commas (the caller frees it with coffer_free), or NULL when none
+ * expired. COFFER_E_INTEGRITY if the names do not match the keys; on any
+ * error *keys is unchanged and *names NULL.
+ */
+enum coffer_err ops_key_expiry_withhold(const struct coffer_store_access *acc,
+                                        struct coffer_keyset **keys, char **names) COFFER_MUST_USE;
+
+/* "expired keys: a,b" for an event's detail, cut with " and N more" when it does not fit cap. */
+void ops_key_expiry_detail(const char *names, char *out, size_t cap);
+
 #endif

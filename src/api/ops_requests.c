@@ -612,6 +612,8 @@ enum coffer_err coffer_op_request_fulfill(struct coffer_ops *o, const struct cof
     p.ttl_s = f->ttl_s;
     p.expires_at_us = f->expires_at_us;
     p.description = f->description;
+    p.key_expiry = f->key_expiry;
+    p.n_key_expiry = f->n_key_expiry;
     p.grants = f->grants_given ? f->grants : q.grants;
     p.n_grants = f->grants_given ? f->n_grants : q.n_grants;
     if ((r = ops_put_in_tx(o, m, &p)) != COFFER_OK ||

@@ -147,20 +147,54 @@ bool api_access_prepare(struct api_req *r, struct coffer_op_access *a)
     return true;
 }
 
+/* ["a", "b"] of the comma-joined names of keys left out; NULL when out of memory. */
+static json_t *expired_json(const char *names)
+{
+    json_t *arr = json_array();
+    const char *at = names;
+
+    while (arr != NULL && *at != '\0') {
+        const char *end = strchr(at, ',');
+        size_t len = end != NULL ? (size_t)(end - at) : strlen(at);
+
+        if (json_array_append_new(arr, json_stringn(at, len)) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+        at = end != NULL ? end + 1 : at + len;
+    }
+    return arr;
+}
+
 void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffer_err e)
 {
     json_t *out = NULL;
     json_t *keys = NULL;
+    json_t *expired = NULL;
 
     if (e != COFFER_OK) {
         coffer_keyset_free(&a->keys);
+        coffer_free(a->expired_keys);
+        a->expired_keys = NULL;
         api_fail_op(r, e);
         return;
     }
     if (!a->decision.allow) {
         coffer_keyset_free(&a->keys);
+        coffer_free(a->expired_keys);
+        a->expired_keys = NULL;
         api_error(r, 403, "permission_denied", "permission denied");
         return;
+    }
+    if (a->expired_keys != NULL) {
+        expired = expired_json(a->expired_keys);
+        coffer_free(a->expired_keys);
+        a->expired_keys = NULL;
+        if (expired == NULL) {
+            coffer_keyset_free(&a->keys);
+            api_error(r, 500, "internal", "the expired keys could not be encoded");
+            return;
+        }
     }
     out = api_cred_json(r);
     keys = json_object();
@@ -177,11 +211,17 @@ void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffe
     if (out == NULL || keys == NULL || json_object_set_new(out, "keys", keys) != 0 ||
         json_object_set_new(out, "version", json_integer(a->version)) != 0) {
         json_decref(out);
+        json_decref(expired);
         api_error(r, 500, "internal", "a value could not be encoded as JSON text");
         return;
     }
     if (a->decision.purpose_unexpected) {
         (void)json_object_set_new(out, "purpose_unexpected", json_true());
+    }
+    if (expired != NULL && json_object_set_new(out, "expired_keys", expired) != 0) {
+        json_decref(out);
+        api_error(r, 500, "internal", "the expired keys could not be encoded");
+        return;
     }
     api_reply(r, 200, out);
 }
@@ -303,14 +343,47 @@ bool api_read_grants(struct api_req *r, struct coffer_policy_grant *g, const cha
     return true;
 }
 
+bool api_read_key_expiry(struct api_req *r, struct coffer_op_key_expiry *out, size_t *n)
+{
+    json_t *obj = json_object_get(r->body, "key_expires_at");
+    const char *name;
+    json_t *v;
+    size_t i = 0;
+
+    *n = 0;
+    if (obj == NULL || json_is_null(obj)) {
+        return true;
+    }
+    if (!json_is_object(obj) || json_object_size(obj) > COFFER_KEYS_MAX) {
+        api_error(r, 400, "invalid_request",
+                  "'key_expires_at' must be an object of at most 64 key names to times");
+        return false;
+    }
+    /* jansson keeps one entry per name, so a key cannot be given two times here. */
+    json_object_foreach(obj, name, v)
+    {
+        if (!json_is_string(v) || !api_parse_time(json_string_value(v), &out[i].expires_us)) {
+            api_error(r, 400, "invalid_request",
+                      "each time in 'key_expires_at' must be YYYY-MM-DDTHH:MM:SSZ");
+            return false;
+        }
+        out[i].name = name;
+        i++;
+    }
+    *n = i;
+    return true;
+}
+
 void api_put(struct api_req *r)
 {
     static const char *const known[] = {
-        "type", "tier", "keys", "ttl", "expires_at", "grants", "description", "expire_on_phase_end",
-        NULL};
+        "type",           "tier",   "keys",        "ttl",
+        "expires_at",     "grants", "description", "expire_on_phase_end",
+        "key_expires_at", NULL};
     /* A worker runs one request at a time, so these can live outside the stack. */
     static struct coffer_policy_grant grants[COFFER_POLICY_GRANTS_MAX];
     static const char *phases[COFFER_POLICY_GRANTS_MAX][32];
+    struct coffer_op_key_expiry key_expiry[COFFER_KEYS_MAX];
     struct coffer_op_put p = {0};
     struct coffer_op_meta m = api_meta(r);
     struct coffer_keyset *ks = NULL;
@@ -328,9 +401,11 @@ void api_put(struct api_req *r)
         !api_string_field(r, "expires_at", &expires, NULL) ||
         !api_string_field(r, "description", &p.description, NULL) ||
         !api_string_field(r, "expire_on_phase_end", &p.expire_on_phase_end, NULL) ||
-        !api_read_grants(r, grants, phases, &p.n_grants)) {
+        !api_read_grants(r, grants, phases, &p.n_grants) ||
+        !api_read_key_expiry(r, key_expiry, &p.n_key_expiry)) {
         return;
     }
+    p.key_expiry = key_expiry;
     if (p.type == NULL || p.tier == NULL) {
         api_error(r, 400, "invalid_request", "'type' and 'tier' are required");
         return;

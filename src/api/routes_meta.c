@@ -2,8 +2,8 @@
 /*
  * The metadata routes: GET .../credentials and GET .../credentials/{name}
  * answer what a credential is (name, type, tier, version, times, expiry,
- * revocation, description, key names) through coffer_op_metadata, never
- * what it holds. An agent is told "permission_denied" for every refusal,
+ * revocation, description, key names and their own expiry) through
+ * coffer_op_metadata, never what it holds. An agent is told "permission_denied" for every refusal,
  * whatever reason the audit log keeps; an admin of another org is told
  * "not_found", as for an org that does not exist.
  *
@@ -23,6 +23,33 @@ static json_t *time_json(int64_t us)
 
     api_format_time(us, when);
     return when[0] != '\0' ? json_string(when) : NULL;
+}
+
+/* "key_expires_at": {"name": time} of the keys that have an expiry of their own. */
+static bool add_key_expiry(json_t *o, const struct coffer_store_meta *c)
+{
+    json_t *times = json_object();
+
+    for (size_t i = 0; times != NULL && i < c->n_keys; i++) {
+        json_t *t;
+
+        if (c->key_expires_us[i] == COFFER_AUTHZ_NO_EXPIRY) {
+            continue;
+        }
+        if ((t = time_json(c->key_expires_us[i])) == NULL ||
+            json_object_set_new(times, c->keys[i], t) != 0) {
+            json_decref(times);
+            times = NULL;
+        }
+    }
+    if (times == NULL) {
+        return false;
+    }
+    if (json_object_size(times) == 0) {
+        json_decref(times);
+        return true;
+    }
+    return json_object_set_new(o, "key_expires_at", times) == 0;
 }
 
 /* One credential's metadata as the routes show it; NULL when out of memory. */
@@ -46,6 +73,10 @@ static json_t *meta_json(const struct coffer_store_meta *c)
                   c->expires_us == COFFER_AUTHZ_NO_EXPIRY ? json_null() : time_json(c->expires_us),
                   "revoked", c->revoked, "description",
                   c->description != NULL ? json_string(c->description) : json_null(), "keys", keys);
+    if (o != NULL && c->key_expires_us != NULL && !add_key_expiry(o, c)) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 

@@ -400,9 +400,11 @@ void api_request_get(struct api_req *r)
 
 void api_request_fulfill(struct api_req *r)
 {
-    static const char *const known[] = {"keys", "grants", "ttl", "expires_at", "description", NULL};
+    static const char *const known[] = {"keys",        "grants",         "ttl", "expires_at",
+                                        "description", "key_expires_at", NULL};
     static struct coffer_policy_grant grants[COFFER_POLICY_GRANTS_MAX];
     static const char *phases[COFFER_POLICY_GRANTS_MAX][COFFER_POLICY_PHASES_MAX];
+    struct coffer_op_key_expiry key_expiry[COFFER_KEYS_MAX];
     struct coffer_op_request_fulfill f = {0};
     struct coffer_op_meta m = api_meta(r);
     struct coffer_arena *a = NULL;
@@ -414,9 +416,11 @@ void api_request_fulfill(struct api_req *r)
     if (!api_only_fields(r, known) || !api_string_field(r, "ttl", &ttl, NULL) ||
         !time_field(r, "expires_at", &f.expires_at_us) ||
         !api_string_field(r, "description", &f.description, NULL) ||
-        !read_grant_list(r, "grants", grants, phases, &f.n_grants, &f.grants_given)) {
+        !read_grant_list(r, "grants", grants, phases, &f.n_grants, &f.grants_given) ||
+        !api_read_key_expiry(r, key_expiry, &f.n_key_expiry)) {
         return;
     }
+    f.key_expiry = key_expiry;
     if (ttl != NULL && coffer_policy_ttl_parse(ttl, strlen(ttl), &f.ttl_s) != COFFER_OK) {
         api_error(r, 400, "invalid_request", "'ttl' is not a duration such as 90d or 12h");
         return;

@@ -192,14 +192,15 @@ static bool is_critical(enum coffer_tier tier)
  * difference is taken in unsigned arithmetic, which is exact for any pair
  * with now >= issued; a version stored after now (clocks of two servers
  * apart) has not outlived its TTL. A negative TTL other than "never" is not
- * a lifetime at all and expires the credential.
+ * a lifetime at all and expires the credential. A version all of whose keys
+ * have passed their own expiry has nothing left to hand out: expired too.
  */
 static bool expired(const struct coffer_authz_input *in)
 {
     int64_t max_s = effective_max_ttl(in->tier, in->tier_max_ttl_s);
     uint64_t age_us;
 
-    if (in->now_us >= in->expires_us) {
+    if (in->now_us >= in->expires_us || in->keys_expired) {
         return true;
     }
     if (max_s == COFFER_TTL_NEVER) {
@@ -379,6 +380,8 @@ void coffer_authz_after_unseal(struct coffer_authz_decision *d, enum coffer_err 
     case COFFER_E_TOKEN:
     case COFFER_E_PIN:
     case COFFER_E_FORKED:
+    case COFFER_E_NOT_FOUND: /* a key object of the hierarchy is missing from the token */
+    case COFFER_E_STATE:     /* the key that wraps the row was destroyed */
         deny(d, COFFER_AUTHZ_TOKEN_UNAVAILABLE);
         break;
     default:

@@ -67,6 +67,7 @@ enum opt {
     O_UNTIL,
     O_FROM,
     O_PRINCIPAL,
+    O_KEY_EXPIRES,
     O_COUNT,
 };
 
@@ -74,7 +75,8 @@ enum opt {
 #define COMMON                                                                                     \
     (BIT(O_ADDR) | BIT(O_CACERT) | BIT(O_CERT) | BIT(O_CLIENT_KEY) | BIT(O_TOKEN) | BIT(O_JSON))
 #define VALUES (BIT(O_KEY) | BIT(O_FROM_FILE) | BIT(O_STDIN))
-#define LIFETIME (BIT(O_TTL) | BIT(O_EXPIRES_AT) | BIT(O_DESCRIPTION) | BIT(O_GRANT))
+#define LIFETIME                                                                                   \
+    (BIT(O_TTL) | BIT(O_EXPIRES_AT) | BIT(O_DESCRIPTION) | BIT(O_GRANT) | BIT(O_KEY_EXPIRES))
 
 static const struct {
     const char *flag;
@@ -105,6 +107,7 @@ static const struct {
     [O_UNTIL] = {"--until", true, false},
     [O_FROM] = {"--from", true, false},
     [O_PRINCIPAL] = {"--principal", true, false},
+    [O_KEY_EXPIRES] = {"--key-expires", true, true},
 };
 
 /* A command's arguments after parsing. */
@@ -113,13 +116,22 @@ struct args {
     int n_pos;
     bool set[O_COUNT];
     const char *one[O_COUNT];      /* the value of a single option */
-    const char *many[3][MANY_MAX]; /* --key, --from-file, --grant */
-    size_t n_many[3];
+    const char *many[4][MANY_MAX]; /* --key, --from-file, --grant, --key-expires */
+    size_t n_many[4];
 };
 
 static int many_slot(enum opt o)
 {
-    return o == O_KEY ? 0 : o == O_FROM_FILE ? 1 : 2;
+    switch (o) {
+    case O_KEY:
+        return 0;
+    case O_FROM_FILE:
+        return 1;
+    case O_KEY_EXPIRES:
+        return 3;
+    default:
+        return 2;
+    }
 }
 
 static int usage_error(const char *usage, const char *fmt, ...) COFFER_PRINTF(2, 3);
@@ -326,6 +338,51 @@ static bool add_grants(const struct args *a, json_t *body, const char *field)
         if (json_array_append_new(arr, grant_json(g)) != 0) {
             fprintf(stderr,
                     "coffer: --grant '%s' is not TYPE[/INSTANCE][@PHASE,PHASE...] of names\n", g);
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * body["key_expires_at"] from every --key-expires NAME=TIME: a key name and a
+ * time the server checks (YYYY-MM-DDTHH:MM:SSZ). false after saying what is
+ * wrong.
+ */
+static bool add_key_expiry(const struct args *a, json_t *body)
+{
+    size_t n = a->n_many[many_slot(O_KEY_EXPIRES)];
+    json_t *obj;
+
+    if (n == 0) {
+        return true;
+    }
+    if ((obj = json_object()) == NULL || json_object_set_new(body, "key_expires_at", obj) != 0) {
+        fprintf(stderr, "coffer: out of memory\n");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *arg = a->many[many_slot(O_KEY_EXPIRES)][i];
+        const char *eq = strchr(arg, '=');
+        char name[COFFER_KEY_NAME_MAX + 1];
+        size_t len = eq != NULL ? (size_t)(eq - arg) : 0;
+
+        if (eq == NULL || len == 0 || len > COFFER_KEY_NAME_MAX || eq[1] == '\0') {
+            fprintf(stderr, "coffer: --key-expires wants NAME=YYYY-MM-DDTHH:MM:SSZ\n");
+            return false;
+        }
+        coffer_memcpy(name, arg, len);
+        name[len] = '\0';
+        if (!key_name_ok(name)) {
+            fprintf(stderr, "coffer: --key-expires: '%s' is not a key name\n", name);
+            return false;
+        }
+        if (json_object_get(obj, name) != NULL) {
+            fprintf(stderr, "coffer: --key-expires: key %s is given twice\n", name);
+            return false;
+        }
+        if (json_object_set_new(obj, name, json_string(eq + 1)) != 0) {
+            fprintf(stderr, "coffer: --key-expires: the time of %s is not UTF-8 text\n", name);
             return false;
         }
     }
@@ -814,7 +871,7 @@ static const char connection_usage[] =
 static const char put_usage[] =
     "usage: coffer put ORG/PROJECT/NAME --type TYPE --tier TIER [--ttl D | --expires-at T]\n"
     "         [--description TEXT] [--grant TYPE[/INSTANCE][@PHASE,...]]...\n"
-    "         [--expire-on-phase-end PHASE]\n"
+    "         [--expire-on-phase-end PHASE] [--key-expires NAME=T]...\n"
     "         (--key NAME... | --from-file NAME=PATH... | --stdin) [connection options]\n";
 
 static int cmd_put(int argc, char **argv)
@@ -846,7 +903,7 @@ static int cmd_put(int argc, char **argv)
         !set_opt(body, &a, O_EXPIRES_AT, "expires_at") ||
         !set_opt(body, &a, O_DESCRIPTION, "description") ||
         !set_opt(body, &a, O_EXPIRE_ON_PHASE_END, "expire_on_phase_end") ||
-        !add_grants(&a, body, "grants")) {
+        !add_grants(&a, body, "grants") || !add_key_expiry(&a, body)) {
         json_decref(body);
         return CLI_EXIT_TROUBLE;
     }
@@ -1031,6 +1088,27 @@ static int print_values(const json_t *keys, const char *only)
     return CLI_EXIT_OK;
 }
 
+/* Names the keys the server left out because their own expiry has passed, on stderr. */
+static void print_expired(const json_t *expired)
+{
+    size_t i;
+    json_t *e;
+
+    if (!json_is_array(expired) || json_array_size(expired) == 0) {
+        return;
+    }
+    fflush(stdout);
+    fputs("coffer: access: expired keys left out:", stderr);
+    json_array_foreach((json_t *)expired, i, e)
+    {
+        const char *name = json_string_value(e);
+
+        fprintf(stderr, "%s%s", i > 0 ? ", " : " ",
+                name != NULL && key_name_ok(name) ? name : "(unnamed)");
+    }
+    fputs("\n", stderr);
+}
+
 static const char access_usage[] =
     "usage: coffer access ORG/PROJECT/NAME --purpose TEXT [--key NAME]"
     " [connection options]\n";
@@ -1075,6 +1153,7 @@ static int cmd_access(int argc, char **argv)
             fprintf(stderr, "coffer: access: the purpose matches none of the credential's "
                             "allowed purposes; the access is flagged for review\n");
         }
+        print_expired(json_object_get(r.json, "expired_keys"));
     }
     cli_reply_cleanup(&r);
     return rc;
@@ -1174,6 +1253,7 @@ static const char request_usage[] =
     "       coffer request show ORG/PROJECT ID\n"
     "       coffer request fulfil ORG/PROJECT ID (--key NAME... | --from-file NAME=PATH... |\n"
     "         --stdin) [--ttl D | --expires-at T] [--description TEXT] [--grant ...]...\n"
+    "         [--key-expires NAME=T]...\n"
     "       coffer request deny ORG/PROJECT ID --reason TEXT\n"
     "       (each with [connection options])\n";
 
@@ -1276,7 +1356,8 @@ static int request_one(const char *sub, char n[][COFFER_NAME_MAX + 1], const cha
         }
         if ((body = json_object()) == NULL || !set_opt(body, a, O_TTL, "ttl") ||
             !set_opt(body, a, O_EXPIRES_AT, "expires_at") ||
-            !set_opt(body, a, O_DESCRIPTION, "description") || !add_grants(a, body, "grants")) {
+            !set_opt(body, a, O_DESCRIPTION, "description") || !add_grants(a, body, "grants") ||
+            !add_key_expiry(a, body)) {
             json_decref(body);
             return CLI_EXIT_TROUBLE;
         }

@@ -7,7 +7,9 @@
  * The lookup is always by the principal's org name: a credential of another
  * org is indistinguishable from one that does not exist. Nothing read here is
  * cached; every access loads grants, standing approvals, phase, expiry and
- * revocation afresh, with the database's own clock as "now".
+ * revocation afresh, with the database's own clock as "now". The per-key
+ * expiry of the current version is judged in the same query, so both the
+ * single and the batched access see it before anything is unsealed.
  */
 #include "coffer/store.h"
 
@@ -15,6 +17,7 @@
 #include "coffer/mem.h"
 #include "coffer/text.h"
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -31,12 +34,18 @@ static const struct store_stmt access_load = {
            "WHERE m.project_id = p.id ORDER BY m.agent_type COLLATE \"C\"), "
            "g.types, g.instances, g.phases, "
            "(extract(epoch FROM statement_timestamp()) * 1000000)::int8, "
-           "ap.types, ap.instances, ap.froms, ap.untils "
+           "ap.types, ap.instances, ap.froms, ap.untils, "
+           /* The current version's keys, and those past their own expiry, by the same clock. */
+           "COALESCE(cardinality(v.key_names), 0)::int8, "
+           "ARRAY(SELECT u.k FROM unnest(v.key_names, v.key_expires_at) WITH ORDINALITY "
+           "AS u(k, e, i) WHERE u.e <= statement_timestamp() ORDER BY u.i) "
            "FROM coffer.orgs o "
            "JOIN coffer.projects p ON p.org_id = o.id AND p.name = $2 AND p.removed_at IS NULL "
            "LEFT JOIN coffer.credentials c "
            "ON c.project_id = p.id AND c.org_id = o.id AND c.name = $3 "
            "LEFT JOIN coffer.credential_rules r ON r.project_id = p.id AND r.name = $3 "
+           "LEFT JOIN coffer.credential_versions v ON v.credential_id = c.id "
+           "AND v.org_id = o.id AND v.version = c.current_version "
            "LEFT JOIN coffer.tier_lifetimes t ON t.org_id = o.id AND t.tier = c.tier "
            "CROSS JOIN LATERAL (SELECT array_agg(x.agent_type ORDER BY x.id) AS types, "
            "array_agg(x.instance ORDER BY x.id) AS instances, "
@@ -56,7 +65,7 @@ static const struct store_stmt access_load = {
            "WHERE o.name = $1",
     .nparams = 3,
     .types = {STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
-    .ncols = 21,
+    .ncols = 23,
 };
 _Static_assert(COFFER_APPROVALS_MAX == 256, "the LIMIT of access_load's approvals");
 
@@ -233,6 +242,55 @@ static enum coffer_err read_max_ttl(const PGresult *res, enum coffer_tier tier,
     return COFFER_OK;
 }
 
+/*
+ * The keys of the current version and those whose own expiry has passed:
+ * the version row must exist (it is written with the credential), and the
+ * expired ones are distinct valid key names, no more than the keys.
+ */
+static enum coffer_err read_key_expiry(const PGresult *res, struct coffer_arena *a,
+                                       struct coffer_authz_input *in,
+                                       struct coffer_store_access *out)
+{
+    const char **expired = NULL;
+    size_t n_expired = 0;
+    int64_t n_keys = 0;
+    enum coffer_err r;
+
+    if ((r = store_col_count(res, 0, 21, "coffer.credential_versions.key_names", &n_keys)) !=
+            COFFER_OK ||
+        (r = store_col_strings(res, 0, 22, "coffer.credential_versions.key_expires_at", a,
+                               COFFER_KEYS_MAX, COFFER_KEY_NAME_MAX, STORE_TEXT_TEXT, false,
+                               &expired, &n_expired)) != COFFER_OK) {
+        return r;
+    }
+    if (n_keys < 1 || n_keys > COFFER_KEYS_MAX || n_expired > (size_t)n_keys) {
+        return coffer_err_set(COFFER_E_INTEGRITY,
+                              "coffer.credential_versions: the current version has %" PRId64
+                              " keys, %zu of them expired",
+                              n_keys, n_expired);
+    }
+    for (size_t i = 0; i < n_expired; i++) {
+        if (!store_key_name_ok(expired[i], strlen(expired[i]))) {
+            return coffer_err_set(COFFER_E_INTEGRITY,
+                                  "coffer.credential_versions.key_names: expired key %zu is not "
+                                  "a key name",
+                                  i);
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(expired[k], expired[i]) == 0) {
+                return coffer_err_set(COFFER_E_INTEGRITY,
+                                      "coffer.credential_versions.key_names: key %s twice",
+                                      expired[i]);
+            }
+        }
+    }
+    out->n_keys = (size_t)n_keys;
+    out->expired_keys = expired;
+    out->n_expired_keys = n_expired;
+    in->keys_expired = n_expired == (size_t)n_keys;
+    return COFFER_OK;
+}
+
 static enum coffer_err read_access(const PGresult *res, const char *org, struct coffer_arena *a,
                                    struct coffer_authz_input *in, struct coffer_store_access *out)
 {
@@ -282,7 +340,8 @@ static enum coffer_err read_access(const PGresult *res, const char *org, struct 
                                COFFER_NAME_MAX, STORE_TEXT_NAME, false, &members,
                                &in->n_members)) != COFFER_OK ||
         (r = read_grants(res, a, in)) != COFFER_OK ||
-        (r = store_read_approvals(res, 0, 17, a, in)) != COFFER_OK) {
+        (r = store_read_approvals(res, 0, 17, a, in)) != COFFER_OK ||
+        (r = read_key_expiry(res, a, in, out)) != COFFER_OK) {
         return r;
     }
     in->purposes = purposes;
@@ -308,6 +367,7 @@ enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org
     in->found = false;
     in->org = NULL;
     in->revoked = false;
+    in->keys_expired = false;
     in->expires_us = COFFER_AUTHZ_NO_EXPIRY;
     in->issued_us = 0;
     in->tier_max_ttl_s = 0;
@@ -343,6 +403,7 @@ enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org
     if (r != COFFER_OK) {
         memset(out, 0, sizeof(*out));
         in->found = false;
+        in->keys_expired = false;
     }
     return r;
 }

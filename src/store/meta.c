@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Credential metadata for the metadata routes: name, type, tier, versions,
- * times, expiry, revocation, description and the names of the keys, with
- * whether a given agent holds a grant, in one query per request.
+ * times, expiry, revocation, description and the names of the keys with
+ * any key's own expiry, with whether a given agent holds a grant, in one
+ * query per request.
  *
  * The lookup is always by the principal's org name, so another org's
  * credentials are indistinguishable from ones that do not exist. This file
  * must never select a ciphertext, a wrapped key or anything else derived
  * from a value: the query reads the key names of the current version and
- * nothing more of credential_versions.
+ * their own expiry times, and nothing more of credential_versions.
  */
 #include "coffer/store.h"
 
@@ -37,7 +38,10 @@ static const struct store_stmt meta_load = {
            "AND g.org_id = o.id AND g.credential_name = c.name AND g.agent_type = $4 "
            "AND (g.instance IS NULL OR g.instance = $5)), "
            "EXISTS (SELECT 1 FROM coffer.project_members m WHERE m.project_id = p.id "
-           "AND m.org_id = o.id AND m.agent_type = $4) "
+           "AND m.org_id = o.id AND m.agent_type = $4), "
+           "CASE WHEN v.key_expires_at IS NULL THEN NULL ELSE ARRAY("
+           "SELECT (extract(epoch FROM u.e) * 1000000)::int8 "
+           "FROM unnest(v.key_expires_at) WITH ORDINALITY AS u(e, i) ORDER BY u.i) END "
            "FROM coffer.orgs o "
            "JOIN coffer.projects p ON p.org_id = o.id AND p.name = $2 AND p.removed_at IS NULL "
            "LEFT JOIN coffer.credentials c ON c.project_id = p.id AND c.org_id = o.id "
@@ -49,7 +53,7 @@ static const struct store_stmt meta_load = {
            "ORDER BY c.name COLLATE \"C\"",
     .nparams = 5,
     .types = {STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
-    .ncols = 13,
+    .ncols = 14,
 };
 
 const struct store_stmt *const store_stmts_meta[] = {&meta_load, NULL};
@@ -104,7 +108,8 @@ static enum coffer_err read_keys(const PGresult *res, int row, struct coffer_are
         }
     }
     m->keys = keys;
-    return COFFER_OK;
+    return store_col_key_expiry(res, row, 13, "coffer.credential_versions.key_expires_at", a,
+                                m->n_keys, &m->key_expires_us);
 }
 
 static enum coffer_err read_row(const PGresult *res, int row, struct coffer_arena *a,

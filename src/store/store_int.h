@@ -70,6 +70,7 @@ extern const struct store_stmt *const store_stmts_audit[];
 extern const struct store_stmt *const store_stmts_meta[];
 extern const struct store_stmt *const store_stmts_tokens[];
 extern const struct store_stmt *const store_stmts_requests[];
+extern const struct store_stmt *const store_stmts_key_expiry[];
 
 /* Bound parameters of one execution. Binary ints are stored inside the struct. */
 struct store_params {
@@ -289,5 +290,15 @@ enum coffer_err store_connect(const char *conninfo, PGconn **out) COFFER_MUST_US
  */
 enum coffer_err store_read_approvals(const PGresult *res, int row, int col, struct coffer_arena *a,
                                      struct coffer_authz_input *in) COFFER_MUST_USE;
+
+/*
+ * The per-key expiry of a version (key_expiry.c): an int8[] of exactly
+ * n_keys microsecond instants aligned with its key names, a NULL element
+ * read as COFFER_AUTHZ_NO_EXPIRY; SQL NULL gives *out NULL (no key has
+ * one). Allocated in a.
+ */
+enum coffer_err store_col_key_expiry(const PGresult *res, int row, int col, const char *where,
+                                     struct coffer_arena *a, size_t n_keys,
+                                     const int64_t **out) COFFER_MUST_USE;
 
 #endif

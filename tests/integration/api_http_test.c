@@ -7,7 +7,8 @@
  * credential, an agent reading it with a purpose, every denial answered
  * with the same permission_denied, malformed requests answered cleanly
  * while the server keeps serving, revocation taking effect on the next
- * access, a phase change, the audit rows of all of it, a worker killed and
+ * access, a phase change, a key past its own expiry left out of an access
+ * and named, the audit rows of all of it, a worker killed and
  * replaced, and a clean stop on SIGTERM. No secret value may appear in the
  * server's output or in any audit row.
  */
@@ -283,6 +284,82 @@ static void test_tampered_row(void **state)
            "{\"purpose\":\"deploy payments v2\"}", "agent", 200, SECRET);
 }
 
+/* "YYYY-MM-DDTHH:MM:SSZ" of now plus seconds. */
+static void time_in(long seconds, char out[32])
+{
+    time_t t = time(NULL) + seconds;
+    struct tm tm;
+
+    assert_non_null(gmtime_r(&t, &tm));
+    assert_true(strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0);
+}
+
+/* Per-key expiry: stored with put, shown in metadata, an expired key left out and named. */
+static void test_key_expiry(void **state)
+{
+    const char *path = "/v1/orgs/dev/projects/demo/credentials/oauth";
+    const char *access = "/v1/orgs/dev/projects/demo/credentials/oauth/access";
+    char when[32];
+    char body[512];
+    char needle[96];
+    struct reply r;
+
+    (void)state;
+    time_in(3600, when);
+    snprintf(body, sizeof(body),
+             "{\"type\":\"oauth2\",\"tier\":\"medium\",\"ttl\":\"30d\","
+             "\"grants\":[{\"agent_type\":\"deployer\"}],"
+             "\"keys\":{\"access_token\":\"at-value-1\",\"refresh_token\":\"rt-value-1\"},"
+             "\"key_expires_at\":{\"%s\":\"%s\"}}",
+             "no_such_key", when);
+    expect("PUT", path, body, "admin", 400, "not one of the keys");
+    snprintf(body, sizeof(body),
+             "{\"type\":\"oauth2\",\"tier\":\"medium\",\"keys\":{\"access_token\":\"a\"},"
+             "\"key_expires_at\":{\"access_token\":\"tomorrow\"}}");
+    expect("PUT", path, body, "admin", 400, "YYYY-MM-DDTHH:MM:SSZ");
+    snprintf(body, sizeof(body),
+             "{\"type\":\"oauth2\",\"tier\":\"medium\",\"ttl\":\"30d\","
+             "\"grants\":[{\"agent_type\":\"deployer\"}],"
+             "\"keys\":{\"access_token\":\"at-value-1\",\"refresh_token\":\"rt-value-1\"},"
+             "\"key_expires_at\":{\"access_token\":\"%s\"}}",
+             when);
+    expect("PUT", path, body, "admin", 201, "\"version\":1");
+    snprintf(needle, sizeof(needle), "\"key_expires_at\":{\"access_token\":\"%s\"}", when);
+    expect("GET", path, NULL, "admin", 200, needle);
+
+    /* Before its expiry both keys come back and nothing is named. */
+    request("POST", access, "{\"purpose\":\"refresh the session\"}", "agent", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "at-value-1"));
+    assert_null(strstr(r.body, "expired_keys"));
+
+    /* Past it: left out of the answer and listed, the event saying which. */
+    world_sql(&w, "UPDATE coffer.credential_versions v SET key_expires_at = "
+                  "ARRAY[now() - interval '1 second', NULL] FROM coffer.credentials c "
+                  "WHERE c.id = v.credential_id AND c.name = 'oauth' "
+                  "AND v.key_names = ARRAY['access_token', 'refresh_token']");
+    request("POST", access, "{\"purpose\":\"refresh the session\"}", "agent", &r);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "at-value-1"));
+    assert_non_null(strstr(r.body, "\"refresh_token\":\"rt-value-1\""));
+    assert_non_null(strstr(r.body, "\"expired_keys\":[\"access_token\"]"));
+    assert_true(world_sql_is(&w,
+                             "SELECT reason || '|' || detail FROM coffer.audit_events "
+                             "WHERE action = 'access' ORDER BY id DESC LIMIT 1",
+                             "granted|expired keys: access_token"));
+
+    /* Every key past its own expiry: the same permission_denied, audited as expired. */
+    world_sql(&w, "UPDATE coffer.credential_versions v SET key_expires_at = "
+                  "ARRAY[now() - interval '1 second', now() - interval '1 second'] "
+                  "FROM coffer.credentials c WHERE c.id = v.credential_id AND c.name = 'oauth'");
+    expect("POST", access, "{\"purpose\":\"refresh the session\"}", "agent", 403,
+           "\"error\":\"permission_denied\"");
+    assert_true(world_sql_is(&w,
+                             "SELECT reason FROM coffer.audit_events WHERE action = 'access' "
+                             "ORDER BY id DESC LIMIT 1",
+                             "expired"));
+}
+
 /* A client certificate from another CA never gets a session; the server keeps serving. */
 static void test_foreign_certificate(void **state)
 {
@@ -532,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_store_and_access),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_tampered_row),
+        cmocka_unit_test(test_key_expiry),
         cmocka_unit_test(test_foreign_certificate),
         cmocka_unit_test(test_sighup_reloads),
         cmocka_unit_test(test_revoke_and_phase),

@@ -15,6 +15,11 @@
  *   - put: every type's required keys, lifetimes (default, maximum, never),
  *     grants checked against the policy in force, another org's admin and
  *     agents refused, the event written; nothing written when refused;
+ *   - per-key expiry: the rules of put (keys stored, once each, in the
+ *     future, within the credential's lifetime; nothing written when one
+ *     is broken), a key past its expiry left out and named on the single
+ *     and the batched access and in the event, every key past it denied as
+ *     expired, and the metadata showing each key's expiry;
  *   - revoke and phase: the effect and its event together;
  *   - no audit row holds any value stored.
  */
@@ -996,6 +1001,198 @@ static void test_access_expired(void **state)
     coffer_keyset_free(&a.keys);
 }
 
+/* ---- Per-key expiry -------------------------------------------------------------------- */
+
+/* Stores oauth2 credential name (access_token, refresh_token) granted to builders. */
+static enum coffer_err put_oauth(const char *name, int64_t ttl_s,
+                                 const struct coffer_op_key_expiry *kx, size_t n_kx, char r[16])
+{
+    struct coffer_principal adm = admin("acme", "alice");
+    static const char *const names[] = {"access_token", "refresh_token"};
+    static const char *const values[] = {CANARY "-access", CANARY "-refresh"};
+    static const struct coffer_policy_grant g = {.agent_type = "builder"};
+    struct coffer_keyset *ks = keyset(2, names, values);
+    struct coffer_op_put p;
+    enum coffer_err e;
+
+    put_init(&p, "acme", name, "oauth2", "medium", ks);
+    p.ttl_s = ttl_s;
+    p.grants = &g;
+    p.n_grants = 1;
+    p.key_expiry = kx;
+    p.n_key_expiry = n_kx;
+    e = put_as(&adm, &p, rid(r));
+    coffer_keyset_free(&ks);
+    return e;
+}
+
+/* How many versions of name are stored. */
+static long versions_of(const char *name)
+{
+    return count("SELECT count(*) FROM coffer.credential_versions v JOIN coffer.credentials c "
+                 "ON c.id = v.credential_id WHERE c.name = '%s'",
+                 name);
+}
+
+/* Moves the own expiry of the named keys of name's current version into the past. */
+static void expire_keys(const char *name, const char *in_list)
+{
+    char sql[768];
+
+    snprintf(sql, sizeof(sql),
+             "UPDATE coffer.credential_versions v SET key_expires_at = (SELECT "
+             "array_agg(CASE WHEN u.k IN (%s) THEN now() - interval '1 second' "
+             "ELSE v.key_expires_at[u.i] END ORDER BY u.i) FROM unnest(v.key_names) "
+             "WITH ORDINALITY AS u(k, i)) FROM coffer.credentials c WHERE c.id = v.credential_id "
+             "AND c.name = '%s' AND v.version = c.current_version",
+             in_list, name);
+    assert_int_equal(world_sql(&w, sql), 1);
+}
+
+static void test_put_key_expiry_rules(void **state)
+{
+    const int64_t hour = INT64_C(3600) * 1000000;
+    struct coffer_op_key_expiry kx[2];
+    char r[16];
+
+    (void)state;
+    /* A name that is not one of the keys, and a key given twice: refused before anything. */
+    kx[0] = (struct coffer_op_key_expiry){"no_such_key", now_us() + hour};
+    assert_int_equal(put_oauth("oauth-rules", 86400, kx, 1, r), COFFER_E_INVALID);
+    assert_non_null(strstr(coffer_err_detail(), "not one of the keys"));
+    kx[0] = (struct coffer_op_key_expiry){"access_token", now_us() + hour};
+    kx[1] = (struct coffer_op_key_expiry){"access_token", now_us() + 2 * hour};
+    assert_int_equal(put_oauth("oauth-rules", 86400, kx, 2, r), COFFER_E_INVALID);
+    assert_non_null(strstr(coffer_err_detail(), "given twice"));
+    kx[0] = (struct coffer_op_key_expiry){"access_token", 0};
+    assert_int_equal(put_oauth("oauth-rules", 86400, kx, 1, r), COFFER_E_INVALID);
+    assert_int_equal(put_oauth("oauth-rules", 86400, NULL, 1, r), COFFER_E_INVALID);
+    assert_int_equal(events_of(r), 0);
+    /* A time in the past, and one after the credential's own expiry: the write is undone. */
+    kx[0] = (struct coffer_op_key_expiry){"access_token", now_us() - 10 * 1000000};
+    assert_int_equal(put_oauth("oauth-rules", 86400, kx, 1, r), COFFER_E_INVALID);
+    assert_non_null(strstr(coffer_err_detail(), "not in the future"));
+    kx[0] = (struct coffer_op_key_expiry){"refresh_token", now_us() + 25 * hour};
+    assert_int_equal(put_oauth("oauth-rules", 86400, kx, 1, r), COFFER_E_INVALID);
+    assert_non_null(strstr(coffer_err_detail(), "after the credential's own"));
+    assert_int_equal(events_of(r), 0);
+    assert_int_equal(versions_of("oauth-rules"), 0);
+    /* Within the lifetime: stored aligned with the key names, the other key without one. */
+    kx[0] = (struct coffer_op_key_expiry){"access_token", now_us() + hour};
+    kx[1] = (struct coffer_op_key_expiry){"refresh_token", now_us() + 24 * hour - 1000000};
+    assert_int_equal(put_oauth("oauth-rules", 86400, kx, 1, r), COFFER_OK);
+    assert_detail(r, "type oauth2, tier medium, 2 keys, 1 grant, expires in 1d, 1 key with an "
+                     "expiry of its own");
+    assert_true(world_sql_is(&w,
+                             "SELECT concat_ws('|', array_to_string(v.key_names, ','), "
+                             "(v.key_expires_at[1] > now())::text, "
+                             "(v.key_expires_at[2] IS NULL)::text) "
+                             "FROM coffer.credential_versions v JOIN coffer.credentials c ON "
+                             "c.id = v.credential_id WHERE c.name = 'oauth-rules'",
+                             "access_token,refresh_token|true|true"));
+    /* Both keys, the second just inside the credential's day; a version without any. */
+    assert_int_equal(put_oauth("oauth-rules", 86400, kx, 2, r), COFFER_OK);
+    assert_int_equal(put_oauth("oauth-rules", 86400, NULL, 0, r), COFFER_OK);
+    assert_int_equal(count("SELECT count(*) FROM coffer.credential_versions v JOIN "
+                           "coffer.credentials c ON c.id = v.credential_id WHERE c.name = "
+                           "'oauth-rules' AND v.key_expires_at IS NOT NULL "
+                           "AND v.key_expires_at[2] IS NOT NULL"),
+                     1);
+    assert_int_equal(count("SELECT count(*) FROM coffer.credential_versions v JOIN "
+                           "coffer.credentials c ON c.id = v.credential_id WHERE c.name = "
+                           "'oauth-rules' AND v.version = 3 AND v.key_expires_at IS NULL"),
+                     1);
+    /* The column keeps its shape: the database refuses one not aligned with key_names. */
+    assert_int_equal(world_sql(&w,
+                               "DO $$ BEGIN UPDATE coffer.credential_versions SET "
+                               "key_expires_at = ARRAY[now()] WHERE cardinality(key_names) = 2; "
+                               "RAISE EXCEPTION 'accepted'; "
+                               "EXCEPTION WHEN check_violation THEN NULL; END $$"),
+                     0);
+}
+
+static void test_access_key_expiry(void **state)
+{
+    struct coffer_principal builder = agent("acme", "builder", "b-1");
+    struct coffer_principal adm = admin("acme", "alice");
+    const int64_t hour = INT64_C(3600) * 1000000;
+    struct coffer_op_key_expiry kx = {"access_token", now_us() + hour};
+    struct coffer_op_access a;
+    char r[16];
+
+    (void)state;
+    assert_int_equal(put_oauth("oauth", 30 * 86400, &kx, 1, r), COFFER_OK);
+    /* Before its expiry the key is handed out and nothing is left out. */
+    assert_int_equal(access_as(&builder, "acme", "oauth", "sync", rid(r), &a), COFFER_OK);
+    assert_true(a.decision.allow);
+    assert_int_equal(coffer_keyset_count(a.keys), 2);
+    assert_null(a.expired_keys);
+    coffer_keyset_free(&a.keys);
+    assert_detail(r, "-");
+
+    /* Past it: left out, named, and the event says so. */
+    expire_keys("oauth", "'access_token'");
+    assert_int_equal(access_as(&builder, "acme", "oauth", "sync", rid(r), &a), COFFER_OK);
+    assert_true(a.decision.allow);
+    assert_int_equal(a.version, 1);
+    assert_int_equal(coffer_keyset_count(a.keys), 1);
+    assert_null(coffer_keyset_get(a.keys, "access_token"));
+    assert_non_null(coffer_keyset_get(a.keys, "refresh_token"));
+    assert_string_equal(a.expired_keys, "access_token");
+    coffer_keyset_free(&a.keys);
+    coffer_free(a.expired_keys);
+    assert_event(r, "access|true|granted|false|sync|1|build|agent");
+    assert_detail(r, "expired keys: access_token");
+
+    /* The batched path leaves it out the same way. */
+    {
+        struct coffer_op_meta m = {.who = &builder, .request_id = rid(r)};
+        struct coffer_op_access b = {.org = "acme", .project = "proj", .name = "oauth"};
+
+        b.purpose = "sync";
+        b.purpose_len = 4;
+        assert_int_equal(coffer_store_begin(w.st), COFFER_OK);
+        assert_int_equal(coffer_op_access_batch(&ops, &m, &b, 1), COFFER_OK);
+        assert_int_equal(coffer_store_commit(w.st), COFFER_OK);
+        assert_true(b.decision.allow);
+        assert_int_equal(coffer_keyset_count(b.keys), 1);
+        assert_non_null(coffer_keyset_get(b.keys, "refresh_token"));
+        assert_string_equal(b.expired_keys, "access_token");
+        coffer_keyset_free(&b.keys);
+        coffer_free(b.expired_keys);
+        assert_detail(r, "expired keys: access_token");
+    }
+
+    /* Metadata shows the key's expiry, aligned with its name. */
+    {
+        struct coffer_op_meta m = {.who = &adm, .request_id = rid(r)};
+        struct coffer_op_metadata q = {.org = "acme", .project = "proj", .name = "oauth"};
+        struct coffer_arena *ar = NULL;
+
+        assert_int_equal(coffer_arena_new(0, &ar), COFFER_OK);
+        assert_int_equal(coffer_op_metadata(&ops, &m, ar, &q), COFFER_OK);
+        assert_int_equal(q.list.n, 1);
+        assert_non_null(q.list.items[0].key_expires_us);
+        assert_string_equal(q.list.items[0].keys[0], "access_token");
+        assert_true(q.list.items[0].key_expires_us[0] < now_us());
+        assert_true(q.list.items[0].key_expires_us[1] == COFFER_AUTHZ_NO_EXPIRY);
+        coffer_arena_free(&ar);
+    }
+
+    /* Every key past its own expiry: denied as expired, nothing unsealed. */
+    expire_keys("oauth", "'access_token', 'refresh_token'");
+    expect_denied(&builder, "acme", "oauth", "sync", COFFER_AUTHZ_EXPIRED,
+                  "access|false|expired|false|sync|1|build|agent");
+
+    /* A new version without key expiry is whole again. */
+    assert_int_equal(put_oauth("oauth", 30 * 86400, NULL, 0, r), COFFER_OK);
+    assert_int_equal(access_as(&builder, "acme", "oauth", "sync", rid(r), &a), COFFER_OK);
+    assert_true(a.decision.allow);
+    assert_int_equal(coffer_keyset_count(a.keys), 2);
+    assert_null(a.expired_keys);
+    coffer_keyset_free(&a.keys);
+}
+
 /* XORs one byte of the current version's ciphertext of name with 1, as coffer_owner. */
 static void flip(const char *name)
 {
@@ -1310,6 +1507,8 @@ int main(void)
         cmocka_unit_test(test_access_granted),
         cmocka_unit_test(test_access_denials),
         cmocka_unit_test(test_access_expired),
+        cmocka_unit_test(test_put_key_expiry_rules),
+        cmocka_unit_test(test_access_key_expiry),
         cmocka_unit_test(test_access_integrity_error),
         cmocka_unit_test(test_fail_closed),
         cmocka_unit_test(test_fail_closed_put),

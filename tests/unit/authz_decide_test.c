@@ -157,6 +157,12 @@ static void revoked(struct fixture *f, const struct tweak *t)
     f->in.revoked = true;
 }
 
+static void keys_expired(struct fixture *f, const struct tweak *t)
+{
+    (void)t;
+    f->in.keys_expired = true;
+}
+
 static void expires_in(struct fixture *f, const struct tweak *t)
 {
     f->in.expires_us = f->in.now_us + t->a;
@@ -468,6 +474,17 @@ static const struct row rows[] = {
     {"lowered max TTL expires an older credential",
      {N2(tier, COFFER_TIER_MEDIUM, 3600), N(issued_in, -2 * HOUR)},
      DENY(COFFER_AUTHZ_EXPIRED)},
+    {"every key past its own expiry", {DO(keys_expired)}, DENY(COFFER_AUTHZ_EXPIRED)},
+    {"every key past its own expiry, no credential expiry",
+     {N(expires_at, COFFER_AUTHZ_NO_EXPIRY), DO(keys_expired)},
+     DENY(COFFER_AUTHZ_EXPIRED)},
+    {"no grant beats every key expired",
+     {S2(agent, "analyst", "metrics-2"), DO(keys_expired)},
+     DENY(COFFER_AUTHZ_NO_GRANT)},
+    {"revoked beats every key expired", {DO(revoked), DO(keys_expired)},
+     DENY(COFFER_AUTHZ_REVOKED)},
+    {"every key expired beats approval required", {CRITICAL, DO(keys_expired)},
+     DENY(COFFER_AUTHZ_EXPIRED)},
     {"low with max TTL never does not expire by age",
      {N2(tier, COFFER_TIER_LOW, COFFER_TTL_NEVER), N(expires_at, COFFER_AUTHZ_NO_EXPIRY),
       N(issued_in, -100 * 365 * DAY)},
@@ -730,6 +747,8 @@ static void test_after_unseal_mapping(void **state)
         case COFFER_E_TOKEN:
         case COFFER_E_PIN:
         case COFFER_E_FORKED:
+        case COFFER_E_NOT_FOUND:
+        case COFFER_E_STATE:
             want = COFFER_AUTHZ_TOKEN_UNAVAILABLE;
             break;
         default:

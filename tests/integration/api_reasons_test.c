@@ -1,0 +1,995 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every reason code of the access decision (include/coffer/authz.h), reached
+ * end to end over HTTPS against a real cofferd with this test's token and
+ * database. Each access is answered to the agent as 200 (granted) or as the
+ * same 403 permission_denied, and each leaves exactly one audit event whose
+ * reason is the true one: granted, no_grant, wrong_phase, expired, revoked,
+ * not_found, not_project_member, purpose_missing, approval_required,
+ * integrity_error and token_unavailable.
+ *
+ * Beside the certificates of the test CA, this test issues one for an agent
+ * type that is declared but not a member of the project (openssl command),
+ * and two built with OpenSSL's API: one valid now, which must be accepted,
+ * and one whose validity ended yesterday, which must be refused. The token
+ * is taken away from a freshly started one-worker server to reach
+ * token_unavailable. No stored value may appear in the server's output or
+ * in any audit row.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "world.h"
+
+#include "coffer/arena.h"
+#include "coffer/dev.h"
+#include "coffer/mem.h"
+#include "coffer/policy.h"
+#include "server/proc.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The stored values: none of them may be seen anywhere but in a granted answer. */
+#define SECRET_STRIPE "sk_live_reasons_7d1e2f3a4b"
+#define SECRET_DEPLOY "deploy-key-reasons-91c0ffee"
+#define SECRET_SHORT "short-lived-reasons-55aa"
+#define SECRET_REVOKE "revoke-me-reasons-0b0e"
+#define SECRET_CRITICAL "vault-root-reasons-c417"
+#define SECRET_TAMPER "tamper-me-reasons-d00d"
+#define CREDS "/v1/orgs/dev/projects/demo/credentials"
+
+static struct world w;
+static struct coffer_dev_tls tls;
+static char dir[] = "/tmp/coffer-reasons-test.XXXXXX";
+static char config[PATH_MAX];
+static char log_path[PATH_MAX];
+static char base_url[64];
+static pid_t server;
+
+/* Certificates issued by this test, beside those of coffer_dev_tls_provision. */
+struct extra_cert {
+    const char *who;
+    const char *spiffe;
+    char cert[PATH_MAX];
+    char key[PATH_MAX];
+};
+
+static struct extra_cert outsider = {
+    "outsider", "spiffe://coffer.dev/org/dev/agent/outsider/outsider-1", "", ""};
+static struct extra_cert fresh = {"fresh", "spiffe://coffer.dev/org/dev/agent/deployer/deployer-1",
+                                  "", ""};
+static struct extra_cert stale = {"stale", "spiffe://coffer.dev/org/dev/agent/deployer/deployer-1",
+                                  "", ""};
+
+static const char policy[] = "version: 1\n"
+                             "org: dev\n"
+                             "agent_types: {deployer: , analyst: , outsider: }\n"
+                             "projects:\n"
+                             "  demo:\n"
+                             "    phases: [build, production]\n"
+                             "    members: [deployer, analyst]\n"
+                             "    credentials:\n"
+                             "      stripe:\n"
+                             "        grants: [{agent_type: deployer}]\n"
+                             "      deploy-key:\n"
+                             "        grants: [{agent_type: deployer, phases: [production]}]\n"
+                             "      short-lived:\n"
+                             "        grants: [{agent_type: deployer}]\n"
+                             "      revokable:\n"
+                             "        grants: [{agent_type: deployer}]\n"
+                             "      vault-root:\n"
+                             "        grants: [{agent_type: deployer}]\n"
+                             "      tampered:\n"
+                             "        grants: [{agent_type: deployer}]\n";
+
+struct reply {
+    long status;
+    char body[8192];
+    size_t len;
+};
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct reply *r = arg;
+    size_t len = size * n;
+    size_t room = sizeof(r->body) - 1 - r->len;
+
+    if (len > room) {
+        len = room;
+    }
+    coffer_memcpy(r->body + r->len, p, len);
+    r->len += len;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+/* The certificate and key of who; false for nobody. */
+static bool identity(const char *who, const char **cert, const char **key)
+{
+    static struct extra_cert *const extra[] = {&outsider, &fresh, &stale};
+
+    if (who == NULL) {
+        return false;
+    }
+    if (strcmp(who, "admin") == 0) {
+        *cert = tls.admin_cert;
+        *key = tls.admin_key;
+        return true;
+    }
+    if (strcmp(who, "agent") == 0) {
+        *cert = tls.agent_cert;
+        *key = tls.agent_key;
+        return true;
+    }
+    if (strcmp(who, "agent2") == 0) {
+        *cert = tls.agent2_cert;
+        *key = tls.agent2_key;
+        return true;
+    }
+    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+        if (strcmp(who, extra[i]->who) == 0) {
+            *cert = extra[i]->cert;
+            *key = extra[i]->key;
+            return true;
+        }
+    }
+    fail_msg("no identity %s", who);
+    return false;
+}
+
+/* One request; its transfer result (the answer is in *out only on CURLE_OK). */
+static CURLcode try_request(const char *method, const char *path, const char *body, const char *who,
+                            struct reply *out)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    const char *cert = NULL;
+    const char *key = NULL;
+    char url[1024];
+    CURLcode rc;
+
+    assert_non_null(c);
+    memset(out, 0, sizeof(*out));
+    snprintf(url, sizeof(url), "%s%s", base_url, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (identity(who, &cert, &key)) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+    }
+    if (body != NULL) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+static void request(const char *method, const char *path, const char *body, const char *who,
+                    struct reply *out)
+{
+    CURLcode rc = try_request(method, path, body, who, out);
+
+    if (rc != CURLE_OK) {
+        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
+    }
+}
+
+static void expect(const char *method, const char *path, const char *body, const char *who,
+                   long status, const char *needle)
+{
+    static struct reply r;
+
+    request(method, path, body, who, &r);
+    if (r.status != status || strstr(r.body, needle) == NULL) {
+        fail_msg("%s %s as %s: %ld %s (want %ld with '%s')", method, path,
+                 who != NULL ? who : "nobody", r.status, r.body, status, needle);
+    }
+}
+
+/* The highest audit event id so far: events after it belong to what follows. */
+static long mark(void)
+{
+    char *v = world_sql_value(&w, "SELECT coalesce(max(id), 0) FROM coffer.audit_events");
+    long n = atol(v);
+
+    coffer_free(v);
+    return n;
+}
+
+/* Asserts the events written after m, as "action/allowed/reason" joined by ",". */
+static void expect_events(long m, const char *expected)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(string_agg(action || '/' || allowed || '/' || reason, ',' "
+             "ORDER BY id), '') FROM coffer.audit_events WHERE id > %ld",
+             m);
+    assert_true(world_sql_is(&w, sql, expected));
+}
+
+/*
+ * One access of name as who with the JSON body: a denial must be the plain
+ * 403 permission_denied and a grant must carry value; either way exactly
+ * one event, an access with reason, is written.
+ */
+static void access_is(const char *who, const char *name, const char *body, const char *reason,
+                      const char *value)
+{
+    static struct reply r;
+    char path[256];
+    char want[128];
+    long m = mark();
+    bool granted = strcmp(reason, "granted") == 0;
+
+    snprintf(path, sizeof(path), CREDS "/%s/access", name);
+    request("POST", path, body, who, &r);
+    if (granted) {
+        if (r.status != 200 || strstr(r.body, value) == NULL) {
+            fail_msg("access to %s as %s: %ld %s (want 200 with the value)", name, who, r.status,
+                     r.body);
+        }
+    } else {
+        /* The agent learns nothing but the denial: not the reason, not the value. */
+        if (r.status != 403 || strstr(r.body, "\"error\":\"permission_denied\"") == NULL ||
+            strstr(r.body, reason) != NULL) {
+            fail_msg("access to %s as %s: %ld %s (want the plain 403 permission_denied)", name, who,
+                     r.status, r.body);
+        }
+    }
+    snprintf(want, sizeof(want), "access/%s/%s", granted ? "true" : "false", reason);
+    expect_events(m, want);
+}
+
+static void purpose_body(const char *purpose, char *out, size_t cap)
+{
+    assert_true((size_t)snprintf(out, cap, "{\"purpose\":\"%s\"}", purpose) < cap);
+}
+
+/* Stores name with one api_key value (and extra JSON fields, "" for none) as the admin. */
+static void put(const char *name, const char *tier, const char *value, const char *extra_fields)
+{
+    char path[256];
+    char body[1024];
+
+    snprintf(path, sizeof(path), CREDS "/%s", name);
+    snprintf(body, sizeof(body),
+             "{\"type\":\"api_key\",\"tier\":\"%s\",\"keys\":{\"api_key\":\"%s\"}%s}", tier, value,
+             extra_fields);
+    expect("PUT", path, body, "admin", 201, "\"version\":1");
+}
+
+/* ---- The reasons, one by one -------------------------------------------------------- */
+
+static void test_store(void **state)
+{
+    (void)state;
+    put("stripe", "medium", SECRET_STRIPE, "");
+    put("deploy-key", "medium", SECRET_DEPLOY, "");
+    put("short-lived", "medium", SECRET_SHORT, ",\"ttl\":\"1s\"");
+    put("revokable", "medium", SECRET_REVOKE, "");
+    put("vault-root", "critical", SECRET_CRITICAL, "");
+    put("tampered", "medium", SECRET_TAMPER, "");
+}
+
+static void test_granted_and_no_grant(void **state)
+{
+    (void)state;
+    access_is("agent", "stripe", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_STRIPE);
+    /* analyst is a member of the project but has no grant of stripe. */
+    access_is("agent2", "stripe", "{\"purpose\":\"deploy payments\"}", "no_grant", NULL);
+}
+
+static void test_not_found(void **state)
+{
+    long m;
+
+    (void)state;
+    access_is("agent", "nosuch", "{\"purpose\":\"deploy payments\"}", "not_found", NULL);
+    /* Another org in the path: the lookup is by the agent's own org, and it fails the same way. */
+    m = mark();
+    expect("POST", "/v1/orgs/other/projects/demo/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments\"}", "agent", 403, "\"error\":\"permission_denied\"");
+    expect_events(m, "access/false/not_found");
+    /* A project that does not exist in the agent's org. */
+    m = mark();
+    expect("POST", "/v1/orgs/dev/projects/nosuch/credentials/stripe/access",
+           "{\"purpose\":\"deploy payments\"}", "agent", 403, "\"error\":\"permission_denied\"");
+    expect_events(m, "access/false/not_found");
+}
+
+static void test_not_project_member(void **state)
+{
+    (void)state;
+    /* outsider is a declared agent type, but not a member of demo. */
+    access_is("outsider", "stripe", "{\"purpose\":\"deploy payments\"}", "not_project_member",
+              NULL);
+}
+
+static void test_purpose_missing(void **state)
+{
+    char purpose[600];
+    char body[700];
+
+    (void)state;
+    access_is("agent", "stripe", "{}", "purpose_missing", NULL);
+    access_is("agent", "stripe", "{\"purpose\":\"\"}", "purpose_missing", NULL);
+    access_is("agent", "stripe", "{\"purpose\":\"deploy\\u0001now\"}", "purpose_missing", NULL);
+    access_is("agent", "stripe", "{\"purpose\":\"deploy\\nnow\"}", "purpose_missing", NULL);
+    memset(purpose, 'a', 513);
+    purpose[513] = '\0';
+    purpose_body(purpose, body, sizeof(body));
+    access_is("agent", "stripe", body, "purpose_missing", NULL);
+    /* 512 bytes is the limit, not beyond it. */
+    purpose[512] = '\0';
+    purpose_body(purpose, body, sizeof(body));
+    access_is("agent", "stripe", body, "granted", SECRET_STRIPE);
+    /* A refused purpose is not written into the log. */
+    assert_true(world_sql_is(&w,
+                             "SELECT count(*) FROM coffer.audit_events WHERE reason = "
+                             "'purpose_missing' AND purpose IS NOT NULL AND purpose <> ''",
+                             "0"));
+}
+
+static void test_wrong_phase(void **state)
+{
+    (void)state;
+    assert_true(world_sql_is(&w, "SELECT phase FROM coffer.projects WHERE name = 'demo'", "build"));
+    access_is("agent", "deploy-key", "{\"purpose\":\"deploy payments\"}", "wrong_phase", NULL);
+    expect("PUT", "/v1/orgs/dev/projects/demo/phase", "{\"phase\":\"production\"}", "admin", 200,
+           "\"phase\":\"production\"");
+    access_is("agent", "deploy-key", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_DEPLOY);
+}
+
+static void test_expired(void **state)
+{
+    (void)state;
+    /* The ttl of 1s has passed once the clock has moved on by more than a second. */
+    sleep(2);
+    access_is("agent", "short-lived", "{\"purpose\":\"deploy payments\"}", "expired", NULL);
+}
+
+static void test_revoked(void **state)
+{
+    (void)state;
+    access_is("agent", "revokable", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_REVOKE);
+    expect("POST", CREDS "/revokable/revoke", "{\"reason\":\"leaked in a build log\"}", "admin",
+           200, "\"revoked\":true");
+    access_is("agent", "revokable", "{\"purpose\":\"deploy payments\"}", "revoked", NULL);
+}
+
+static void test_approval_required(void **state)
+{
+    (void)state;
+    /* Granted to deployer, but critical: no standing approval, no value. */
+    access_is("agent", "vault-root", "{\"purpose\":\"deploy payments\"}", "approval_required",
+              NULL);
+    assert_true(world_sql_is(&w, "SELECT count(*) FROM coffer.approvals", "0"));
+}
+
+static void test_integrity_error(void **state)
+{
+    (void)state;
+    access_is("agent", "tampered", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_TAMPER);
+    assert_int_equal(world_sql(&w, "UPDATE coffer.credential_versions cv SET ciphertext = "
+                                   "set_byte(cv.ciphertext, 3, get_byte(cv.ciphertext, 3) # 1) "
+                                   "FROM coffer.credentials c WHERE c.id = cv.credential_id AND "
+                                   "c.name = 'tampered'"),
+                     1);
+    access_is("agent", "tampered", "{\"purpose\":\"deploy payments\"}", "integrity_error", NULL);
+    /* The other credentials are untouched. */
+    access_is("agent", "stripe", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_STRIPE);
+}
+
+/* ---- Certificates --------------------------------------------------------------------- */
+
+/* Issues a client certificate for c->spiffe under the test CA, with the openssl command. */
+static int issue_cert_cmd(struct extra_cert *c, unsigned serial)
+{
+    char csr[PATH_MAX];
+    char ext[PATH_MAX];
+    char ca_key[PATH_MAX + 16];
+    char serial_text[16];
+    FILE *f;
+    struct harness_run run;
+    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+
+    snprintf(c->cert, sizeof(c->cert), "%s/%s.pem", dir, c->who);
+    snprintf(c->key, sizeof(c->key), "%s/%s.key", dir, c->who);
+    snprintf(csr, sizeof(csr), "%s/%s.csr", dir, c->who);
+    snprintf(ext, sizeof(ext), "%s/%s.ext", dir, c->who);
+    snprintf(ca_key, sizeof(ca_key), "%s/ca.key", tls.dir);
+    snprintf(serial_text, sizeof(serial_text), "%u", serial);
+    f = fopen(ext, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    fprintf(f,
+            "basicConstraints = critical, CA:FALSE\n"
+            "keyUsage = critical, digitalSignature\n"
+            "extendedKeyUsage = clientAuth\n"
+            "subjectAltName = URI:%s\n",
+            c->spiffe);
+    if (fclose(f) != 0) {
+        return -1;
+    }
+    {
+        const char *argv[] = {"/usr/bin/openssl",
+                              "req",
+                              "-new",
+                              "-newkey",
+                              "ec",
+                              "-pkeyopt",
+                              "ec_paramgen_curve:P-256",
+                              "-nodes",
+                              "-subj",
+                              "/CN=coffer-reasons-test",
+                              "-keyout",
+                              c->key,
+                              "-out",
+                              csr,
+                              NULL};
+
+        harness_run(argv, envp, &run);
+        if (run.status != 0) {
+            fprintf(stderr, "openssl req: %s\n", run.out);
+            return -1;
+        }
+    }
+    {
+        const char *argv[] = {
+            "/usr/bin/openssl", "x509", "-req",        "-in",       csr,     "-CA", tls.ca,
+            "-CAkey",           ca_key, "-set_serial", serial_text, "-days", "2",   "-sha256",
+            "-extfile",         ext,    "-out",        c->cert,     NULL};
+
+        harness_run(argv, envp, &run);
+        if (run.status != 0) {
+            fprintf(stderr, "openssl x509: %s\n", run.out);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int add_ext(X509 *x, X509 *ca, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509_EXTENSION *e;
+    int ok;
+
+    X509V3_set_ctx(&ctx, ca, x, NULL, NULL, 0);
+    e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (e == NULL) {
+        return -1;
+    }
+    ok = X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    return ok == 1 ? 0 : -1;
+}
+
+/*
+ * Issues a client certificate for c->spiffe under the test CA with
+ * OpenSSL's API, valid from now + from_s to now + until_s (both may be in
+ * the past, which the openssl command cannot do).
+ */
+static int issue_cert_api(struct extra_cert *c, long serial, long from_s, long until_s)
+{
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    EVP_PKEY *key = NULL;
+    X509 *x = NULL;
+    FILE *f = NULL;
+    char path[PATH_MAX + 16];
+    char san[256];
+    int rc = -1;
+
+    snprintf(c->cert, sizeof(c->cert), "%s/%s.pem", dir, c->who);
+    snprintf(c->key, sizeof(c->key), "%s/%s.key", dir, c->who);
+    snprintf(san, sizeof(san), "URI:%s", c->spiffe);
+    if ((f = fopen(tls.ca, "r")) == NULL || (ca = PEM_read_X509(f, NULL, NULL, NULL)) == NULL) {
+        goto out;
+    }
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/ca.key", tls.dir);
+    if ((f = fopen(path, "r")) == NULL ||
+        (ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL) {
+        goto out;
+    }
+    fclose(f);
+    f = NULL;
+    if ((key = EVP_EC_gen("P-256")) == NULL || (x = X509_new()) == NULL ||
+        X509_set_version(x, 2) != 1 || ASN1_INTEGER_set(X509_get_serialNumber(x), serial) != 1 ||
+        X509_set_issuer_name(x, X509_get_subject_name(ca)) != 1 ||
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"coffer-reasons-test", -1, -1, 0) != 1 ||
+        X509_gmtime_adj(X509_getm_notBefore(x), from_s) == NULL ||
+        X509_gmtime_adj(X509_getm_notAfter(x), until_s) == NULL || X509_set_pubkey(x, key) != 1 ||
+        add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
+        add_ext(x, ca, NID_key_usage, "critical,digitalSignature") != 0 ||
+        add_ext(x, ca, NID_ext_key_usage, "clientAuth") != 0 ||
+        add_ext(x, ca, NID_subject_alt_name, san) != 0 || X509_sign(x, ca_key, EVP_sha256()) <= 0) {
+        goto out;
+    }
+    if ((f = fopen(c->key, "w")) == NULL ||
+        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) != 1 || fclose(f) != 0) {
+        goto out;
+    }
+    if ((f = fopen(c->cert, "w")) == NULL || PEM_write_X509(f, x) != 1 || fclose(f) != 0) {
+        f = NULL;
+        goto out;
+    }
+    f = NULL;
+    rc = 0;
+out:
+    if (f != NULL) {
+        fclose(f);
+    }
+    X509_free(x);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(ca_key);
+    X509_free(ca);
+    return rc;
+}
+
+/* A certificate whose validity ended is refused; the same one made valid now is accepted. */
+static void test_expired_certificate(void **state)
+{
+    static struct reply r;
+    CURLcode rc;
+    long m;
+
+    (void)state;
+    /* The helper's certificates work when their dates are right. */
+    access_is("fresh", "stripe", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_STRIPE);
+    m = mark();
+    rc = try_request("POST", CREDS "/stripe/access", "{\"purpose\":\"deploy payments\"}", "stale",
+                     &r);
+    /* Either the handshake fails or the request is refused as unauthenticated. */
+    if (rc == CURLE_OK && r.status != 401) {
+        fail_msg("an expired certificate got %ld %s", r.status, r.body);
+    }
+    if (rc == CURLE_OK) {
+        assert_non_null(strstr(r.body, "\"error\":\"unauthenticated\""));
+    }
+    assert_null(strstr(r.body, SECRET_STRIPE));
+    /* No access was decided for it. */
+    expect_events(m, "");
+    expect("GET", "/v1/health", NULL, NULL, 200, "ok");
+}
+
+/* ---- The server ------------------------------------------------------------------------ */
+
+static unsigned short free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        fprintf(stderr, "no free port\n");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int write_config(unsigned short port, int workers)
+{
+    FILE *f = fopen(config, "w");
+
+    if (f == NULL) {
+        return -1;
+    }
+    fprintf(f,
+            "listen: 127.0.0.1:%u\n"
+            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
+            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
+            "database: \"%s\"\n"
+            "workers: %d\n"
+            "log: info\n",
+            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
+            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app, workers);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* Starts cofferd with workers workers on a fresh port and waits until it is healthy. */
+static int start_server(int workers)
+{
+    const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
+    char conf_env[PATH_MAX + 16];
+    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
+    struct coffer_proc_spec spec;
+    unsigned short port = free_port();
+    int fd;
+    static struct reply r;
+
+    snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%u", (unsigned)port);
+    if (write_config(port, workers) != 0) {
+        return -1;
+    }
+    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
+    fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return -1;
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    if (coffer_proc_spawn(&spec, &server) != COFFER_OK) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    for (int i = 0; i < 300; i++) {
+        if (try_request("GET", "/v1/health", NULL, NULL, &r) == CURLE_OK && r.status == 200) {
+            return 0;
+        }
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "cofferd did not become healthy; see %s\n", log_path);
+    return -1;
+}
+
+static int stop_server(void)
+{
+    int status = 0;
+
+    if (server <= 0) {
+        return 0;
+    }
+    if (kill(server, SIGTERM) != 0 || coffer_proc_wait(server, 30000, &status) != COFFER_OK) {
+        return -1;
+    }
+    server = 0;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* ---- token_unavailable ---------------------------------------------------------------- */
+
+/* Whether the file at path contains needle. */
+static bool file_contains(const char *path, const char *needle)
+{
+    static char buf[1 << 16];
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return false;
+    }
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    return n > 0 && memmem(buf, (size_t)n, needle, strlen(needle)) != NULL;
+}
+
+/* The directory of this test's token: the one under tokendir whose token.object names it. */
+static void find_token_dir(char *out, size_t cap)
+{
+    char line[PATH_MAX + 64];
+    char tokendir[PATH_MAX] = "";
+    char path[PATH_MAX * 2 + 32];
+    FILE *f = fopen(w.h.env.softhsm_conf, "r");
+    DIR *d;
+    struct dirent *e;
+
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, " directories.tokendir = %4095s", tokendir) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    assert_true(tokendir[0] != '\0');
+    d = opendir(tokendir);
+    assert_non_null(d);
+    out[0] = '\0';
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s/token.object", tokendir, e->d_name);
+        if (file_contains(path, w.h.token_label)) {
+            assert_true(out[0] == '\0');
+            assert_true((size_t)snprintf(out, cap, "%s/%s", tokendir, e->d_name) < cap);
+        }
+    }
+    closedir(d);
+    assert_true(out[0] != '\0');
+}
+
+static uint64_t be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+/* Adds one to the 64-bit big-endian generation counter at the start of path. */
+static void bump_generation(const char *path)
+{
+    unsigned char g[8];
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, g, sizeof(g), 0), (ssize_t)sizeof(g));
+    put_be64(g, be64(g) + 1);
+    assert_int_equal(pwrite(fd, g, sizeof(g), 0), (ssize_t)sizeof(g));
+    close(fd);
+}
+
+/*
+ * Flips the last byte of the IV of the encrypted CKA_CHECK_VALUE in every
+ * object file of the token directory (SoftHSMv2's file format: a 64-bit
+ * generation, then attributes as type, kind and value, byte strings with a
+ * 64-bit length; a private object's byte strings are IV then AES-CBC
+ * ciphertext). The 3-byte check value then decrypts with a padding byte
+ * that cannot be valid, so the token fails every read of it, and the
+ * generations are bumped so that a running process re-reads the files.
+ * Calling it again undoes it. Returns the number of objects changed.
+ */
+static int flip_check_values(const char *token_dir)
+{
+    static unsigned char buf[1 << 16];
+    char path[PATH_MAX * 2];
+    DIR *d = opendir(token_dir);
+    struct dirent *e;
+    int changed = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        size_t off = 8;
+        ssize_t n;
+        int fd;
+
+        if (len < 8 || strcmp(e->d_name + len - 7, ".object") != 0 ||
+            strcmp(e->d_name, "token.object") == 0) {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s", token_dir, e->d_name);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        assert_true(fd >= 0);
+        n = pread(fd, buf, sizeof(buf), 0);
+        assert_true(n > 8 && (size_t)n < sizeof(buf));
+        while (off + 16 <= (size_t)n) {
+            uint64_t type = be64(buf + off);
+            uint64_t kind = be64(buf + off + 8);
+            uint64_t vlen;
+
+            off += 16;
+            if (kind == 1) { /* bool */
+                off += 1;
+            } else if (kind == 2) { /* unsigned long */
+                off += 8;
+            } else if (kind == 3) { /* byte string */
+                assert_true(off + 8 <= (size_t)n);
+                vlen = be64(buf + off);
+                off += 8;
+                assert_true(vlen <= (size_t)n - off);
+                if (type == 0x90 && vlen >= 32) { /* CKA_CHECK_VALUE: IV + one block at least */
+                    buf[off + 15] ^= 0x01;
+                    assert_int_equal(pwrite(fd, buf + off + 15, 1, (off_t)(off + 15)), 1);
+                    changed++;
+                }
+                off += vlen;
+            } else {
+                /* Attribute maps and mechanism sets: none on a secret key; stop reading. */
+                break;
+            }
+        }
+        close(fd);
+        bump_generation(path);
+    }
+    closedir(d);
+    snprintf(path, sizeof(path), "%s/generation", token_dir);
+    bump_generation(path);
+    return changed;
+}
+
+/*
+ * The token failing under a one-worker server that has not yet used a key:
+ * an allowed access cannot be unsealed, and the agent gets the plain 403
+ * with token_unavailable in the audit log, never the value.
+ *
+ * Making the directory unreadable does not do it here: the tests run as
+ * root, which reads a directory of mode 000 all the same. Moving the whole
+ * directory away makes the master key vanish instead of failing (answered
+ * 404 not_found, with no event), which is not what this test is about; so
+ * the token's stored check values are made undecryptable instead.
+ */
+static void test_token_unavailable(void **state)
+{
+    static struct reply r;
+    char token_dir[PATH_MAX];
+    long m;
+
+    (void)state;
+    find_token_dir(token_dir, sizeof(token_dir));
+    assert_int_equal(stop_server(), 0);
+    assert_int_equal(start_server(1), 0);
+    m = mark();
+    assert_true(flip_check_values(token_dir) >= 1);
+    request("POST", CREDS "/stripe/access", "{\"purpose\":\"deploy payments\"}", "agent", &r);
+    assert_true(flip_check_values(token_dir) >= 1);
+    assert_null(strstr(r.body, SECRET_STRIPE));
+    if (r.status != 403 || strstr(r.body, "\"error\":\"permission_denied\"") == NULL) {
+        fail_msg("token failing: %ld %s (want the plain 403 permission_denied)", r.status, r.body);
+    }
+    expect_events(m, "access/false/token_unavailable");
+    /* With the token whole again, the same worker serves the value. */
+    access_is("agent", "stripe", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_STRIPE);
+}
+
+/* ---- No value anywhere ------------------------------------------------------------------ */
+
+static void test_no_secret_leaked(void **state)
+{
+    static const char *const secrets[] = {SECRET_STRIPE, SECRET_DEPLOY,   SECRET_SHORT,
+                                          SECRET_REVOKE, SECRET_CRITICAL, SECRET_TAMPER};
+    static char buf[1 << 20];
+    char sql[256];
+    ssize_t n;
+    int fd;
+
+    (void)state;
+    /* Every reason was reached and audited. */
+    assert_true(world_sql_is(&w,
+                             "SELECT string_agg(DISTINCT reason, ',' ORDER BY reason) FROM "
+                             "coffer.audit_events WHERE action = 'access'",
+                             "approval_required,expired,granted,integrity_error,no_grant,"
+                             "not_found,not_project_member,purpose_missing,revoked,"
+                             "token_unavailable,wrong_phase"));
+    fd = open(log_path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        assert_null(strstr(buf, secrets[i]));
+        /* The whole row as text: every column of every event. */
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM coffer.audit_events e WHERE e::text LIKE '%%%s%%'",
+                 secrets[i]);
+        assert_true(world_sql_is(&w, sql, "0"));
+    }
+}
+
+static void test_sigterm_stops_cleanly(void **state)
+{
+    (void)state;
+    assert_int_equal(stop_server(), 0);
+}
+
+static int setup(void **state)
+{
+    struct coffer_policy *p = NULL;
+    struct coffer_policy_diags d = {0};
+    struct coffer_arena *a = NULL;
+    struct coffer_store_policy_result res;
+
+    (void)state;
+    if (mkdtemp(dir) == NULL || coffer_dev_tls_provision(dir, &tls) != COFFER_OK) {
+        return -1;
+    }
+    if (issue_cert_cmd(&outsider, 2001) != 0 || issue_cert_api(&fresh, 2002, -60, 86400) != 0 ||
+        issue_cert_api(&stale, 2003, -2 * 86400, -86400) != 0) {
+        fprintf(stderr, "could not issue the test's certificates\n");
+        return -1;
+    }
+    if (coffer_policy_new(&p) != COFFER_OK ||
+        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
+        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
+        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
+        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+        return -1;
+    }
+    coffer_policy_diags_cleanup(&d);
+    coffer_policy_free(&p);
+    coffer_arena_free(&a);
+    snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
+    snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
+    return start_server(2);
+}
+
+static int teardown(void **state)
+{
+    char cmd[PATH_MAX + 16];
+    int status;
+
+    (void)state;
+    if (server > 0) {
+        (void)kill(server, SIGKILL);
+        if (coffer_proc_wait(server, 10000, &status) != COFFER_OK) {
+            fprintf(stderr, "cofferd (PID %ld) did not exit\n", (long)server);
+        }
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", dir);
+    }
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store),
+        cmocka_unit_test(test_granted_and_no_grant),
+        cmocka_unit_test(test_not_found),
+        cmocka_unit_test(test_not_project_member),
+        cmocka_unit_test(test_purpose_missing),
+        cmocka_unit_test(test_wrong_phase),
+        cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_revoked),
+        cmocka_unit_test(test_approval_required),
+        cmocka_unit_test(test_integrity_error),
+        cmocka_unit_test(test_expired_certificate),
+        cmocka_unit_test(test_token_unavailable),
+        cmocka_unit_test(test_no_secret_leaked),
+        cmocka_unit_test(test_sigterm_stops_cleanly),
+    };
+    int rc;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    world_open("api_reasons", "dev", &w);
+    {
+        struct coffer_project demo;
+
+        if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
+            fprintf(stderr, "api_reasons_test: %s\n", coffer_err_detail());
+            return 1;
+        }
+    }
+    rc = cmocka_run_group_tests(tests, setup, teardown);
+    world_close(&w);
+    curl_global_cleanup();
+    return rc;
+}
