@@ -482,6 +482,55 @@ static void test_worker_replaced(void **state)
            "{\"purpose\":\"deploy payments v4\"}", "agent", 403, "permission_denied");
 }
 
+/* Connections past a worker's limit are answered 503 and closed; service resumes after. */
+static void test_connection_limit(void **state)
+{
+    CURL *held[10];
+    int refused = 0;
+    int served = 0;
+    char url[128];
+
+    (void)state;
+    snprintf(url, sizeof(url), "%s/v1/health", base_url);
+    /* Each handle keeps its connection open after its request: 10 connections, room for 8. */
+    for (int i = 0; i < 10; i++) {
+        struct reply r;
+
+        memset(&r, 0, sizeof(r));
+        held[i] = curl_easy_init();
+        assert_non_null(held[i]);
+        curl_easy_setopt(held[i], CURLOPT_URL, url);
+        curl_easy_setopt(held[i], CURLOPT_CAINFO, tls.ca);
+        curl_easy_setopt(held[i], CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(held[i], CURLOPT_WRITEDATA, &r);
+        assert_int_equal(curl_easy_perform(held[i]), CURLE_OK);
+        curl_easy_getinfo(held[i], CURLINFO_RESPONSE_CODE, &r.status);
+        if (r.status == 503) {
+            assert_non_null(strstr(r.body, "\"error\":\"too_many_connections\""));
+            refused++;
+        } else {
+            assert_int_equal(r.status, 200);
+            served++;
+        }
+    }
+    assert_true(refused >= 2);
+    assert_true(served >= 4);
+    for (int i = 0; i < 10; i++) {
+        curl_easy_cleanup(held[i]);
+    }
+    /* Once the connections are gone, every new one is served again. */
+    for (int i = 0; i < 100; i++) {
+        struct reply r;
+
+        request("GET", "/v1/health", NULL, NULL, &r);
+        if (r.status == 200) {
+            break;
+        }
+        usleep(50 * 1000);
+    }
+    expect("GET", "/v1/health", NULL, NULL, 200, "ok");
+}
+
 /* /metrics sums the counters of every worker, in Prometheus text. */
 static void test_metrics(void **state)
 {
@@ -546,6 +595,7 @@ static void write_config(unsigned short port)
             "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
             "database: \"%s\"\n"
             "workers: 2\n"
+            "limits: {max_connections: 4}\n"
             "log: info\n",
             (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
             w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app);
@@ -614,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_sighup_reloads),
         cmocka_unit_test(test_revoke_and_phase),
         cmocka_unit_test(test_worker_replaced),
+        cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_no_secret_leaked),
         cmocka_unit_test(test_sigterm_stops_cleanly),
