@@ -59,6 +59,12 @@ enum coffer_err coffer_store_open(const char *conninfo, struct coffer_store **ou
 /* Closes the connection and frees *s, setting it to NULL. Safe on NULL. */
 void coffer_store_close(struct coffer_store **s);
 
+/*
+ * Checks that the database answers (reconnecting first if the connection
+ * was lost): COFFER_OK or COFFER_E_DB_UNAVAILABLE. For readiness checks.
+ */
+enum coffer_err coffer_store_ping(struct coffer_store *s) COFFER_MUST_USE;
+
 enum coffer_err coffer_store_begin(struct coffer_store *s) COFFER_MUST_USE;
 enum coffer_err coffer_store_commit(struct coffer_store *s) COFFER_MUST_USE;
 /* Rolls back if a transaction is open; never fails from the caller's view. */

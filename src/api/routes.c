@@ -127,9 +127,20 @@ struct coffer_op_meta api_meta(const struct api_req *r)
 
 /* ---- Handlers ------------------------------------------------------------------- */
 
+/*
+ * Liveness and readiness: this worker answers, and its database connection
+ * works (a failed one is reopened by the ping). The token is not exercised
+ * here: a health probe must not cost a token operation.
+ */
 void api_health(struct api_req *r)
 {
-    api_reply(r, 200, json_pack("{s:s}", "status", "ok"));
+    if (coffer_store_ping(r->api_ops->st) != COFFER_OK) {
+        coffer_err_clear();
+        api_reply(r, 503,
+                  json_pack("{s:s, s:s}", "status", "unavailable", "database", "unavailable"));
+        return;
+    }
+    api_reply(r, 200, json_pack("{s:s, s:s}", "status", "ok", "database", "ok"));
 }
 
 bool api_access_prepare(struct api_req *r, struct coffer_op_access *a)

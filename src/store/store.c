@@ -657,6 +657,27 @@ enum coffer_err store_one_row(const PGresult *res, const char *what)
     return COFFER_OK;
 }
 
+/* ---- Readiness ------------------------------------------------------------------ */
+
+enum coffer_err coffer_store_ping(struct coffer_store *s)
+{
+    enum coffer_err r;
+
+    if (s == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "ping: no store");
+    }
+    if (s->in_tx) {
+        return COFFER_OK; /* a transaction in progress is proof enough */
+    }
+    if ((r = refuse_pending(s, "ping")) != COFFER_OK) {
+        return r;
+    }
+    if ((r = ensure_connected(s, "ping")) != COFFER_OK) {
+        return r;
+    }
+    return store_run_command(s->conn, "SELECT 1", "ping");
+}
+
 /* ---- Transactions ------------------------------------------------------------- */
 
 enum coffer_err coffer_store_begin(struct coffer_store *s)
