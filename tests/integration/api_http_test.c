@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "https.h"
 #include "world.h"
 
 #include "coffer/arena.h"
@@ -25,15 +26,12 @@
 #include "coffer/policy.h"
 #include "server/proc.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,7 +43,7 @@ static struct coffer_dev_tls tls;
 static char dir[] = "/tmp/coffer-api-test.XXXXXX";
 static char config[PATH_MAX];
 static char log_path[PATH_MAX];
-static char base_url[64];
+static struct https_target target;
 static pid_t server;
 
 static const char policy[] = "version: 1\n"
@@ -60,73 +58,25 @@ static const char policy[] = "version: 1\n"
                              "        grants: [{agent_type: deployer}]\n"
                              "        purposes: [\"deploy *\"]\n";
 
-struct reply {
-    long status;
-    char body[8192];
-    size_t len;
-};
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    struct reply *r = arg;
-    size_t len = size * n;
-    size_t room = sizeof(r->body) - 1 - r->len;
-
-    if (len > room) {
-        len = room;
-    }
-    memcpy(r->body + r->len, p, len);
-    r->len += len;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
 /* One request; who is "admin", "agent", "agent2" or NULL (no certificate). */
 static void request(const char *method, const char *path, const char *body, const char *who,
-                    struct reply *out)
+                    struct https_reply *out)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    char url[512];
+    const char *cert = NULL;
+    const char *key = NULL;
     CURLcode rc;
 
-    assert_non_null(c);
-    memset(out, 0, sizeof(*out));
-    snprintf(url, sizeof(url), "%s%s", base_url, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    if (who != NULL && strcmp(who, "admin") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.admin_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.admin_key);
-    } else if (who != NULL && strcmp(who, "agent") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.agent_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.agent_key);
-    } else if (who != NULL && strcmp(who, "agent2") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.agent2_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.agent2_key);
-    }
-    if (body != NULL) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    rc = curl_easy_perform(c);
+    (void)https_dev_identity(&tls, who, &cert, &key);
+    rc = https_request(&target, method, path, body, cert, key, NULL, out);
     if (rc != CURLE_OK) {
         fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
 }
 
 static void expect(const char *method, const char *path, const char *body, const char *who,
                    long status, const char *needle)
 {
-    struct reply r;
+    struct https_reply r;
 
     request(method, path, body, who, &r);
     if (r.status != status || strstr(r.body, needle) == NULL) {
@@ -135,69 +85,11 @@ static void expect(const char *method, const char *path, const char *body, const
     }
 }
 
-static unsigned short free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void start_server(void)
 {
-    const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
-    char conf_env[PATH_MAX + 16];
-    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
-    struct coffer_proc_spec spec;
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    struct reply r;
-
-    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
-    assert_true(fd >= 0);
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    assert_int_equal(coffer_proc_spawn(&spec, &server), COFFER_OK);
-    close(fd);
-    for (int i = 0; i < 300; i++) {
-        CURL *c = curl_easy_init();
-        char url[128];
-
-        memset(&r, 0, sizeof(r));
-        snprintf(url, sizeof(url), "%s/v1/health", base_url);
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-        if (curl_easy_perform(c) == CURLE_OK) {
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-        }
-        curl_easy_cleanup(c);
-        if (r.status == 200) {
-            return;
-        }
-        usleep(100 * 1000);
-    }
-    {
-        char buf[8192];
-        int lf = open(log_path, O_RDONLY | O_CLOEXEC);
-        ssize_t n = lf >= 0 ? read(lf, buf, sizeof(buf) - 1) : -1;
-
-        buf[n > 0 ? n : 0] = '\0';
-        if (lf >= 0) {
-            close(lf);
-        }
-        fail_msg("cofferd did not become healthy; its output:\n%s", buf);
-    }
+    assert_int_equal(
+        https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, &target, &server),
+        0);
 }
 
 static void test_health_and_authentication(void **state)
@@ -302,7 +194,7 @@ static void test_key_expiry(void **state)
     char when[32];
     char body[512];
     char needle[96];
-    struct reply r;
+    struct https_reply r;
 
     (void)state;
     time_in(3600, when);
@@ -375,7 +267,8 @@ static void test_foreign_certificate(void **state)
     assert_non_null(mkdtemp(other));
     assert_int_equal(coffer_dev_tls_provision(other, &foreign), COFFER_OK);
     c = curl_easy_init();
-    snprintf(url, sizeof(url), "%s/v1/orgs/dev/projects/demo/credentials/stripe/access", base_url);
+    snprintf(url, sizeof(url), "%s/v1/orgs/dev/projects/demo/credentials/stripe/access",
+             target.base_url);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
     curl_easy_setopt(c, CURLOPT_SSLCERT, foreign.agent_cert);
@@ -491,17 +384,17 @@ static void test_connection_limit(void **state)
     char url[128];
 
     (void)state;
-    snprintf(url, sizeof(url), "%s/v1/health", base_url);
+    snprintf(url, sizeof(url), "%s/v1/health", target.base_url);
     /* Each handle keeps its connection open after its request: 10 connections, room for 8. */
     for (int i = 0; i < 10; i++) {
-        struct reply r;
+        struct https_reply r;
 
         memset(&r, 0, sizeof(r));
         held[i] = curl_easy_init();
         assert_non_null(held[i]);
         curl_easy_setopt(held[i], CURLOPT_URL, url);
         curl_easy_setopt(held[i], CURLOPT_CAINFO, tls.ca);
-        curl_easy_setopt(held[i], CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(held[i], CURLOPT_WRITEFUNCTION, https_collect);
         curl_easy_setopt(held[i], CURLOPT_WRITEDATA, &r);
         assert_int_equal(curl_easy_perform(held[i]), CURLE_OK);
         curl_easy_getinfo(held[i], CURLINFO_RESPONSE_CODE, &r.status);
@@ -520,7 +413,7 @@ static void test_connection_limit(void **state)
     }
     /* Once the connections are gone, every new one is served again. */
     for (int i = 0; i < 100; i++) {
-        struct reply r;
+        struct https_reply r;
 
         request("GET", "/v1/health", NULL, NULL, &r);
         if (r.status == 200) {
@@ -534,7 +427,7 @@ static void test_connection_limit(void **state)
 /* /metrics sums the counters of every worker, in Prometheus text. */
 static void test_metrics(void **state)
 {
-    struct reply r;
+    struct https_reply r;
     const char *p;
 
     (void)state;
@@ -626,8 +519,8 @@ static int setup(void **state)
     coffer_arena_free(&a);
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
-    port = free_port();
-    snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%u", (unsigned)port);
+    port = https_free_port();
+    https_target_init(&target, port, tls.ca);
     write_config(port);
     start_server();
     return 0;
@@ -636,15 +529,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     char cmd[PATH_MAX + 16];
-    int status;
 
     (void)state;
-    if (server > 0) {
-        (void)kill(server, SIGKILL);
-        if (coffer_proc_wait(server, 10000, &status) != COFFER_OK) {
-            fprintf(stderr, "cofferd (PID %ld) did not exit\n", (long)server);
-        }
-    }
+    (void)https_server_stop(&server, SIGKILL, 10000);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "could not remove %s\n", dir);

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "https.h"
 #include "world.h"
 
 #include "coffer/arena.h"
@@ -36,17 +37,14 @@
 #include "coffer/policy.h"
 #include "server/proc.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,7 +61,7 @@ static struct coffer_dev_tls tls;
 static char dir[] = "/tmp/coffer-requests-test.XXXXXX";
 static char config[PATH_MAX];
 static char log_path[PATH_MAX];
-static char base_url[64];
+static struct https_target target;
 static pid_t server;
 
 /* Certificates issued by this test, beside those of coffer_dev_tls_provision. */
@@ -87,27 +85,6 @@ static const char policy[] = "version: 1\n"
                              "  demo:\n"
                              "    phases: [build, production]\n"
                              "    members: [deployer, analyst]\n";
-
-struct reply {
-    long status;
-    char body[1 << 20];
-    size_t len;
-};
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    struct reply *r = arg;
-    size_t len = size * n;
-    size_t room = sizeof(r->body) - 1 - r->len;
-
-    if (len > room) {
-        len = room;
-    }
-    memcpy(r->body + r->len, p, len);
-    r->len += len;
-    r->body[r->len] = '\0';
-    return size * n;
-}
 
 /* The certificate and key of who; false for nobody. */
 static bool identity(const char *who, const char **cert, const char **key)
@@ -143,47 +120,24 @@ static bool identity(const char *who, const char **cert, const char **key)
 
 /* One request; who is "admin", "agent", "agent2", an extra certificate's name, or NULL. */
 static void request(const char *method, const char *path, const char *body, const char *who,
-                    struct reply *out)
+                    struct https_reply *out)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
     const char *cert = NULL;
     const char *key = NULL;
-    char url[512];
     CURLcode rc;
 
-    assert_non_null(c);
-    memset(out, 0, sizeof(*out));
-    snprintf(url, sizeof(url), "%s%s", base_url, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    if (identity(who, &cert, &key)) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, key);
-    }
-    if (body != NULL) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    rc = curl_easy_perform(c);
+    (void)identity(who, &cert, &key);
+    rc = https_request(&target, method, path, body, cert, key, NULL, out);
     if (rc != CURLE_OK) {
         fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
 }
 
 /* A request that must answer status with a body containing needle; the reply in *out if given. */
 static void expect_r(const char *method, const char *path, const char *body, const char *who,
-                     long status, const char *needle, struct reply *out)
+                     long status, const char *needle, struct https_reply *out)
 {
-    static struct reply r;
+    static struct https_reply r;
 
     request(method, path, body, who, &r);
     if (r.status != status || strstr(r.body, needle) == NULL) {
@@ -202,7 +156,7 @@ static void expect(const char *method, const char *path, const char *body, const
 }
 
 /* The string field of a JSON reply, copied into out. */
-static void json_field(const struct reply *r, const char *field, char *out, size_t cap)
+static void json_field(const struct https_reply *r, const char *field, char *out, size_t cap)
 {
     json_error_t err;
     json_t *o = json_loads(r->body, 0, &err);
@@ -218,7 +172,7 @@ static void json_field(const struct reply *r, const char *field, char *out, size
 /* Files a request as who with the JSON body; returns its id in id. */
 static void file_request(const char *who, const char *body, char id[64])
 {
-    static struct reply r;
+    static struct https_reply r;
 
     expect_r("POST", REQS, body, who, 201, "\"state\":\"pending\"", &r);
     json_field(&r, "id", id, 64);
@@ -277,7 +231,7 @@ static void test_whole_flow(void **state)
 {
     char id[64];
     char path[256];
-    static struct reply r;
+    static struct https_reply r;
     long m = mark();
 
     (void)state;
@@ -358,7 +312,7 @@ static void test_deny_flow(void **state)
 {
     char id[64];
     char path[256];
-    static struct reply r;
+    static struct https_reply r;
     long m = mark();
 
     (void)state;
@@ -615,7 +569,7 @@ static void approve(const char *who_type, const char *instance, long from, long 
     char f[32];
     char u[32];
     char body[256];
-    static struct reply r;
+    static struct https_reply r;
 
     when(from, f);
     when(until, u);
@@ -704,7 +658,7 @@ static void test_critical_approvals(void **state)
     snprintf(body, sizeof(body),
              "{\"agent_type\":\"deployer\",\"instance\":\"deployer-1\",\"until\":\"%s\"}", u);
     {
-        static struct reply r;
+        static struct https_reply r;
 
         expect_r("POST", CREDS "/vault-root/approvals", body, "admin", 201, "\"from\":\"", &r);
         json_field(&r, "id", a1, sizeof(a1));
@@ -919,7 +873,7 @@ static void test_store_rules(void **state)
 
 static void test_limits(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char u[32];
     char body[256];
     const char *sentry;
@@ -1012,25 +966,6 @@ static void test_sigterm_stops_cleanly(void **state)
 
 /* ---- Setup ---------------------------------------------------------------------------- */
 
-static unsigned short free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        fprintf(stderr, "no free port\n");
-        exit(1);
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-/* Issues a client certificate for spiffe under the test CA, with the openssl command. */
 static int issue_cert(struct extra_cert *c, unsigned serial)
 {
     char csr[PATH_MAX];
@@ -1100,48 +1035,8 @@ static int issue_cert(struct extra_cert *c, unsigned serial)
 
 static int start_server(void)
 {
-    const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
-    char conf_env[PATH_MAX + 16];
-    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
-    struct coffer_proc_spec spec;
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    static struct reply r;
-
-    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
-    if (fd < 0) {
-        return -1;
-    }
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (coffer_proc_spawn(&spec, &server) != COFFER_OK) {
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    for (int i = 0; i < 300; i++) {
-        CURL *c = curl_easy_init();
-        char url[128];
-
-        memset(&r, 0, sizeof(r));
-        snprintf(url, sizeof(url), "%s/v1/health", base_url);
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-        if (curl_easy_perform(c) == CURLE_OK) {
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-        }
-        curl_easy_cleanup(c);
-        if (r.status == 200) {
-            return 0;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "cofferd did not become healthy; see %s\n", log_path);
-    return -1;
+    return https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, &target,
+                              &server);
 }
 
 static int write_config(unsigned short port)
@@ -1192,8 +1087,8 @@ static int setup(void **state)
     coffer_arena_free(&a);
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
-    port = free_port();
-    snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%u", (unsigned)port);
+    port = https_free_port();
+    https_target_init(&target, port, tls.ca);
     if (write_config(port) != 0) {
         return -1;
     }
@@ -1202,15 +1097,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    int status;
 
     (void)state;
-    if (server > 0) {
-        (void)kill(server, SIGKILL);
-        if (coffer_proc_wait(server, 10000, &status) != COFFER_OK) {
-            fprintf(stderr, "cofferd (PID %ld) did not exit\n", (long)server);
-        }
-    }
+    (void)https_server_stop(&server, SIGKILL, 10000);
     if (coffer_dev_remove_tree(dir) != COFFER_OK) {
         fprintf(stderr, "could not remove %s: %s\n", dir, coffer_err_detail());
     }

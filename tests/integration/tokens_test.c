@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "https.h"
 #include "world.h"
 
 #include "coffer/arena.h"
@@ -40,17 +41,14 @@
 #include "coffer/policy.h"
 #include "server/proc.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,7 +66,7 @@ static struct coffer_dev_tls tls;
 static char dir[] = "/tmp/coffer-tokens-test.XXXXXX";
 static char config[PATH_MAX];
 static char log_path[PATH_MAX];
-static char base_url[64];
+static struct https_target target;
 static pid_t server;
 
 /* Every token this test saw, for the final scans. */
@@ -105,81 +103,28 @@ static const char other_policy[] = "version: 1\n"
 
 /* ---- HTTP --------------------------------------------------------------------------- */
 
-struct reply {
-    long status;
-    char body[8192];
-    size_t len;
-};
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    struct reply *r = arg;
-    size_t len = size * n;
-    size_t room = sizeof(r->body) - 1 - r->len;
-
-    if (len > room) {
-        len = room;
-    }
-    memcpy(r->body + r->len, p, len);
-    r->len += len;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
 /*
  * One request. cert is "admin", "agent", "agent2" or NULL (no certificate);
  * headers a NULL-terminated list of extra header lines, or NULL.
  */
 static void request(const char *method, const char *path, const char *body, const char *cert,
-                    const char *const *headers, struct reply *out)
+                    const char *const *headers, struct https_reply *out)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    char url[512];
+    const char *crt = NULL;
+    const char *key = NULL;
     CURLcode rc;
 
-    assert_non_null(c);
-    memset(out, 0, sizeof(*out));
-    snprintf(url, sizeof(url), "%s%s", base_url, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    if (cert != NULL && strcmp(cert, "admin") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.admin_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.admin_key);
-    } else if (cert != NULL && strcmp(cert, "agent") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.agent_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.agent_key);
-    } else if (cert != NULL && strcmp(cert, "agent2") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.agent2_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.agent2_key);
-    }
-    if (body != NULL) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
-        h = curl_slist_append(h, headers[i]);
-    }
-    if (h != NULL) {
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    }
-    rc = curl_easy_perform(c);
+    (void)https_dev_identity(&tls, cert, &crt, &key);
+    rc = https_request(&target, method, path, body, crt, key, headers, out);
     if (rc != CURLE_OK) {
         fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
 }
 
 static void expect(const char *method, const char *path, const char *body, const char *cert,
                    const char *const *headers, long status, const char *needle)
 {
-    struct reply r;
+    struct https_reply r;
 
     request(method, path, body, cert, headers, &r);
     if (r.status != status || strstr(r.body, needle) == NULL) {
@@ -216,7 +161,7 @@ static void issue(const char *cert, const char *as_token, const char *body,
     char line[128];
     const char *headers[] = {line, NULL};
     struct coffer_uuid u;
-    struct reply r;
+    struct https_reply r;
     json_error_t err;
     json_t *o;
     const char *t;
@@ -262,72 +207,16 @@ static long auth_failures(void)
 
 /* ---- Server ------------------------------------------------------------------------- */
 
-static unsigned short free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void read_log(char *buf, size_t cap)
 {
-    int fd = open(log_path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
-
-    buf[n > 0 ? n : 0] = '\0';
-    if (fd >= 0) {
-        close(fd);
-    }
+    https_read_log(log_path, buf, cap);
 }
 
 static void start_server(void)
 {
-    const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
-    char conf_env[PATH_MAX + 16];
-    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
-    struct coffer_proc_spec spec;
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    char buf[8192];
-
-    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
-    assert_true(fd >= 0);
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    assert_int_equal(coffer_proc_spawn(&spec, &server), COFFER_OK);
-    close(fd);
-    for (int i = 0; i < 300; i++) {
-        CURL *c = curl_easy_init();
-        struct reply r;
-        char url[128];
-
-        memset(&r, 0, sizeof(r));
-        snprintf(url, sizeof(url), "%s/v1/health", base_url);
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-        if (curl_easy_perform(c) == CURLE_OK) {
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-        }
-        curl_easy_cleanup(c);
-        if (r.status == 200) {
-            return;
-        }
-        usleep(100 * 1000);
-    }
-    read_log(buf, sizeof(buf));
-    fail_msg("cofferd did not become healthy; its output:\n%s", buf);
+    assert_int_equal(
+        https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, &target, &server),
+        0);
 }
 
 /* Runs `coffer keys create-token-mac` against this test's token and database. */
@@ -914,8 +803,8 @@ static int setup(void **state)
     }
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
-    port = free_port();
-    snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%u", (unsigned)port);
+    port = https_free_port();
+    https_target_init(&target, port, tls.ca);
     write_config(port);
     start_server();
     return 0;
@@ -924,15 +813,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     char cmd[PATH_MAX + 16];
-    int status;
 
     (void)state;
-    if (server > 0) {
-        (void)kill(server, SIGKILL);
-        if (coffer_proc_wait(server, 10000, &status) != COFFER_OK) {
-            fprintf(stderr, "cofferd (PID %ld) did not exit\n", (long)server);
-        }
-    }
+    (void)https_server_stop(&server, SIGKILL, 10000);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "could not remove %s\n", dir);

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HTTPS pieces of end-to-end tests (see https.h): ports, libcurl
+ * requests, and starting and stopping cofferd. It reports what went wrong
+ * and leaves judging the answers to the test; it never prints a request or
+ * answer body, since those may carry a credential's value.
+ */
+#include "https.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "coffer/err.h"
+#include "coffer/mem.h"
+#include "server/proc.h"
+
+#define HEALTH_TRIES 300
+#define HEALTH_PAUSE_US (100 * 1000)
+
+unsigned short https_free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0 || ntohs(a.sin_port) == 0) {
+        fprintf(stderr, "https: no free loopback port\n");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void https_target_init(struct https_target *t, unsigned short port, const char *ca)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->base_url, sizeof(t->base_url), "https://127.0.0.1:%u", (unsigned)port);
+    t->ca = ca;
+}
+
+bool https_dev_identity(const struct coffer_dev_tls *tls, const char *who, const char **cert,
+                        const char **key)
+{
+    if (who == NULL) {
+        return false;
+    }
+    if (strcmp(who, "admin") == 0) {
+        *cert = tls->admin_cert;
+        *key = tls->admin_key;
+        return true;
+    }
+    if (strcmp(who, "agent") == 0) {
+        *cert = tls->agent_cert;
+        *key = tls->agent_key;
+        return true;
+    }
+    if (strcmp(who, "agent2") == 0) {
+        *cert = tls->agent2_cert;
+        *key = tls->agent2_key;
+        return true;
+    }
+    return false;
+}
+
+size_t https_collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct https_reply *r = arg;
+    size_t len = size * n;
+    size_t room = sizeof(r->body) - 1 - r->len;
+
+    if (len > room) {
+        len = room;
+    }
+    coffer_memcpy(r->body + r->len, p, len);
+    r->len += len;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+CURLcode https_request(const struct https_target *t, const char *method, const char *path,
+                       const char *body, const char *cert, const char *key,
+                       const char *const *headers, struct https_reply *out)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char url[1024];
+    CURLcode rc;
+
+    memset(out, 0, sizeof(*out));
+    if (c == NULL) {
+        return CURLE_FAILED_INIT;
+    }
+    snprintf(url, sizeof(url), "%s%s", t->base_url, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, t->ca);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, https_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (cert != NULL && key != NULL) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+    }
+    if (body != NULL) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
+        h = curl_slist_append(h, headers[i]);
+    }
+    if (h != NULL) {
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    }
+    rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+void https_read_log(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+
+    buf[n > 0 ? (size_t)n : 0] = '\0';
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+int https_server_start(const char *cofferd, const char *config, const char *softhsm_conf,
+                       const char *log_path, const struct https_target *t, pid_t *pid)
+{
+    const char *argv[] = {cofferd, "-c", config, NULL};
+    char conf_env[PATH_MAX + 16];
+    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
+    struct coffer_proc_spec spec;
+    static struct https_reply r;
+    static char log[8192];
+    int status;
+    int fd;
+
+    *pid = 0;
+    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", softhsm_conf);
+    fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "https: cannot open %s for cofferd's output\n", log_path);
+        return -1;
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    if (coffer_proc_spawn(&spec, pid) != COFFER_OK) {
+        fprintf(stderr, "https: cannot start %s: %s\n", cofferd, coffer_err_detail());
+        close(fd);
+        *pid = 0;
+        return -1;
+    }
+    close(fd);
+    for (int i = 0; i < HEALTH_TRIES; i++) {
+        if (https_request(t, "GET", "/v1/health", NULL, NULL, NULL, NULL, &r) == CURLE_OK &&
+            r.status == 200) {
+            return 0;
+        }
+        usleep(HEALTH_PAUSE_US);
+    }
+    if (coffer_proc_stop(*pid, SIGKILL, 10000, &status) != COFFER_OK) {
+        fprintf(stderr, "https: cofferd (PID %ld) did not exit\n", (long)*pid);
+    }
+    *pid = 0;
+    https_read_log(log_path, log, sizeof(log));
+    fprintf(stderr, "https: cofferd did not become healthy; its output:\n%s\n", log);
+    return -1;
+}
+
+int https_server_stop(pid_t *pid, int sig, int timeout_ms)
+{
+    int status = 0;
+
+    if (*pid <= 0) {
+        return 0;
+    }
+    if (kill(*pid, sig) != 0 || coffer_proc_wait(*pid, timeout_ms, &status) != COFFER_OK) {
+        fprintf(stderr, "https: cofferd (PID %ld) did not exit\n", (long)*pid);
+        return -1;
+    }
+    *pid = 0;
+    if (sig == SIGKILL) {
+        return 0;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "https: cofferd did not exit cleanly (status 0x%x)\n", (unsigned)status);
+        return -1;
+    }
+    return 0;
+}

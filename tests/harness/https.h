@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * End-to-end HTTPS pieces shared by the test programs that run a real
+ * cofferd: a free loopback port, one libcurl request with an optional
+ * client certificate and extra header lines, starting `cofferd -c` against
+ * this test's token and waiting until /v1/health answers, and stopping it.
+ * Callers run curl_global_init once before the first request.
+ */
+#ifndef COFFER_TEST_HTTPS_H
+#define COFFER_TEST_HTTPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <curl/curl.h>
+
+#include "coffer/dev.h"
+
+/* One answer: its status and the start of its body, NUL-terminated. */
+struct https_reply {
+    long status;
+    char body[1 << 20]; /* room for a full listing of 1000 pending requests */
+    size_t len;
+};
+
+/*
+ * A CURLOPT_WRITEFUNCTION for a handle the test drives itself, with a
+ * struct https_reply (zeroed first) as CURLOPT_WRITEDATA: keeps what fits,
+ * NUL-terminated, and accepts the rest unread.
+ */
+size_t https_collect(char *p, size_t size, size_t n, void *arg);
+
+/* Where requests go and which CA certifies the server. */
+struct https_target {
+    char base_url[64]; /* https://127.0.0.1:<port> */
+    const char *ca;    /* PEM file of the CA that signed the server's certificate */
+};
+
+/* A loopback port nobody listens on right now. Prints the reason and exits 1 if there is none. */
+unsigned short https_free_port(void);
+
+/* Fills t for 127.0.0.1:port, trusting the CA in ca (which must outlive t). */
+void https_target_init(struct https_target *t, unsigned short port, const char *ca);
+
+/*
+ * The client certificate and key of the dev identities "admin", "agent" and
+ * "agent2" in tls; false (and nothing set) for NULL or any other name.
+ */
+bool https_dev_identity(const struct coffer_dev_tls *tls, const char *who, const char **cert,
+                        const char **key);
+
+/*
+ * One request to t's base URL followed by path. body, if not NULL, is sent
+ * as application/json; cert and key (both or neither) name a client
+ * certificate; headers is a NULL-terminated list of extra header lines, or
+ * NULL. Returns libcurl's result; *out holds the answer only on CURLE_OK.
+ */
+CURLcode https_request(const struct https_target *t, const char *method, const char *path,
+                       const char *body, const char *cert, const char *key,
+                       const char *const *headers, struct https_reply *out);
+
+/*
+ * Copies up to cap - 1 bytes from the start of the file at path into buf,
+ * NUL-terminated; an unreadable file gives an empty string.
+ */
+void https_read_log(const char *path, char *buf, size_t cap);
+
+/*
+ * Starts cofferd (absolute path) with `-c config` and only SOFTHSM2_CONF=
+ * softhsm_conf and a plain PATH in its environment, its output appended to
+ * log_path, and waits up to 30 seconds until GET /v1/health on t answers 200.
+ * Returns 0 with the child's PID in *pid, or -1 after printing why and the
+ * start of the log to stderr (a child that was started is killed and reaped).
+ */
+int https_server_start(const char *cofferd, const char *config, const char *softhsm_conf,
+                       const char *log_path, const struct https_target *t, pid_t *pid);
+
+/*
+ * Sends sig to *pid (if > 0), waits up to timeout_ms for it to exit and sets
+ * *pid to 0. Returns 0 if it exited with status 0; -1 otherwise (not
+ * reaped in time, a non-zero status or killed by a signal), printing why.
+ * With SIGKILL only the reaping counts.
+ */
+int https_server_stop(pid_t *pid, int sig, int timeout_ms);
+
+#endif
