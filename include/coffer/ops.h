@@ -70,26 +70,19 @@ struct coffer_op_access {
 enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
                                  struct coffer_op_access *a) COFFER_MUST_USE;
 
-/*
- * As coffer_op_access, inside a transaction the caller has begun, so that
- * several accesses share one commit (and one flush of the log). The event
- * is inserted but not committed: the caller must commit before it hands
- * a->keys to anyone, and must free them unused if the commit fails. An
- * error leaves the transaction failed; the caller rolls it back.
- */
-enum coffer_err coffer_op_access_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
-                                       struct coffer_op_access *a) COFFER_MUST_USE;
-
 /* The most accesses coffer_op_access_batch takes at once. */
 #define COFFER_OP_BATCH_MAX 64
 
 /*
- * Several accesses inside the caller's transaction, as coffer_op_access_in_tx
- * would run them one by one, but with the stored rows of every allowed one
- * fetched in one round trip (coffer_keys_cred_read_many). m[i] and a[i] go
- * together; n is at most COFFER_OP_BATCH_MAX. Same contract as
- * coffer_op_access_in_tx: commit before handing out any a[i].keys; on an
- * error every a[i].keys is freed and the transaction must be rolled back.
+ * Several accesses inside a transaction the caller has begun, so that they
+ * share one commit (one flush of the log), with the stored rows of every
+ * allowed one fetched in one round trip (coffer_keys_cred_read_many). Each
+ * is decided, unsealed and audited as coffer_op_access does (which is a
+ * batch of one). m[i] and a[i] go together; n is at most
+ * COFFER_OP_BATCH_MAX. The events are inserted but not committed: the
+ * caller must commit before it hands any a[i].keys to anyone, and free them
+ * unused if the commit fails. On an error every a[i].keys is freed and the
+ * transaction must be rolled back.
  */
 enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
                                        struct coffer_op_access *a, size_t n) COFFER_MUST_USE;

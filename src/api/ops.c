@@ -191,148 +191,11 @@ static enum coffer_err decide_agent(struct coffer_ops *o, const struct coffer_pr
     return COFFER_OK;
 }
 
-/*
- * Unseals the values of an allowed access inside the open transaction. A
- * failure of the token or of the row's integrity turns the allow into a deny
- * (and is audited as such); any other failure is the caller's error.
- */
-static enum coffer_err unseal(struct coffer_ops *o, const struct coffer_op_access *a,
-                              const struct coffer_store_access *acc,
-                              struct coffer_authz_decision *d, struct coffer_keyset **keys,
-                              struct coffer_keys_read_info *info)
-{
-    enum coffer_err r;
-
-    r = coffer_keys_cred_read(o->k, o->st, &acc->org_id, &acc->project_id, a->name,
-                              acc->current_version, keys, info);
-    if (r == COFFER_OK) {
-        return COFFER_OK;
-    }
-    coffer_keyset_free(keys);
-    coffer_authz_after_unseal(d, r);
-    if (d->allow) {
-        return r;
-    }
-    coffer_warn("ops", "credential %s/%s/%s version %" PRIu32 " could not be unsealed (%s): %s",
-                a->org, a->project, a->name, acc->current_version,
-                coffer_authz_reason_str(d->reason), coffer_err_detail());
-    return COFFER_OK;
-}
-
-/* The access itself; own_tx: begin and commit here, else join the caller's transaction. */
-static enum coffer_err access_core(struct coffer_ops *o, const struct coffer_op_meta *m,
-                                   struct coffer_op_access *a, bool own_tx)
-{
-    struct coffer_arena *arena = NULL;
-    struct coffer_authz_input in;
-    struct coffer_store_access acc;
-    struct coffer_authz_decision d;
-    struct coffer_keys_read_info info;
-    struct coffer_keyset *keys = NULL;
-    struct coffer_audit_event e;
-    char *expired = NULL;
-    char detail[DETAIL_MAX];
-    int64_t id = 0;
-    bool tx = false;
-    enum coffer_err r;
-
-    if (a != NULL) {
-        a->keys = NULL;
-        a->expired_keys = NULL;
-        a->version = 0;
-        deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
-    }
-    if ((r = ops_check_call(o, m, a, "access")) != COFFER_OK) {
-        return r;
-    }
-    memset(&in, 0, sizeof(in));
-    memset(&acc, 0, sizeof(acc));
-    memset(&info, 0, sizeof(info));
-    deny(&d, COFFER_AUTHZ_NO_GRANT);
-    if ((r = coffer_arena_new(0, &arena)) != COFFER_OK) {
-        goto out;
-    }
-    if (!own_tx && !coffer_store_in_tx(o->st)) {
-        r = coffer_err_set(COFFER_E_STATE, "access: the caller's transaction is not open");
-        goto out;
-    }
-    if (own_tx) {
-        if ((r = coffer_store_begin(o->st)) != COFFER_OK) {
-            goto out;
-        }
-        tx = true;
-    }
-    /* Only agents access values; anyone else is denied without anything being read. */
-    if (ops_is_agent(m->who)) {
-        if ((r = decide_agent(o, m->who, a, arena, &in, &acc, &d)) != COFFER_OK) {
-            goto out;
-        }
-        if (d.allow && (r = unseal(o, a, &acc, &d, &keys, &info)) != COFFER_OK) {
-            goto out;
-        }
-        if (d.allow && (r = ops_key_expiry_withhold(&acc, &keys, &expired)) != COFFER_OK) {
-            goto out;
-        }
-    }
-    ops_event_init(&e, COFFER_AUDIT_ACCESS, m, a->org, a->project, a->name);
-    if (expired != NULL) {
-        ops_key_expiry_detail(expired, detail, sizeof(detail));
-        e.detail = detail;
-    }
-    e.allowed = d.allow;
-    e.reason = coffer_authz_reason_str(d.reason);
-    e.purpose_unexpected = d.purpose_unexpected;
-    e.version = d.allow ? info.version : (acc.found ? acc.current_version : 0);
-    e.phase = acc.found ? in.phase : NULL;
-    if (a->purpose != NULL && coffer_authz_purpose_ok(a->purpose, a->purpose_len)) {
-        e.purpose = a->purpose;
-        e.purpose_len = a->purpose_len;
-    }
-    if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
-        goto out;
-    }
-    if (own_tx) {
-        tx = false;
-        if ((r = coffer_store_commit(o->st)) != COFFER_OK) {
-            goto out;
-        }
-    }
-    a->decision = d;
-    if (d.allow) {
-        a->version = info.version;
-        a->keys = keys;
-        keys = NULL;
-        a->expired_keys = expired;
-        expired = NULL;
-    }
-out:
-    if (tx) {
-        coffer_store_rollback(o->st);
-    }
-    coffer_keyset_free(&keys);
-    coffer_free(expired);
-    coffer_arena_free(&arena);
-    return r;
-}
-
-enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
-                                 struct coffer_op_access *a)
-{
-    return access_core(o, m, a, true);
-}
-
-enum coffer_err coffer_op_access_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
-                                       struct coffer_op_access *a)
-{
-    return access_core(o, m, a, false);
-}
-
 /* One access of a batch: what phase 1 learnt, for phases 2 and 3. */
 struct batch_item {
     struct coffer_authz_input in;
     struct coffer_store_access acc;
     struct coffer_authz_decision d;
-    bool checked; /* the call was well-formed */
 };
 
 enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
@@ -365,7 +228,6 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
             r = coffer_err_set(COFFER_E_INVALID, "access batch: item %zu is malformed", i);
             goto out;
         }
-        it->checked = true;
         if (ops_is_agent(m[i].who) &&
             (r = decide_agent(o, m[i].who, &a[i], arena, &it->in, &it->acc, &it->d)) != COFFER_OK) {
             goto out;
@@ -440,10 +302,41 @@ out:
             coffer_keyset_free(&a[i].keys);
             coffer_free(a[i].expired_keys);
             a[i].expired_keys = NULL;
+            a[i].version = 0;
             deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
         }
     }
     coffer_arena_free(&arena);
+    return r;
+}
+
+enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                 struct coffer_op_access *a)
+{
+    enum coffer_err r;
+
+    if (a != NULL) {
+        a->keys = NULL;
+        a->expired_keys = NULL;
+        a->version = 0;
+        deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
+    }
+    if ((r = ops_check_call(o, m, a, "access")) != COFFER_OK ||
+        (r = coffer_store_begin(o->st)) != COFFER_OK) {
+        return r;
+    }
+    /* A batch of one: the same decision, unsealing and event as the server's batches. */
+    if ((r = coffer_op_access_batch(o, m, a, 1)) != COFFER_OK) {
+        coffer_store_rollback(o->st);
+        return r;
+    }
+    if ((r = coffer_store_commit(o->st)) != COFFER_OK) {
+        coffer_keyset_free(&a->keys);
+        coffer_free(a->expired_keys);
+        a->expired_keys = NULL;
+        a->version = 0;
+        deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
+    }
     return r;
 }
 
