@@ -6,6 +6,7 @@
  * answer body, since those may carry a credential's value.
  */
 #include "https.h"
+#include "harness.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -208,6 +209,74 @@ int https_server_stop(pid_t *pid, int sig, int timeout_ms)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "https: cofferd did not exit cleanly (status 0x%x)\n", (unsigned)status);
         return -1;
+    }
+    return 0;
+}
+
+int https_issue_cert(const struct coffer_dev_tls *tls, const char *dir, struct https_cert *c,
+                     unsigned serial)
+{
+    char csr[PATH_MAX];
+    char ext[PATH_MAX];
+    char ca_key[PATH_MAX + 16];
+    char serial_text[16];
+    FILE *f;
+    struct harness_run run;
+    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+
+    snprintf(c->cert, sizeof(c->cert), "%s/%s.pem", dir, c->who);
+    snprintf(c->key, sizeof(c->key), "%s/%s.key", dir, c->who);
+    snprintf(csr, sizeof(csr), "%s/%s.csr", dir, c->who);
+    snprintf(ext, sizeof(ext), "%s/%s.ext", dir, c->who);
+    snprintf(ca_key, sizeof(ca_key), "%s/ca.key", tls->dir);
+    snprintf(serial_text, sizeof(serial_text), "%u", serial);
+    f = fopen(ext, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    fprintf(f,
+            "basicConstraints = critical, CA:FALSE\n"
+            "keyUsage = critical, digitalSignature\n"
+            "extendedKeyUsage = clientAuth\n"
+            "subjectAltName = URI:%s\n",
+            c->spiffe);
+    if (fclose(f) != 0) {
+        return -1;
+    }
+    {
+        const char *argv[] = {"/usr/bin/openssl",
+                              "req",
+                              "-new",
+                              "-newkey",
+                              "ec",
+                              "-pkeyopt",
+                              "ec_paramgen_curve:P-256",
+                              "-nodes",
+                              "-subj",
+                              "/CN=coffer-test-client",
+                              "-keyout",
+                              c->key,
+                              "-out",
+                              csr,
+                              NULL};
+
+        harness_run(argv, envp, &run);
+        if (run.status != 0) {
+            fprintf(stderr, "openssl req: %s\n", run.out);
+            return -1;
+        }
+    }
+    {
+        const char *argv[] = {
+            "/usr/bin/openssl", "x509", "-req",        "-in",       csr,     "-CA", tls->ca,
+            "-CAkey",           ca_key, "-set_serial", serial_text, "-days", "2",   "-sha256",
+            "-extfile",         ext,    "-out",        c->cert,     NULL};
+
+        harness_run(argv, envp, &run);
+        if (run.status != 0) {
+            fprintf(stderr, "openssl x509: %s\n", run.out);
+            return -1;
+        }
     }
     return 0;
 }

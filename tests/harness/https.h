@@ -84,4 +84,20 @@ int https_server_start(const char *cofferd, const char *config, const char *soft
  */
 int https_server_stop(pid_t *pid, int sig, int timeout_ms);
 
+/* A client certificate issued by the test CA for one SPIFFE ID. */
+struct https_cert {
+    const char *who;    /* names the files: DIR/<who>.pem, DIR/<who>.key */
+    const char *spiffe; /* the URI SAN */
+    char cert[PATH_MAX];
+    char key[PATH_MAX];
+};
+
+/*
+ * Issues c (EC P-256, clientAuth, 2 days) signed by the CA of tls with the
+ * openssl command, writing its files into dir. 0, or -1 with the reason on
+ * stderr.
+ */
+int https_issue_cert(const struct coffer_dev_tls *tls, const char *dir, struct https_cert *c,
+                     unsigned serial);
+
 #endif

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "https.h"
 #include "world.h"
 
 #include "coffer/arena.h"
@@ -67,18 +68,11 @@ static char base_url[64];
 static pid_t server;
 
 /* Certificates issued by this test, beside those of coffer_dev_tls_provision. */
-struct extra_cert {
-    const char *who;
-    const char *spiffe;
-    char cert[PATH_MAX];
-    char key[PATH_MAX];
-};
-
-static struct extra_cert outsider = {
+static struct https_cert outsider = {
     "outsider", "spiffe://coffer.dev/org/dev/agent/outsider/outsider-1", "", ""};
-static struct extra_cert fresh = {"fresh", "spiffe://coffer.dev/org/dev/agent/deployer/deployer-1",
+static struct https_cert fresh = {"fresh", "spiffe://coffer.dev/org/dev/agent/deployer/deployer-1",
                                   "", ""};
-static struct extra_cert stale = {"stale", "spiffe://coffer.dev/org/dev/agent/deployer/deployer-1",
+static struct https_cert stale = {"stale", "spiffe://coffer.dev/org/dev/agent/deployer/deployer-1",
                                   "", ""};
 
 static const char policy[] = "version: 1\n"
@@ -126,7 +120,7 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 /* The certificate and key of who; false for nobody. */
 static bool identity(const char *who, const char **cert, const char **key)
 {
-    static struct extra_cert *const extra[] = {&outsider, &fresh, &stale};
+    static struct https_cert *const extra[] = {&outsider, &fresh, &stale};
 
     if (who == NULL) {
         return false;
@@ -414,74 +408,6 @@ static void test_integrity_error(void **state)
 
 /* ---- Certificates --------------------------------------------------------------------- */
 
-/* Issues a client certificate for c->spiffe under the test CA, with the openssl command. */
-static int issue_cert_cmd(struct extra_cert *c, unsigned serial)
-{
-    char csr[PATH_MAX];
-    char ext[PATH_MAX];
-    char ca_key[PATH_MAX + 16];
-    char serial_text[16];
-    FILE *f;
-    struct harness_run run;
-    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-
-    snprintf(c->cert, sizeof(c->cert), "%s/%s.pem", dir, c->who);
-    snprintf(c->key, sizeof(c->key), "%s/%s.key", dir, c->who);
-    snprintf(csr, sizeof(csr), "%s/%s.csr", dir, c->who);
-    snprintf(ext, sizeof(ext), "%s/%s.ext", dir, c->who);
-    snprintf(ca_key, sizeof(ca_key), "%s/ca.key", tls.dir);
-    snprintf(serial_text, sizeof(serial_text), "%u", serial);
-    f = fopen(ext, "w");
-    if (f == NULL) {
-        return -1;
-    }
-    fprintf(f,
-            "basicConstraints = critical, CA:FALSE\n"
-            "keyUsage = critical, digitalSignature\n"
-            "extendedKeyUsage = clientAuth\n"
-            "subjectAltName = URI:%s\n",
-            c->spiffe);
-    if (fclose(f) != 0) {
-        return -1;
-    }
-    {
-        const char *argv[] = {"/usr/bin/openssl",
-                              "req",
-                              "-new",
-                              "-newkey",
-                              "ec",
-                              "-pkeyopt",
-                              "ec_paramgen_curve:P-256",
-                              "-nodes",
-                              "-subj",
-                              "/CN=coffer-reasons-test",
-                              "-keyout",
-                              c->key,
-                              "-out",
-                              csr,
-                              NULL};
-
-        harness_run(argv, envp, &run);
-        if (run.status != 0) {
-            fprintf(stderr, "openssl req: %s\n", run.out);
-            return -1;
-        }
-    }
-    {
-        const char *argv[] = {
-            "/usr/bin/openssl", "x509", "-req",        "-in",       csr,     "-CA", tls.ca,
-            "-CAkey",           ca_key, "-set_serial", serial_text, "-days", "2",   "-sha256",
-            "-extfile",         ext,    "-out",        c->cert,     NULL};
-
-        harness_run(argv, envp, &run);
-        if (run.status != 0) {
-            fprintf(stderr, "openssl x509: %s\n", run.out);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static int add_ext(X509 *x, X509 *ca, int nid, const char *value)
 {
     X509V3_CTX ctx;
@@ -503,7 +429,7 @@ static int add_ext(X509 *x, X509 *ca, int nid, const char *value)
  * OpenSSL's API, valid from now + from_s to now + until_s (both may be in
  * the past, which the openssl command cannot do).
  */
-static int issue_cert_api(struct extra_cert *c, long serial, long from_s, long until_s)
+static int issue_cert_api(struct https_cert *c, long serial, long from_s, long until_s)
 {
     X509 *ca = NULL;
     EVP_PKEY *ca_key = NULL;
@@ -919,7 +845,8 @@ static int setup(void **state)
     if (mkdtemp(dir) == NULL || coffer_dev_tls_provision(dir, &tls) != COFFER_OK) {
         return -1;
     }
-    if (issue_cert_cmd(&outsider, 2001) != 0 || issue_cert_api(&fresh, 2002, -60, 86400) != 0 ||
+    if (https_issue_cert(&tls, dir, &outsider, 2001) != 0 ||
+        issue_cert_api(&fresh, 2002, -60, 86400) != 0 ||
         issue_cert_api(&stale, 2003, -2 * 86400, -86400) != 0) {
         fprintf(stderr, "could not issue the test's certificates\n");
         return -1;

@@ -65,14 +65,7 @@ static struct https_target target;
 static pid_t server;
 
 /* Certificates issued by this test, beside those of coffer_dev_tls_provision. */
-struct extra_cert {
-    const char *who;
-    const char *spiffe;
-    char cert[PATH_MAX];
-    char key[PATH_MAX];
-};
-
-static struct extra_cert extra[] = {
+static struct https_cert extra[] = {
     {"deployer2", "spiffe://coffer.dev/org/dev/agent/deployer/deployer-2", "", ""},
     {"outsider", "spiffe://coffer.dev/org/dev/agent/outsider/outsider-1", "", ""},
     {"other_admin", "spiffe://coffer.dev/org/other/admin/olga", "", ""},
@@ -966,73 +959,6 @@ static void test_sigterm_stops_cleanly(void **state)
 
 /* ---- Setup ---------------------------------------------------------------------------- */
 
-static int issue_cert(struct extra_cert *c, unsigned serial)
-{
-    char csr[PATH_MAX];
-    char ext[PATH_MAX];
-    char ca_key[PATH_MAX + 16];
-    char serial_text[16];
-    FILE *f;
-    struct harness_run run;
-    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-
-    snprintf(c->cert, sizeof(c->cert), "%s/%s.pem", dir, c->who);
-    snprintf(c->key, sizeof(c->key), "%s/%s.key", dir, c->who);
-    snprintf(csr, sizeof(csr), "%s/%s.csr", dir, c->who);
-    snprintf(ext, sizeof(ext), "%s/%s.ext", dir, c->who);
-    snprintf(ca_key, sizeof(ca_key), "%s/ca.key", tls.dir);
-    snprintf(serial_text, sizeof(serial_text), "%u", serial);
-    f = fopen(ext, "w");
-    if (f == NULL) {
-        return -1;
-    }
-    fprintf(f,
-            "basicConstraints = critical, CA:FALSE\n"
-            "keyUsage = critical, digitalSignature\n"
-            "extendedKeyUsage = clientAuth\n"
-            "subjectAltName = URI:%s\n",
-            c->spiffe);
-    if (fclose(f) != 0) {
-        return -1;
-    }
-    {
-        const char *argv[] = {"/usr/bin/openssl",
-                              "req",
-                              "-new",
-                              "-newkey",
-                              "ec",
-                              "-pkeyopt",
-                              "ec_paramgen_curve:P-256",
-                              "-nodes",
-                              "-subj",
-                              "/CN=coffer-requests-test",
-                              "-keyout",
-                              c->key,
-                              "-out",
-                              csr,
-                              NULL};
-
-        harness_run(argv, envp, &run);
-        if (run.status != 0) {
-            fprintf(stderr, "openssl req: %s\n", run.out);
-            return -1;
-        }
-    }
-    {
-        const char *argv[] = {
-            "/usr/bin/openssl", "x509", "-req",        "-in",       csr,     "-CA", tls.ca,
-            "-CAkey",           ca_key, "-set_serial", serial_text, "-days", "2",   "-sha256",
-            "-extfile",         ext,    "-out",        c->cert,     NULL};
-
-        harness_run(argv, envp, &run);
-        if (run.status != 0) {
-            fprintf(stderr, "openssl x509: %s\n", run.out);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static int start_server(void)
 {
     return https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, &target,
@@ -1071,7 +997,7 @@ static int setup(void **state)
         return -1;
     }
     for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
-        if (issue_cert(&extra[i], 1000 + (unsigned)i) != 0) {
+        if (https_issue_cert(&tls, dir, &extra[i], 1000 + (unsigned)i) != 0) {
             return -1;
         }
     }
