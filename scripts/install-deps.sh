@@ -11,9 +11,10 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config clang-format
-  softhsm2 p11-kit libp11-kit-dev
+  softhsm2 p11-kit libp11-kit-dev opensc
   libssl-dev openssl
   libpq-dev postgresql-15 postgresql-client-15
+  postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
   libyaml-dev libevent-dev libjansson-dev libcurl4-openssl-dev
   libcmocka-dev valgrind curl wrk
 )

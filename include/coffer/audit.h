@@ -40,7 +40,9 @@ struct coffer_audit_event {
     const char *phase;                  /* the project's phase at the decision, NULL if unknown */
     const char *purpose;                /* the stated purpose (validated text) or NULL */
     size_t purpose_len;
-    const char *detail; /* short non-secret text: a revocation reason, "build -> staging" */
+    const char *detail;       /* short non-secret text: a revocation reason, "build -> staging" */
+    uint32_t org_key_version; /* an allowed access: the org key version that opened it, else 0 */
+    uint32_t mk_version;      /* the master key wrapping that org key then, 0 if none */
 };
 
 /* Bearer tokens: events name the token by its id, never by the token or its digest. */

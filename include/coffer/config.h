@@ -11,6 +11,7 @@
 #define COFFER_CONFIG_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,11 @@ struct coffer_config {
     size_t n_policy_files;
 
     enum coffer_log_level log_level; /* log: debug|info|warn|error, default info */
+
+    /* audit: the sealer in the background process */
+    bool audit_seal;                 /* seal: default true */
+    unsigned audit_seal_interval_ms; /* seal_interval_ms: pause between rounds, default 200 */
+    unsigned audit_seal_wait_ms;     /* seal_wait_ms: longest pause of event writers, default 100 */
 };
 
 /*

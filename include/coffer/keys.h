@@ -145,9 +145,11 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
                                        uint32_t *version) COFFER_MUST_USE;
 
 struct coffer_keys_read_info {
-    uint32_t version;         /* the version read */
-    uint32_t org_key_version; /* the org key version the row is under after the read */
-    bool rewrapped;           /* this read moved the row to the current org key */
+    uint32_t version;                /* the version read */
+    uint32_t org_key_version;        /* the org key version the row is under after the read */
+    bool rewrapped;                  /* this read moved the row to the current org key */
+    uint32_t opened_org_key_version; /* the org key version that opened the row */
+    uint32_t opened_mk_version;      /* the master key version wrapping that org key */
 };
 
 /*
@@ -264,5 +266,70 @@ enum coffer_err coffer_keys_token_mac_create(struct coffer_keys *k,
 enum coffer_err
 coffer_keys_token_digest(struct coffer_keys *k, const void *token, size_t len,
                          unsigned char out[COFFER_TOKEN_DIGEST_LEN]) COFFER_MUST_USE;
+
+/* ---- Audit signing key: ECDSA P-256 in the token ------------------------------------ */
+
+/*
+ * The key pairs that sign audit checkpoints: persistent token objects
+ * "coffer-audit-v<n>" (a private key that may sign and nothing else, sensitive
+ * and never extractable, and its public key), each recorded with its public
+ * key in coffer.audit_signing_keys. The private key never leaves the token;
+ * every use finds it by label and checks what the token says about it first.
+ */
+#define COFFER_AUDIT_KEY_PREFIX COFFER_STORE_AUDIT_KEY_PREFIX
+#define COFFER_KEYS_SPKI_LEN 91      /* SubjectPublicKeyInfo DER of a P-256 key */
+#define COFFER_KEYS_AUDIT_SIG_MAX 72 /* DER ECDSA-Sig-Value of a P-256 signature, at most */
+
+/* A signing key as found in the token. */
+struct coffer_keys_audit_key {
+    uint32_t version;
+    char label[65];
+    unsigned char spki[COFFER_KEYS_SPKI_LEN]; /* built from the token's public point */
+    size_t spki_len;                          /* COFFER_KEYS_SPKI_LEN */
+    struct coffer_p11_ec_attrs attrs;         /* as read back */
+};
+
+/*
+ * Creates the next signing key version n (1 + the highest "coffer-audit-v<n>"
+ * in the token; 1 on an empty token) and records it in st as the current
+ * key, retiring the one before. Refuses with COFFER_E_EXISTS if st records
+ * version n already (the token and the database disagree). The pair is read
+ * back and refused, and destroyed, unless the private key is sensitive,
+ * never extractable and may sign only, and the public key is a valid P-256
+ * point. If recording fails the pair stays in the token (a later create
+ * moves past its version) and the error says so. *out (may be NULL)
+ * receives the key.
+ */
+enum coffer_err coffer_keys_audit_key_create(struct coffer_keys *k, struct coffer_store *st,
+                                             struct coffer_keys_audit_key *out) COFFER_MUST_USE;
+
+/*
+ * Finds signing key version in the token and checks it as create does.
+ * COFFER_E_NOT_FOUND if the token holds no such pair, COFFER_E_INTEGRITY if
+ * what it holds is not such a key (more than one object, wrong attributes,
+ * invalid point). *out is zeroed on failure.
+ */
+enum coffer_err coffer_keys_audit_key_load(struct coffer_keys *k, uint32_t version,
+                                           struct coffer_keys_audit_key *out) COFFER_MUST_USE;
+
+/*
+ * Signs msg (len bytes, 1 to COFFER_SECRET_MAX): SHA-256 in software, ECDSA
+ * with signing key version in the token, and the signature checked against
+ * the token's public key before it is returned, DER-encoded as an
+ * ECDSA-Sig-Value into der_out (COFFER_KEYS_AUDIT_SIG_MAX bytes of room);
+ * *der_len receives its length. Errors as coffer_keys_audit_key_load, or
+ * COFFER_E_CRYPTO; *der_len is 0 on failure.
+ */
+enum coffer_err coffer_keys_audit_sign(struct coffer_keys *k, uint32_t version, const void *msg,
+                                       size_t len, unsigned char *der_out,
+                                       size_t *der_len) COFFER_MUST_USE;
+
+/*
+ * The SubjectPublicKeyInfo DER of signing key version into spki_out
+ * (COFFER_KEYS_SPKI_LEN bytes of room); *len receives its length. Errors as
+ * coffer_keys_audit_key_load.
+ */
+enum coffer_err coffer_keys_audit_public(struct coffer_keys *k, uint32_t version,
+                                         unsigned char *spki_out, size_t *len) COFFER_MUST_USE;
 
 #endif

@@ -248,4 +248,88 @@ enum coffer_err coffer_p11_hmac_sha256(struct coffer_p11_session *s, coffer_p11_
                                        const void *data, size_t len,
                                        unsigned char out[COFFER_HMAC_SHA256_LEN]) COFFER_MUST_USE;
 
+/* ---- EC key pairs (the audit signing key) ------------------------------------- */
+
+#define COFFER_EC_P256_POINT_LEN 65  /* uncompressed point: 0x04 || X || Y */
+#define COFFER_ECDSA_P256_SIG_LEN 64 /* raw r || s, 32 bytes each */
+#define COFFER_ECDSA_DIGEST_LEN 32   /* the SHA-256 digest CKM_ECDSA signs */
+
+/*
+ * How to create a persistent P-256 key pair. The private key is always
+ * CKA_TOKEN, CKA_PRIVATE and CKA_SENSITIVE with CKA_SIGN and no other use;
+ * the public key CKA_TOKEN with CKA_VERIFY and no other use. Both objects
+ * carry label as CKA_LABEL and as CKA_ID.
+ */
+struct coffer_p11_ec_spec {
+    const char *label; /* 1 to 64 bytes */
+    bool extractable;  /* CKA_EXTRACTABLE of the private key; Coffer's own keys are FALSE */
+};
+
+/* The two token objects of one key pair. */
+struct coffer_p11_ec_pair {
+    coffer_p11_obj priv; /* CKO_PRIVATE_KEY */
+    coffer_p11_obj pub;  /* CKO_PUBLIC_KEY */
+};
+
+/* What the token says about a key pair. Never holds private key bytes. */
+struct coffer_p11_ec_attrs {
+    struct coffer_p11_attrs common;  /* of the private key (token .. decrypt, label) */
+    bool private_key;                /* the private half's CKA_CLASS is CKO_PRIVATE_KEY */
+    bool ec;                         /* both halves' CKA_KEY_TYPE is CKK_EC */
+    bool p256;                       /* both halves' CKA_EC_PARAMS name prime256v1 */
+    bool sign, sign_recover, derive; /* of the private key */
+    bool pub_token, pub_verify;      /* of the public key */
+    bool pub_other_use; /* the public key may encrypt, wrap, verify-recover or derive */
+    bool same_id;       /* both halves carry the same, non-empty CKA_ID */
+    char pub_label[65];
+    /* The public key's CKA_EC_POINT, unwrapped from its DER OCTET STRING; set when p256. */
+    unsigned char point[COFFER_EC_P256_POINT_LEN];
+};
+
+/*
+ * Generates a P-256 key pair (CKM_EC_KEY_PAIR_GEN) as described by spec.
+ * The caller reads it back with coffer_p11_ec_attrs before trusting it.
+ * COFFER_E_INVALID for a bad spec; token errors otherwise, *out zeroed.
+ */
+enum coffer_err coffer_p11_generate_ec_p256(struct coffer_p11_session *s,
+                                            const struct coffer_p11_ec_spec *spec,
+                                            struct coffer_p11_ec_pair *out) COFFER_MUST_USE;
+
+/*
+ * Finds the token objects labelled label: exactly one private key and
+ * exactly one public key. COFFER_E_NOT_FOUND if either is missing (the detail
+ * says which), COFFER_E_INTEGRITY if either exists more than once.
+ */
+enum coffer_err coffer_p11_find_ec_pair(struct coffer_p11_session *s, const char *label,
+                                        struct coffer_p11_ec_pair *out) COFFER_MUST_USE;
+
+/*
+ * Reads back the attributes of both halves of a pair, and the public key's
+ * CKA_EC_POINT when its CKA_EC_PARAMS is P-256. COFFER_E_INTEGRITY if that
+ * point is not a DER OCTET STRING holding a 65-byte uncompressed point.
+ * Never asks for the private key's value.
+ */
+enum coffer_err coffer_p11_ec_attrs(struct coffer_p11_session *s,
+                                    const struct coffer_p11_ec_pair *pair,
+                                    struct coffer_p11_ec_attrs *out) COFFER_MUST_USE;
+
+/*
+ * ECDSA (CKM_ECDSA) over a 32-byte digest with a P-256 private key, inside the
+ * token; sig receives r || s. COFFER_E_INVALID for a missing key or digest,
+ * COFFER_E_TOKEN if the token answers with another length; sig is zeroed on
+ * failure.
+ */
+enum coffer_err coffer_p11_ecdsa_sign(struct coffer_p11_session *s, coffer_p11_obj priv,
+                                      const unsigned char digest[COFFER_ECDSA_DIGEST_LEN],
+                                      unsigned char sig[COFFER_ECDSA_P256_SIG_LEN]) COFFER_MUST_USE;
+
+/*
+ * The largest n for which a token object (of any class) is labelled
+ * prefix followed by n in decimal (1..INT32_MAX, no leading zero); 0 if
+ * there is none. Labels of another shape are ignored. COFFER_E_LIMIT if the
+ * token holds more than 100000 objects.
+ */
+enum coffer_err coffer_p11_label_max_version(struct coffer_p11_session *s, const char *prefix,
+                                             uint32_t *out) COFFER_MUST_USE;
+
 #endif

@@ -249,6 +249,7 @@ struct coffer_store_cred_version {
     /* Filled by reads (joined in the same query), ignored by insert: */
     enum coffer_key_state org_key_state; /* state of (org_id, org_key_version) */
     uint32_t org_current_key_version;    /* the org's current key version, 0 if none */
+    uint32_t org_key_mk_version;         /* master key version wrapping (org_id, org_key_version) */
 };
 
 /* Frees the owned parts and zeroes *v. */
@@ -816,5 +817,44 @@ enum coffer_err coffer_store_token_find(struct coffer_store *s,
 enum coffer_err coffer_store_token_revoke(struct coffer_store *s, const struct coffer_uuid *org_id,
                                           const struct coffer_uuid *id, const char *reason,
                                           struct coffer_store_token *out) COFFER_MUST_USE;
+
+/* ---- Audit signing keys (audit_keys.c) ------------------------------------------- */
+
+#define COFFER_STORE_AUDIT_KEY_PREFIX "coffer-audit-v" /* label = prefix || version */
+#define COFFER_STORE_SPKI_MAX 128 /* SubjectPublicKeyInfo DER; a P-256 key's is 91 bytes */
+
+/* A row of coffer.audit_signing_keys: a public key only, never anything secret. */
+struct coffer_store_audit_key {
+    uint32_t version;
+    char label[65]; /* "coffer-audit-v<version>" */
+    unsigned char public_key[COFFER_STORE_SPKI_MAX];
+    size_t public_key_len;
+    enum coffer_key_state state; /* COFFER_KEY_CURRENT or COFFER_KEY_RETIRED */
+};
+
+/*
+ * Records signing key version with its label (which must be
+ * "coffer-audit-v<version>") and the SubjectPublicKeyInfo DER of its public
+ * key (1 to COFFER_STORE_SPKI_MAX bytes) as the current key; the key that was
+ * current is retired in the same transaction (the caller's if one is open,
+ * else its own). COFFER_E_INVALID for a bad argument, COFFER_E_EXISTS if the
+ * version or the label is recorded already.
+ */
+enum coffer_err coffer_store_audit_key_insert(struct coffer_store *s, uint32_t version,
+                                              const char *label, const unsigned char *spki,
+                                              size_t spki_len) COFFER_MUST_USE;
+
+/* Version of the current signing key. COFFER_E_NOT_FOUND if there is none. */
+enum coffer_err coffer_store_audit_key_current(struct coffer_store *s,
+                                               uint32_t *version) COFFER_MUST_USE;
+
+/*
+ * Every signing key, by version ascending, each row checked (label names its
+ * version, key length, state). *out is allocated (NULL when *n is 0); free it
+ * with coffer_free.
+ */
+enum coffer_err coffer_store_audit_key_list(struct coffer_store *s,
+                                            struct coffer_store_audit_key **out,
+                                            size_t *n) COFFER_MUST_USE;
 
 #endif

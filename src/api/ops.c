@@ -196,6 +196,8 @@ struct batch_item {
     struct coffer_authz_input in;
     struct coffer_store_access acc;
     struct coffer_authz_decision d;
+    uint32_t org_key_version; /* the keys that opened an allowed read, for its event */
+    uint32_t mk_version;
 };
 
 enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
@@ -251,6 +253,8 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         if (reqs[j].result == COFFER_OK) {
             a[idx[j]].keys = reqs[j].keys;
             a[idx[j]].version = reqs[j].info.version;
+            items[idx[j]].org_key_version = reqs[j].info.opened_org_key_version;
+            items[idx[j]].mk_version = reqs[j].info.opened_mk_version;
             reqs[j].keys = NULL;
             if ((r = ops_key_expiry_withhold(&it->acc, &a[idx[j]].keys, &a[idx[j]].expired_keys)) !=
                 COFFER_OK) {
@@ -283,6 +287,10 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         e.purpose_unexpected = it->d.purpose_unexpected;
         e.version = it->d.allow ? a[i].version : (it->acc.found ? it->acc.current_version : 0);
         e.phase = it->acc.found ? it->in.phase : NULL;
+        if (it->d.allow) {
+            e.org_key_version = it->org_key_version;
+            e.mk_version = it->mk_version;
+        }
         if (a[i].purpose != NULL && coffer_authz_purpose_ok(a[i].purpose, a[i].purpose_len)) {
             e.purpose = a[i].purpose;
             e.purpose_len = a[i].purpose_len;

@@ -42,5 +42,6 @@ int cli_db(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 int cli_project(int argc, char **argv);
 int cli_demo(int argc, char **argv);
+int cli_audit(int argc, char **argv);
 
 #endif

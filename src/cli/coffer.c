@@ -53,6 +53,17 @@ static const char usage[] =
     "  keys sweep [--batch N]          rewrap every row still under an older version\n"
     "  keys retire-org ORG VERSION     retire an org key version that wraps nothing\n"
     "  keys retire-mk VERSION          retire a master key version that wraps nothing\n"
+    "  keys create-audit-key           create the next audit signing key (ECDSA P-256) in the\n"
+    "                                  token, record it as current, print its fingerprint\n"
+    "\n"
+    "For auditors (as COFFER_AUDITOR_DSN; no token needed):\n"
+    "  audit verify [--fingerprint HEX] check every event hash, the chain and every signature\n"
+    "  audit verify --file EXPORT      verify an export offline\n"
+    "  audit export [--since T] [--until T] [--org ORG] [--format jsonl|csv] [--output F]\n"
+    "                                  events with the checkpoint proofs that verify them\n"
+    "  audit prune --through-checkpoint N --export FILE   (as COFFER_DATABASE_OWNER) remove\n"
+    "                                  exported events; the checkpoints stay\n"
+    "\n"
     "  db bootstrap DBNAME             create roles and database (superuser conninfo in\n"
     "                                  COFFER_DATABASE_SUPERUSER)\n"
     "  db migrate                      apply migrations (conninfo in COFFER_DATABASE_OWNER)\n"
@@ -176,6 +187,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "db") == 0) {
         return cli_db(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "audit") == 0) {
+        return cli_audit(argc - 1, argv + 1);
     }
     for (size_t i = 0; i < sizeof(api_commands) / sizeof(api_commands[0]); i++) {
         if (strcmp(argv[1], api_commands[i]) == 0) {

@@ -2,7 +2,8 @@
 /*
  * Local key-management, org and database subcommands of coffer. They run on a
  * host that reaches the token and the database, and print identifiers, key
- * check values and counts, never key material or credential values.
+ * check values, public keys and counts, never secret key material or
+ * credential values.
  */
 #include "cli/cli.h"
 
@@ -13,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 static double now_ms(void)
 {
@@ -173,6 +178,60 @@ static int create_token_mac(struct cli_ctx *c)
     return 0;
 }
 
+/*
+ * Prints the SHA-256 fingerprint of a SubjectPublicKeyInfo DER in hex and
+ * the key in PEM, the two forms auditors pin and verify with.
+ */
+static int print_public_key(const unsigned char *spki, size_t len)
+{
+    unsigned char fp[32];
+    char hex[2 * sizeof(fp) + 1];
+    const unsigned char *p = spki;
+    unsigned int fp_len = 0;
+    EVP_PKEY *pkey = NULL;
+    int rc = 1;
+
+    if (EVP_Digest(spki, len, fp, &fp_len, EVP_sha256(), NULL) != 1 || fp_len != sizeof(fp) ||
+        (pkey = d2i_PUBKEY(NULL, &p, (long)len)) == NULL || p != spki + len) {
+        fprintf(stderr, "coffer: the new key's public key does not encode as expected\n");
+        goto out;
+    }
+    coffer_hex(fp, sizeof(fp), hex);
+    printf("fingerprint (SHA-256 of the SubjectPublicKeyInfo): %s\n", hex);
+    if (PEM_write_PUBKEY(stdout, pkey) != 1) {
+        fprintf(stderr, "coffer: writing the public key as PEM failed\n");
+        goto out;
+    }
+    rc = 0;
+out:
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
+/*
+ * Creates the next audit signing key (ECDSA P-256 in the token), records its
+ * public key as the current one, and prints what auditors need to trust it.
+ * The private key never leaves the token; only public values are printed.
+ */
+static int create_audit_key(struct cli_ctx *c)
+{
+    struct coffer_keys_audit_key key;
+    enum coffer_err r;
+
+    if ((r = coffer_keys_audit_key_create(c->k, c->st, &key)) != COFFER_OK) {
+        return cli_fail("creating the audit signing key", r);
+    }
+    printf("audit signing key %s created (ECDSA P-256), version %u, recorded as current\n",
+           key.label, (unsigned)key.version);
+    printf("token attributes read back: CKA_SENSITIVE=%s CKA_EXTRACTABLE=%s "
+           "CKA_NEVER_EXTRACTABLE=%s CKA_SIGN=%s\n",
+           key.attrs.common.sensitive ? "TRUE" : "FALSE",
+           key.attrs.common.extractable ? "TRUE" : "FALSE",
+           key.attrs.common.never_extractable ? "TRUE" : "FALSE",
+           key.attrs.sign ? "TRUE" : "FALSE");
+    return print_public_key(key.spki, key.spki_len);
+}
+
 static int sweep(struct cli_ctx *c, int argc, char **argv)
 {
     struct coffer_keys_sweep sw;
@@ -237,7 +296,7 @@ int cli_keys(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: coffer keys status|rotate-org|rotate-mk|sweep|retire-org|"
-                        "retire-mk|create-token-mac ...\n");
+                        "retire-mk|create-token-mac|create-audit-key ...\n");
         return 2;
     }
     if ((r = cli_open(&c)) != COFFER_OK) {
@@ -257,6 +316,8 @@ int cli_keys(int argc, char **argv)
         rc = retire(&c, true, NULL, argv[2]);
     } else if (strcmp(argv[1], "create-token-mac") == 0 && argc == 2) {
         rc = create_token_mac(&c);
+    } else if (strcmp(argv[1], "create-audit-key") == 0 && argc == 2) {
+        rc = create_audit_key(&c);
     } else {
         fprintf(stderr, "coffer keys: unknown subcommand or wrong arguments (see coffer help)\n");
     }

@@ -250,6 +250,8 @@ static enum coffer_err open_version(struct coffer_keys *k, struct coffer_p11_ses
     }
     info->version = v->version;
     info->org_key_version = v->org_key_version;
+    info->opened_org_key_version = v->org_key_version;
+    info->opened_mk_version = v->org_key_mk_version;
     if (stale) {
         lazy_rewrap(k, s, st, v, cek, info);
     }

@@ -783,6 +783,34 @@ static void load_limits(struct ctx *x, const struct coffer_ynode *m)
     }
 }
 
+/* audit: seal (true|false), seal_interval_ms, seal_wait_ms. */
+static void load_audit(struct ctx *x, const struct coffer_ynode *m)
+{
+    struct field f[] = {{.key = "seal"}, {.key = "seal_interval_ms"}, {.key = "seal_wait_ms"}};
+    uint64_t n = 0;
+
+    take_fields(x, m, f, 3, "in audit");
+    if (f[0].v != NULL && !coffer_ytree_null(f[0].v)) {
+        const struct coffer_ynode *v = f[0].v;
+
+        if (v->kind == COFFER_YNODE_SCALAR && strcmp(v->str, "true") == 0) {
+            x->c->audit_seal = true;
+        } else if (v->kind == COFFER_YNODE_SCALAR && strcmp(v->str, "false") == 0) {
+            x->c->audit_seal = false;
+        } else {
+            problem_at(x, v, "audit.seal must be true or false");
+        }
+    }
+    if (f[1].v != NULL && !coffer_ytree_null(f[1].v) &&
+        number(x, f[1].v, "audit.seal_interval_ms", 10, 60000, &n)) {
+        x->c->audit_seal_interval_ms = (unsigned)n;
+    }
+    if (f[2].v != NULL && !coffer_ytree_null(f[2].v) &&
+        number(x, f[2].v, "audit.seal_wait_ms", 1, 10000, &n)) {
+        x->c->audit_seal_wait_ms = (unsigned)n;
+    }
+}
+
 static void load_policy(struct ctx *x, const struct coffer_ynode *v)
 {
     struct coffer_config *c = x->c;
@@ -859,18 +887,18 @@ static void load_root(struct ctx *x, const struct coffer_ynode *root)
 {
     struct field f[] = {{.key = "listen"},   {.key = "tls"},     {.key = "pkcs11"},
                         {.key = "database"}, {.key = "workers"}, {.key = "limits"},
-                        {.key = "policy"},   {.key = "log"}};
+                        {.key = "policy"},   {.key = "log"},     {.key = "audit"}};
     const char *top = "at the top level";
     const struct coffer_ynode *v;
 
     if (root->kind != COFFER_YNODE_MAPPING) {
         problem_at(x, root,
                    "a configuration file must be a mapping with the keys listen, tls, pkcs11, "
-                   "database and optionally workers, limits, policy and log, not %s",
+                   "database and optionally workers, limits, policy, log and audit, not %s",
                    kind_of(root));
         return;
     }
-    take_fields(x, root, f, 8, top);
+    take_fields(x, root, f, 9, top);
     if ((v = required(x, root, &f[0], top)) != NULL) {
         load_listen(x, v);
     }
@@ -895,6 +923,9 @@ static void load_root(struct ctx *x, const struct coffer_ynode *root)
     }
     if (f[7].v != NULL) {
         load_log(x, f[7].v);
+    }
+    if ((v = section(x, f[8].v, "audit", true)) != NULL) {
+        load_audit(x, v);
     }
 }
 
@@ -1011,6 +1042,9 @@ out:
     return r;
 }
 
+#define DEFAULT_SEAL_INTERVAL_MS 200
+#define DEFAULT_SEAL_WAIT_MS 100
+
 static void set_defaults(struct coffer_config *c)
 {
     c->workers = 0;
@@ -1020,6 +1054,9 @@ static void set_defaults(struct coffer_config *c)
     c->idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
     c->max_connections = DEFAULT_MAX_CONNECTIONS;
     c->log_level = COFFER_LOG_INFO;
+    c->audit_seal = true;
+    c->audit_seal_interval_ms = DEFAULT_SEAL_INTERVAL_MS;
+    c->audit_seal_wait_ms = DEFAULT_SEAL_WAIT_MS;
 }
 
 /* workers 0: one per online core, at least 1 and at most COFFER_CONFIG_WORKERS_MAX. */

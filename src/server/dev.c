@@ -662,6 +662,16 @@ out:
 static enum coffer_err write_env_sh(const struct coffer_dev_env *env)
 {
     char addr[sizeof(env->listen) + 16];
+    char auditor[sizeof(env->db_app)];
+    char admin[sizeof(env->db_app)];
+    /*
+     * The auditor's login reads the audit views only; the superuser's, on the
+     * Coffer database, can change anything, the audit log included, which is
+     * what tamper demonstrations need and why it is here for development only.
+     */
+    static const char admin_note[] =
+        "# Development only: the cluster superuser on the Coffer database, which can\n"
+        "# change anything, the audit log included. Never give this to production clients.\n";
     static const char head[] = "# Coffer development environment; written by cofferd --dev.\n"
                                "# Use it with: source env.sh\n";
     struct coffer_buf b = {0};
@@ -669,7 +679,11 @@ static enum coffer_err write_env_sh(const struct coffer_dev_env *env)
     enum coffer_err r;
 
     if ((r = dev_fmt(path, sizeof(path), "env.sh path", "%s/env.sh", env->dir)) != COFFER_OK ||
-        (r = dev_fmt(addr, sizeof(addr), "API address", "https://%s", env->listen)) != COFFER_OK) {
+        (r = dev_fmt(addr, sizeof(addr), "API address", "https://%s", env->listen)) != COFFER_OK ||
+        (r = dev_fmt(auditor, sizeof(auditor), "auditor conninfo", "host=%s dbname=%s user=%s",
+                     env->pg_socket_dir, COFFER_DEV_DBNAME, "coffer_auditor")) != COFFER_OK ||
+        (r = dev_fmt(admin, sizeof(admin), "superuser conninfo", "host=%s dbname=%s user=%s",
+                     env->pg_socket_dir, COFFER_DEV_DBNAME, "postgres")) != COFFER_OK) {
         return r;
     }
     if ((r = coffer_buf_put(&b, head, strlen(head))) != COFFER_OK ||
@@ -680,6 +694,9 @@ static enum coffer_err write_env_sh(const struct coffer_dev_env *env)
         (r = put_export(&b, "COFFER_PIN_SOURCE", env->pin_source)) != COFFER_OK ||
         (r = put_export(&b, "COFFER_DATABASE", env->db_app)) != COFFER_OK ||
         (r = put_export(&b, "COFFER_DATABASE_OWNER", env->db_owner)) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_AUDITOR_DSN", auditor)) != COFFER_OK ||
+        (r = coffer_buf_put(&b, admin_note, strlen(admin_note))) != COFFER_OK ||
+        (r = put_export(&b, "COFFER_DB_ADMIN_DSN", admin)) != COFFER_OK ||
         (r = put_export(&b, "COFFER_ADDR", addr)) != COFFER_OK ||
         (r = put_export(&b, "COFFER_CONFIG", env->config)) != COFFER_OK ||
         (r = put_export(&b, "COFFER_CACERT", env->tls.ca)) != COFFER_OK ||
@@ -737,6 +754,36 @@ out:
     return r;
 }
 
+/*
+ * The key that signs audit checkpoints: made and recorded when the database
+ * has no current one; otherwise the current one must load from the token and
+ * pass its checks, so a token that lost it is reported at start-up.
+ */
+static enum coffer_err provision_audit_key(struct coffer_keys *keys, struct coffer_store *st)
+{
+    struct coffer_keys_audit_key key;
+    uint32_t version = 0;
+    enum coffer_err r;
+
+    r = coffer_store_audit_key_current(st, &version);
+    if (r == COFFER_E_NOT_FOUND) {
+        coffer_err_clear();
+        if ((r = coffer_keys_audit_key_create(keys, st, &key)) != COFFER_OK) {
+            return coffer_err_wrap(r, "creating the audit signing key");
+        }
+        coffer_info(LOG_MOD, "created audit signing key %s", key.label);
+        return COFFER_OK;
+    }
+    if (r != COFFER_OK) {
+        return r;
+    }
+    if ((r = coffer_keys_audit_key_load(keys, version, &key)) != COFFER_OK) {
+        return coffer_err_wrap(r, "checking the current audit signing key");
+    }
+    coffer_info(LOG_MOD, "audit signing key %s is current; reusing it", key.label);
+    return COFFER_OK;
+}
+
 /* The master key, org "dev" and project "demo", each made only if missing. */
 static enum coffer_err provision_keys(const struct coffer_dev_env *env)
 {
@@ -780,6 +827,9 @@ static enum coffer_err provision_keys(const struct coffer_dev_env *env)
         coffer_info(LOG_MOD, "created token MAC key %s", created.label);
     } else {
         r = coffer_err_wrap(r, "creating the token MAC key");
+        goto out;
+    }
+    if ((r = provision_audit_key(keys, st)) != COFFER_OK) {
         goto out;
     }
     r = coffer_store_org_by_name(st, COFFER_DEV_ORG, &org);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -293,7 +294,34 @@ static enum coffer_err start_worker(const struct serve_opts *o, int fd, int inde
         return coffer_err_set(COFFER_E_IO, "starting worker %d: %s", index, strerror(errno));
     }
     if (pid == 0) {
+        /* The process name operators see in ps and top. */
+        (void)prctl(PR_SET_NAME, "cofferd-worker", 0, 0, 0);
         _exit(worker_main(o, fd, index, set));
+    }
+    s->pid = pid;
+    s->started = time(NULL);
+    return COFFER_OK;
+}
+
+/* The background process: never holds a listening socket. */
+static enum coffer_err start_background(const struct serve_opts *o, const int *fds, unsigned n,
+                                        const sigset_t *set, struct slot *s)
+{
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        return coffer_err_set(COFFER_E_IO, "starting the background process: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        for (unsigned i = 0; i < n; i++) {
+            if (fds[i] >= 0) {
+                close(fds[i]);
+            }
+        }
+        (void)prctl(PR_SET_NAME, "cofferd-sealer", 0, 0, 0);
+        _exit(serve_background_main(o, set));
     }
     s->pid = pid;
     s->started = time(NULL);
@@ -352,7 +380,8 @@ static void close_all(const int *fds, unsigned n)
 enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
 {
     const struct coffer_config *cfg = &o->cfg;
-    struct slot slots[COFFER_CONFIG_WORKERS_MAX] = {{0}};
+    /* The workers, then the background process in slots[n]. */
+    struct slot slots[COFFER_CONFIG_WORKERS_MAX + 1] = {{0}};
     int fds[COFFER_CONFIG_WORKERS_MAX];
     unsigned n = cfg->workers == 0 ? 1 : cfg->workers;
     enum coffer_err r = COFFER_OK;
@@ -380,8 +409,13 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
     for (unsigned i = 0; i < n && r == COFFER_OK; i++) {
         r = start_worker(o, fds[i], (int)i, set, &slots[i]);
     }
+    if (r == COFFER_OK && cfg->audit_seal) {
+        r = start_background(o, fds, n, set, &slots[n]);
+    } else if (r == COFFER_OK) {
+        coffer_warn(LOG_MOD, "audit.seal is false: audit events are not being sealed");
+    }
     if (r != COFFER_OK) {
-        stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+        stop_workers(slots, n + 1, SIGTERM, STOP_WAIT_MS);
         close_all(fds, n);
         return r;
     }
@@ -397,7 +431,7 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
         if (sig == SIGINT || sig == SIGTERM) {
             coffer_info(LOG_MOD, "received SIG%s; draining and stopping the workers",
                         sigabbrev_np(sig));
-            stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+            stop_workers(slots, n + 1, SIGTERM, STOP_WAIT_MS);
             close_all(fds, n);
             return COFFER_OK;
         }
@@ -413,10 +447,25 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
         }
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             if (o->watch_pid > 0 && pid == o->watch_pid) {
-                stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+                stop_workers(slots, n + 1, SIGTERM, STOP_WAIT_MS);
                 close_all(fds, n);
                 return coffer_err_set(COFFER_E_DB_UNAVAILABLE,
                                       "PostgreSQL (PID %ld) exited on its own", (long)pid);
+            }
+            if (slots[n].pid > 0 && pid == slots[n].pid) {
+                slots[n].pid = 0;
+                coffer_warn(LOG_MOD,
+                            "the background process (PID %ld) ended (%s %d); starting "
+                            "another",
+                            (long)pid, WIFSIGNALED(status) ? "signal" : "status",
+                            WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                if (time(NULL) - slots[n].started < 2) {
+                    (void)sleep(1);
+                }
+                if ((r = start_background(o, fds, n, set, &slots[n])) != COFFER_OK) {
+                    coffer_error(LOG_MOD, "%s", coffer_err_detail());
+                }
+                continue;
             }
             for (unsigned i = 0; i < n; i++) {
                 if (slots[i].pid != pid) {
@@ -424,7 +473,7 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
                 }
                 slots[i].pid = 0;
                 if (WIFEXITED(status) && WEXITSTATUS(status) == SERVE_EXIT_CONFIG) {
-                    stop_workers(slots, n, SIGTERM, STOP_WAIT_MS);
+                    stop_workers(slots, n + 1, SIGTERM, STOP_WAIT_MS);
                     close_all(fds, n);
                     return coffer_err_set(COFFER_E_CONFIG,
                                           "worker %u could not start (see the log above)", i);

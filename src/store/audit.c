@@ -36,13 +36,15 @@ static const struct store_stmt audit_insert = {
     .name = "coffer_audit_insert",
     .sql = "INSERT INTO coffer.audit_events (action, allowed, reason, purpose_unexpected, "
            "request_id, client_addr, principal_kind, trust_domain, org, agent_type, instance, "
-           "admin, target_org, project, credential, version, phase, purpose, detail) "
+           "admin, target_org, project, credential, version, phase, purpose, detail, "
+           "org_key_version, mk_version) "
            "VALUES ($1, $2, $3, $4, $5, $6, $7[1], $7[2], $7[3], $7[4], $7[5], $7[6], "
-           "$8, $9, $10, $11, $12, $13, $14) RETURNING id",
-    .nparams = 14,
+           "$8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+    .nparams = 16,
     .types = {STORE_OID_TEXT, STORE_OID_BOOL, STORE_OID_TEXT, STORE_OID_BOOL, STORE_OID_TEXT,
               STORE_OID_TEXT, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT,
-              STORE_OID_INT4, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
+              STORE_OID_INT4, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_INT4,
+              STORE_OID_INT4},
     .ncols = 1,
 };
 
@@ -242,6 +244,9 @@ static enum coffer_err check_event(const struct coffer_audit_event *e,
         return coffer_err_set(COFFER_E_INVALID, "audit event: version %u is out of range",
                               e->version);
     }
+    if (e->org_key_version > INT32_MAX || e->mk_version > INT32_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "audit event: a key version is out of range");
+    }
     if (!opt_name_ok(e->phase)) {
         return coffer_err_set(COFFER_E_INVALID, "audit event: the phase is not a name");
     }
@@ -255,6 +260,16 @@ static enum coffer_err check_event(const struct coffer_audit_event *e,
                               "audit event: the detail is not 1 to %d bytes of text", DETAIL_MAX);
     }
     return COFFER_OK;
+}
+
+/* A version number, or NULL for 0. */
+static void opt_int4(struct store_params *p, uint32_t v)
+{
+    if (v == 0) {
+        store_param_null(p);
+    } else {
+        store_param_int4(p, (int32_t)v);
+    }
 }
 
 struct insert {
@@ -299,6 +314,8 @@ static enum coffer_err insert_tx(struct coffer_store *s, void *arg)
         store_param_null(&p);
     }
     store_param_text(&p, e->detail);
+    opt_int4(&p, e->org_key_version);
+    opt_int4(&p, e->mk_version);
     if ((r = store_exec(s, &audit_insert, &p, "writing audit event", &res)) != COFFER_OK) {
         return r;
     }

@@ -58,8 +58,8 @@ static const struct store_stmt cv_insert = {
 #define CV_COLS                                                                                    \
     CV_VERSION_COLS ", k.state, "                                                                  \
                     "(SELECT ck.version FROM coffer.org_keys ck WHERE ck.org_id = v.org_id "       \
-                    "AND ck.state = 'current')"
-#define CV_NCOLS 14
+                    "AND ck.state = 'current'), k.mk_version"
+#define CV_NCOLS 15
 
 /*
  * A batch of lookups in one round trip: the arrays are unnested with their
@@ -74,7 +74,7 @@ static const struct store_stmt cv_insert = {
  */
 static const struct store_stmt cv_get_many = {
     .name = "coffer_cv_get_many",
-    .sql = "SELECT q.i, x.*, k.state, cur.version "
+    .sql = "SELECT q.i, x.*, k.state, cur.version, k.mk_version "
            "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[]) "
            "WITH ORDINALITY AS q(org_id, project_id, name, version, i) "
            "CROSS JOIN LATERAL (SELECT " CV_VERSION_COLS " FROM coffer.credentials c "
@@ -108,7 +108,7 @@ static const struct store_stmt cv_get_many = {
  */
 static const struct store_stmt cv_stale = {
     .name = "coffer_cv_stale",
-    .sql = "SELECT " CV_VERSION_COLS ", k.state, cur.version FROM coffer.org_keys k "
+    .sql = "SELECT " CV_VERSION_COLS ", k.state, cur.version, k.mk_version FROM coffer.org_keys k "
            "JOIN coffer.org_keys cur ON cur.org_id = k.org_id AND cur.state = 'current' "
            "CROSS JOIN LATERAL (SELECT * FROM coffer.credential_versions s "
            "WHERE s.org_id = k.org_id AND s.org_key_version = k.version "
@@ -408,7 +408,9 @@ static enum coffer_err cv_from_row(const PGresult *res, int row, int c0,
         (r = store_col_state(res, row, c0 + 12, "coffer.org_keys.state", &out->org_key_state)) !=
             COFFER_OK ||
         (r = store_col_u32_or_zero(res, row, c0 + 13, "coffer.org_keys.version (current)",
-                                   &out->org_current_key_version)) != COFFER_OK) {
+                                   &out->org_current_key_version)) != COFFER_OK ||
+        (r = store_col_u32(res, row, c0 + 14, "coffer.org_keys.mk_version", 1,
+                           &out->org_key_mk_version)) != COFFER_OK) {
         coffer_store_cred_version_cleanup(out);
         return r;
     }

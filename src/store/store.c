@@ -37,9 +37,10 @@
 #define MESSAGE_MAX 320
 
 static const struct store_stmt *const *const all_stmts[] = {
-    store_stmts_orgs,   store_stmts_master_keys, store_stmts_org_keys, store_stmts_creds,
-    store_stmts_policy, store_stmts_phase,       store_stmts_access,   store_stmts_audit,
-    store_stmts_meta,   store_stmts_tokens,      store_stmts_requests, store_stmts_key_expiry,
+    store_stmts_orgs,      store_stmts_master_keys, store_stmts_org_keys, store_stmts_creds,
+    store_stmts_policy,    store_stmts_phase,       store_stmts_access,   store_stmts_audit,
+    store_stmts_meta,      store_stmts_tokens,      store_stmts_requests, store_stmts_key_expiry,
+    store_stmts_audit_log, store_stmts_audit_keys,
 };
 
 const char *coffer_key_state_str(enum coffer_key_state s)
@@ -539,7 +540,7 @@ static enum coffer_err ensure_connected(struct coffer_store *s, const char *what
     }
     coffer_info("store", "reconnected to PostgreSQL");
     if ((r = store_run_command(s->conn, SESSION_SETUP, "setting up the session")) != COFFER_OK ||
-        (r = prepare_all(s->conn)) != COFFER_OK) {
+        (!s->reader && (r = prepare_all(s->conn)) != COFFER_OK)) {
         return coffer_err_wrap(r, "%s: after reconnecting", what);
     }
     return COFFER_OK;

@@ -47,6 +47,7 @@ struct coffer_store {
     bool in_tx;                       /* a transaction begun with coffer_store_begin is open */
     char sqlstate[6];                 /* SQLSTATE of the last failed statement, "" if none */
     const struct store_stmt *pending; /* sent by store_send, not yet received */
+    bool reader;                      /* reads the audit views only: nothing prepared */
 };
 
 /* One named statement, prepared once per connection by coffer_store_open. */
@@ -71,6 +72,8 @@ extern const struct store_stmt *const store_stmts_meta[];
 extern const struct store_stmt *const store_stmts_tokens[];
 extern const struct store_stmt *const store_stmts_requests[];
 extern const struct store_stmt *const store_stmts_key_expiry[];
+extern const struct store_stmt *const store_stmts_audit_log[];
+extern const struct store_stmt *const store_stmts_audit_keys[];
 
 /* Bound parameters of one execution. Binary ints are stored inside the struct. */
 struct store_params {

@@ -25,6 +25,7 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,69 @@ static long long granted_events(void)
     return n;
 }
 
+/* Starts cofferd -c env.config with its log in log, and waits until it answers. */
+static void start_server(const char *log)
+{
+    const char *sargv[] = {BIN_DIR "/cofferd", "-c", env.config, NULL};
+    char conf[PATH_MAX + 16];
+    const char *senv[] = {conf, "PATH=/usr/bin:/bin", "COFFER_LOG=warn", NULL};
+    struct coffer_proc_spec spec;
+    int fd;
+
+    snprintf(conf, sizeof(conf), "SOFTHSM2_CONF=%s", env.softhsm_conf);
+    fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = sargv;
+    spec.envp = senv;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    if (fd < 0 || coffer_proc_spawn(&spec, &server) != COFFER_OK) {
+        die("starting cofferd");
+    }
+    close(fd);
+    wait_healthy();
+}
+
+static void stop_server(void)
+{
+    int status;
+
+    (void)kill(server, SIGTERM);
+    if (coffer_proc_wait(server, 30000, &status) != COFFER_OK) {
+        fprintf(stderr, "api_bench: cofferd did not stop\n");
+    }
+    server = 0;
+}
+
+/* One number from a query as coffer_owner, or -1. */
+static double owner_number(const char *sql)
+{
+    PGconn *c = PQconnectdb(env.db_owner);
+    PGresult *r;
+    double v = -1;
+
+    if (PQstatus(c) == CONNECTION_OK) {
+        r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+            v = atof(PQgetvalue(r, 0, 0));
+        }
+        PQclear(r);
+    }
+    PQfinish(c);
+    return v;
+}
+
+/* Rewrites the configuration: the provisioned text, then the audit section. */
+static void set_sealing(const char *base, bool on)
+{
+    FILE *cf = fopen(env.config, "w");
+
+    if (cf == NULL || fprintf(cf, "%saudit:\n  seal: %s\n", base, on ? "true" : "false") < 0 ||
+        fclose(cf) != 0) {
+        die("writing the configuration");
+    }
+}
+
 /* Runs argv with stdout into out (cap bytes); returns the exit status. */
 static int capture(const char *const *argv, char *out, size_t cap)
 {
@@ -187,6 +251,113 @@ static const char *field(const char *out, const char *label, char *buf, size_t c
     return buf;
 }
 
+static bool read_config(char *buf, size_t cap)
+{
+    FILE *cf = fopen(env.config, "r");
+    size_t n;
+
+    if (cf == NULL) {
+        return false;
+    }
+    n = fread(buf, 1, cap - 1, cf);
+    buf[n] = '\0';
+    fclose(cf);
+    return n > 0 && n < cap - 1 && strstr(buf, "audit:") == NULL;
+}
+
+/* wrk at conns connections for seconds; returns accesses/s, or -1 on failure. */
+static double wrk_rate(int seconds, int conns, const char *lua, char *p99, size_t cap)
+{
+    static char out[65536];
+    char c[8];
+    char d[16];
+    char rate[32];
+    const char *wargv[] = {"/usr/bin/wrk",
+                           "-t",
+                           "2",
+                           "-c",
+                           c,
+                           "-d",
+                           d,
+                           "--latency",
+                           "-s",
+                           lua,
+                           BASE "/v1/orgs/dev/projects/demo/credentials/demo-api-key/access",
+                           NULL};
+
+    snprintf(c, sizeof(c), "%d", conns);
+    snprintf(d, sizeof(d), "%ds", seconds);
+    if (capture(wargv, out, sizeof(out)) != 0) {
+        fprintf(stderr, "api_bench: wrk failed:\n%s\n", out);
+        return -1;
+    }
+    field(out, "99%", p99, cap);
+    return atof(field(out, "Requests/sec:", rate, sizeof(rate)));
+}
+
+/*
+ * Sealing running against sealing paused (audit.seal: false), alternated
+ * three times at 64 connections in one run, each on a freshly started
+ * cofferd. For the runs with sealing, the lag of every event sealed in the
+ * run (checkpoint time minus event time) is read back from the database.
+ */
+static int seal_compare(int seconds, const char *lua, const char *log, const char *base)
+{
+    double on_sum = 0;
+    double off_sum = 0;
+
+    printf("api_bench seal: wrk, 64 connections, 2 threads, %d s per run; sealing running "
+           "(every 200 ms) against paused, alternated; %s\n\n",
+           seconds, dir);
+    printf("%-6s %-8s %12s %10s %14s %14s\n", "round", "sealing", "accesses/s", "p99",
+           "lag p99 (ms)", "lag max (ms)");
+    for (int round = 1; round <= 3; round++) {
+        for (int on = 1; on >= 0; on--) {
+            char p99[32] = "";
+            char sql[512];
+            double first = owner_number("SELECT COALESCE(max(id), 0) FROM coffer.audit_events");
+            double rate;
+
+            stop_server();
+            set_sealing(base, on != 0);
+            start_server(log);
+            rate = wrk_rate(seconds, 64, lua, p99, sizeof(p99));
+            if (rate < 0) {
+                return 1;
+            }
+            if (on) {
+                double lag99;
+                double lagmax;
+
+                usleep(1500 * 1000); /* the last events of the run get their checkpoint */
+                snprintf(sql, sizeof(sql),
+                         "SELECT 1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY "
+                         "extract(epoch FROM c.at - e.at)) FROM coffer.audit_events e JOIN "
+                         "coffer.audit_checkpoints c ON e.id BETWEEN c.first_event AND "
+                         "c.last_event WHERE e.id > %.0f",
+                         first);
+                lag99 = owner_number(sql);
+                snprintf(sql, sizeof(sql),
+                         "SELECT 1000 * max(extract(epoch FROM c.at - e.at)) FROM "
+                         "coffer.audit_events e JOIN coffer.audit_checkpoints c ON e.id BETWEEN "
+                         "c.first_event AND c.last_event WHERE e.id > %.0f",
+                         first);
+                lagmax = owner_number(sql);
+                printf("%-6d %-8s %12.0f %10s %14.0f %14.0f\n", round, "running", rate, p99, lag99,
+                       lagmax);
+                on_sum += rate;
+            } else {
+                printf("%-6d %-8s %12.0f %10s %14s %14s\n", round, "paused", rate, p99, "-", "-");
+                off_sum += rate;
+            }
+            fflush(stdout);
+        }
+    }
+    printf("\nmean: running %.0f/s, paused %.0f/s: sealing costs %.1f%% of throughput\n",
+           on_sum / 3, off_sum / 3, 100.0 * (off_sum - on_sum) / off_sum);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int seconds = argc > 1 ? atoi(argv[1]) : 10;
@@ -199,11 +370,12 @@ int main(int argc, char **argv)
     char token[128];
     struct reply r;
     const char *tok;
+    static char base_config[65536];
+    bool seal_mode = argc > 3 && strcmp(argv[3], "seal") == 0;
     FILE *f;
-    int fd;
 
     if (seconds < 1 || seconds > 600 || n_workers < 0 || n_workers > 64) {
-        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS]]\n");
+        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal]]]\n");
         return 2;
     }
     if (coffer_harden_process() != COFFER_OK || mkdtemp(dir) == NULL || chmod(dir, 0755) != 0) {
@@ -222,25 +394,10 @@ int main(int argc, char **argv)
             die("setting the worker count");
         }
     }
-    {
-        const char *sargv[] = {BIN_DIR "/cofferd", "-c", env.config, NULL};
-        char conf[PATH_MAX + 16];
-        const char *senv[] = {conf, "PATH=/usr/bin:/bin", "COFFER_LOG=warn", NULL};
-        struct coffer_proc_spec spec;
-
-        snprintf(conf, sizeof(conf), "SOFTHSM2_CONF=%s", env.softhsm_conf);
-        fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        memset(&spec, 0, sizeof(spec));
-        spec.argv = sargv;
-        spec.envp = senv;
-        spec.out_fd = fd;
-        spec.err_fd = fd;
-        if (fd < 0 || coffer_proc_spawn(&spec, &server) != COFFER_OK) {
-            die("starting cofferd");
-        }
-        close(fd);
+    if (!read_config(base_config, sizeof(base_config))) {
+        die("reading the configuration");
     }
-    wait_healthy();
+    start_server(log);
     admin("PUT", "/v1/orgs/dev/projects/demo/credentials/demo-api-key",
           "{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":{\"api_key\":"
           "\"bench-value-0123456789abcdef\"}}",
@@ -272,6 +429,16 @@ int main(int argc, char **argv)
     fclose(f);
     OPENSSL_cleanse(token, sizeof(token));
 
+    if (seal_mode) {
+        int rc = seal_compare(seconds, lua, log, base_config);
+
+        stop_server();
+        if (coffer_dev_pg_stop(&env) != COFFER_OK || coffer_dev_remove_tree(dir) != COFFER_OK) {
+            die("cleaning up");
+        }
+        curl_global_cleanup();
+        return rc;
+    }
     printf("api_bench: wrk, %d s per run, 2 threads, keep-alive; cofferd with %s worker%s; %s\n\n",
            seconds, n_workers > 0 ? argv[2] : "one per core", n_workers == 1 ? "" : "s", dir);
     printf("%-12s %12s %10s %10s %10s %10s\n", "connections", "accesses/s", "p50", "p99", "non-2xx",
@@ -312,15 +479,7 @@ int main(int argc, char **argv)
                field(out, "Requests/sec:", rate, sizeof(rate)), field(out, "50%", p50, sizeof(p50)),
                field(out, "99%", p99, sizeof(p99)), bad[0] != '\0' ? bad : "0", after - before);
     }
-    (void)kill(server, SIGTERM);
-    {
-        int status;
-
-        if (coffer_proc_wait(server, 30000, &status) != COFFER_OK) {
-            fprintf(stderr, "api_bench: cofferd did not stop\n");
-        }
-    }
-    server = 0;
+    stop_server();
     if (coffer_dev_pg_stop(&env) != COFFER_OK || coffer_dev_remove_tree(dir) != COFFER_OK) {
         die("cleaning up");
     }

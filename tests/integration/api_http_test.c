@@ -337,7 +337,7 @@ static int workers(void)
     int n = 0;
     long pid;
 
-    snprintf(cmd, sizeof(cmd), "pgrep -P %ld", (long)server);
+    snprintf(cmd, sizeof(cmd), "pgrep -P %ld -x cofferd-worker", (long)server);
     f = popen(cmd, "r");
     assert_non_null(f);
     while (fscanf(f, "%ld", &pid) == 1) {
@@ -356,7 +356,7 @@ static void test_worker_replaced(void **state)
 
     (void)state;
     assert_int_equal(workers(), 2);
-    snprintf(cmd, sizeof(cmd), "pgrep -P %ld -n", (long)server);
+    snprintf(cmd, sizeof(cmd), "pgrep -P %ld -n -x cofferd-worker", (long)server);
     f = popen(cmd, "r");
     assert_non_null(f);
     assert_int_equal(fscanf(f, "%ld", &pid), 1);

@@ -5,7 +5,9 @@
  * run reuses the running cluster, the token, the master key, the org and the
  * project, and a run after the cluster was stopped starts it again over the
  * same data. The files that hold or point to PINs have the right modes and
- * env.sh never holds a PIN. Bad directories are refused with a clear error,
+ * env.sh never holds a PIN. The audit signing key is made once and reused,
+ * and env.sh's auditor login works as coffer_auditor, who can read the audit
+ * views and nothing else. Bad directories are refused with a clear error,
  * and the child-process layer starts, drops privileges, times out and
  * reports failures as it claims.
  */
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "coffer/dev.h"
+#include "coffer/mem.h"
 #include "coffer/p11.h"
 #include "coffer/store.h"
 #include "coffer/uuid.h"
@@ -86,12 +89,15 @@ struct snapshot {
     struct coffer_store_mk mk;
     struct coffer_org org;
     struct coffer_project project;
-    uint32_t policy_version; /* of org dev: the built-in policy/dev.yaml */
+    uint32_t policy_version;                 /* of org dev: the built-in policy/dev.yaml */
+    struct coffer_store_audit_key audit_key; /* the only one: a later run makes no other */
 };
 
 static void take_snapshot(const struct coffer_dev_env *env, struct snapshot *s)
 {
+    struct coffer_store_audit_key *keys = NULL;
     struct coffer_store *st = NULL;
+    size_t n = 0;
 
     assert_int_equal(coffer_store_open(env->db_app, &st), COFFER_OK);
     assert_int_equal(coffer_store_mk_current(st, &s->mk), COFFER_OK);
@@ -99,6 +105,10 @@ static void take_snapshot(const struct coffer_dev_env *env, struct snapshot *s)
     assert_int_equal(coffer_store_project_by_name(st, &s->org.id, COFFER_DEV_PROJECT, &s->project),
                      COFFER_OK);
     assert_int_equal(coffer_store_policy_version(st, &s->org.id, &s->policy_version), COFFER_OK);
+    assert_int_equal(coffer_store_audit_key_list(st, &keys, &n), COFFER_OK);
+    assert_int_equal(n, 1);
+    s->audit_key = keys[0];
+    coffer_free(keys);
     coffer_store_close(&st);
 }
 
@@ -110,6 +120,11 @@ static void assert_same(const struct snapshot *a, const struct snapshot *b)
     assert_true(coffer_uuid_equal(&a->project.id, &b->project.id));
     /* A later run applies the same built-in policy again, which changes nothing. */
     assert_int_equal(a->policy_version, b->policy_version);
+    /* The audit signing key is reused, not made again. */
+    assert_int_equal(a->audit_key.version, b->audit_key.version);
+    assert_int_equal(a->audit_key.public_key_len, b->audit_key.public_key_len);
+    assert_memory_equal(a->audit_key.public_key, b->audit_key.public_key,
+                        a->audit_key.public_key_len);
 }
 
 static void read_text(const char *path, char *buf, size_t n)
@@ -148,6 +163,7 @@ static void check_files(const struct coffer_dev_env *env)
 {
     char path[PATH_MAX];
     char text[8192];
+    char want[PATH_MAX + 256];
     mode_t dir_mode = mode_of(env->dir);
 
     /* Nobody but the owner reads or writes DIR; as root its group may only search it. */
@@ -167,8 +183,74 @@ static void check_files(const struct coffer_dev_env *env)
     assert_non_null(strstr(text, "export COFFER_PKCS11_MODULE='"));
     assert_non_null(strstr(text, "export COFFER_TOKEN_URI='pkcs11:token=" COFFER_DEV_TOKEN_LABEL));
     assert_non_null(strstr(text, env->pin_source));
+    /* The auditor's login and, marked for development only, the superuser's. */
+    snprintf(want, sizeof(want),
+             "export COFFER_AUDITOR_DSN='host=%s dbname=" COFFER_DEV_DBNAME
+             " user=coffer_auditor'\n",
+             env->pg_socket_dir);
+    assert_non_null(strstr(text, want));
+    snprintf(want, sizeof(want),
+             "# Development only: the cluster superuser on the Coffer database, which can\n"
+             "# change anything, the audit log included. Never give this to production "
+             "clients.\nexport COFFER_DB_ADMIN_DSN='host=%s dbname=" COFFER_DEV_DBNAME
+             " user=postgres'\n",
+             env->pg_socket_dir);
+    assert_non_null(strstr(text, want));
     assert_pin_absent(env->pin_source + strlen("file:"), text);
     assert_pin_absent(env->so_pin_file, text);
+}
+
+/*
+ * Runs psql with the DSN named var, taken from env.sh as a client sources it,
+ * and returns its output (standard output and error) in out.
+ */
+static int psql_as(const struct coffer_dev_env *env, const char *var, const char *sql, char *out,
+                   size_t n)
+{
+    static const char script[] = ". \"$1\" && eval \"dsn=\\$$2\" && "
+                                 "exec psql -X -At -v ON_ERROR_STOP=1 -d \"$dsn\" -c \"$3\"";
+    char env_sh[PATH_MAX];
+    char path[PATH_MAX];
+    const char *const argv[] = {"/bin/sh", "-c", script, "sh", env_sh, var, sql, NULL};
+    const char *const envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C", NULL};
+    struct coffer_proc_spec spec = {.argv = argv, .envp = envp};
+    int status = -1;
+
+    join(env_sh, sizeof(env_sh), env->dir, "env.sh");
+    join(path, sizeof(path), base, "psql.out");
+    (void)unlink(path);
+    spec.out_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(spec.out_fd >= 0);
+    spec.err_fd = spec.out_fd;
+    assert_int_equal(coffer_proc_run(&spec, 30000, &status), COFFER_OK);
+    close(spec.out_fd);
+    read_text(path, out, n);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* COFFER_AUDITOR_DSN logs in as coffer_auditor, who reads the audit views and nothing else. */
+static void check_auditor_login(const struct coffer_dev_env *env)
+{
+    char out[1024];
+
+    assert_int_equal(psql_as(env, "COFFER_AUDITOR_DSN", "select 1, current_user", out, sizeof(out)),
+                     0);
+    assert_string_equal(out, "1|coffer_auditor\n");
+    assert_int_equal(psql_as(env, "COFFER_AUDITOR_DSN",
+                             "select version, state from audit.signing_keys", out, sizeof(out)),
+                     0);
+    assert_string_equal(out, "1|current\n");
+    assert_int_not_equal(psql_as(env, "COFFER_AUDITOR_DSN",
+                                 "select count(*) from coffer.master_keys", out, sizeof(out)),
+                         0);
+    assert_non_null(strstr(out, "permission denied"));
+    /* The superuser's login is the other one, on the same database. */
+    assert_int_equal(psql_as(env, "COFFER_DB_ADMIN_DSN",
+                             "select current_user, current_database(), "
+                             "(select rolsuper from pg_roles where rolname = current_user)",
+                             out, sizeof(out)),
+                     0);
+    assert_string_equal(out, "postgres|" COFFER_DEV_DBNAME "|t\n");
 }
 
 static void test_up_twice_then_restart(void **state)
@@ -189,7 +271,10 @@ static void test_up_twice_then_restart(void **state)
     assert_string_equal(first.org.name, COFFER_DEV_ORG);
     assert_string_equal(first.project.name, COFFER_DEV_PROJECT);
     assert_int_equal(first.policy_version, 1);
+    assert_int_equal(first.audit_key.version, 1);
+    assert_int_equal(first.audit_key.state, COFFER_KEY_CURRENT);
     check_files(&envs[0]);
+    check_auditor_login(&envs[0]);
 
     /* Second run: the running cluster and everything in it are reused. */
     up_ok(dir, &envs[1]);

@@ -252,7 +252,11 @@ static void test_full(void **state)
                        "  idle_timeout_ms: 3600000\n"
                        "  max_connections: 100000\n"
                        "policy: [/etc/coffer/policy/acme.yaml, /etc/coffer/policy/beta.yaml]\n"
-                       "log: debug\n";
+                       "log: debug\n"
+                       "audit:\n"
+                       "  seal: false\n"
+                       "  seal_interval_ms: 10\n"
+                       "  seal_wait_ms: 10000\n";
     struct coffer_config *c;
 
     (void)state;
@@ -278,6 +282,9 @@ static void test_full(void **state)
     assert_string_equal(c->policy_files[0], "/etc/coffer/policy/acme.yaml");
     assert_string_equal(c->policy_files[1], "/etc/coffer/policy/beta.yaml");
     assert_int_equal(c->log_level, COFFER_LOG_DEBUG);
+    assert_false(c->audit_seal);
+    assert_int_equal(c->audit_seal_interval_ms, 10);
+    assert_int_equal(c->audit_seal_wait_ms, 10000);
     coffer_free(c);
 }
 
@@ -307,6 +314,9 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->max_connections, 1024);
     assert_int_equal(c->n_policy_files, 0);
     assert_int_equal(c->log_level, COFFER_LOG_INFO);
+    assert_true(c->audit_seal);
+    assert_int_equal(c->audit_seal_interval_ms, 200);
+    assert_int_equal(c->audit_seal_wait_ms, 100);
     coffer_free(c);
     coffer_free(yaml);
 }
@@ -517,7 +527,9 @@ static void test_unknown_keys(void **state)
     (void)state;
     expect_variant(0, 0, NULL, "port: 1\n", "12:1: ",
                    "unknown key 'port' at the top level (known keys: listen, tls, pkcs11, "
-                   "database, workers, limits, policy, log)");
+                   "database, workers, limits, policy, log, audit)");
+    expect_variant(0, 0, NULL, "audit:\n  seal_every: 5\n",
+                   "13:3: ", "unknown key 'seal_every' in audit");
     expect_variant(6, 6, "  trust_domain: example.org\n  ciphers: all", NULL, "7:3: ",
                    "unknown key 'ciphers' in tls (known keys: cert, key, client_ca, "
                    "trust_domain)");
@@ -621,6 +633,11 @@ static void test_numbers_out_of_range(void **state)
         const char *part;
     } cases[] = {
         {"workers: 65\n", "12:10: ", "workers is 65; it must be 0 to 64"},
+        {"audit:\n  seal_interval_ms: 9\n",
+         "13:21: ", "audit.seal_interval_ms is 9; it must be 10 to 60000"},
+        {"audit:\n  seal_wait_ms: 0\n",
+         "13:17: ", "audit.seal_wait_ms is 0; it must be 1 to 10000"},
+        {"audit:\n  seal: yes\n", "13:9: ", "audit.seal must be true or false"},
         {"limits:\n  max_header_bytes: 1023\n",
          "13:21: ", "limits.max_header_bytes is 1023; it must be 1024 to 1048576"},
         {"limits:\n  max_header_bytes: 1048577\n",
