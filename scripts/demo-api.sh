@@ -88,12 +88,42 @@ step "The next access fails"
 "${as_deployer[@]}" -d '{"purpose":"run the nightly reconciliation"}' \
   "$project/credentials/$name/access" | show
 
-step "What the audit log recorded (true reasons the agents never saw)"
+step "What the auditor sees (psql as coffer_auditor: true reasons the agents never saw)"
+sleep 1 # the sealer seals within a second; the checkpoint column shows where
 psql_bin=$(command -v psql || echo /usr/lib/postgresql/15/bin/psql)
-"$psql_bin" -X -q -d "$COFFER_DATABASE_OWNER" -c \
+echo "   \$ psql \"\$COFFER_AUDITOR_DSN\" -c 'SELECT ... FROM audit.access_log ...'"
+"$psql_bin" -X -q -d "$COFFER_AUDITOR_DSN" -c \
   "SELECT to_char(at, 'HH24:MI:SS.MS') AS at, action, reason,
-          coalesce(agent_type || '/' || instance, admin) AS who, credential, purpose
-   FROM coffer.audit_events WHERE credential = '$name' OR action IN ('request', 'fulfill')
+          coalesce(agent_type || '/' || instance, admin) AS who, credential, purpose, checkpoint
+   FROM audit.access_log WHERE credential = '$name' OR action IN ('request', 'fulfill')
    ORDER BY id DESC LIMIT 12" | sed 's/^/   /'
+
+step "The sealer has signed the log in the token; the auditor verifies it, pinning the key"
+fingerprint=$("$psql_bin" -X -Atq -d "$COFFER_AUDITOR_DSN" -c \
+  "SELECT fingerprint_hex FROM audit.signing_keys WHERE state = 'current'")
+echo "   \$ coffer audit verify --fingerprint $fingerprint"
+"$build/coffer" audit verify --fingerprint "$fingerprint" | sed 's/^/   /'
+
+step "Someone with database superuser rights edits a sealed purpose; verification finds it"
+target=$("$psql_bin" -X -Atq -d "$COFFER_DB_ADMIN_DSN" -c \
+  "SELECT max(id) FROM coffer.audit_events WHERE purpose IS NOT NULL
+     AND id <= (SELECT max(last_event) FROM coffer.audit_checkpoints)")
+original=$("$psql_bin" -X -Atq -d "$COFFER_DB_ADMIN_DSN" -c \
+  "SELECT purpose FROM coffer.audit_events WHERE id = $target")
+# Rewrites event $target's purpose with the append-only triggers disabled.
+rewrite() {
+  "$psql_bin" -X -q -d "$COFFER_DB_ADMIN_DSN" -v p="$1" >/dev/null <<SQL
+ALTER TABLE coffer.audit_events DISABLE TRIGGER USER;
+UPDATE coffer.audit_events SET purpose = :'p' WHERE id = $target;
+ALTER TABLE coffer.audit_events ENABLE TRIGGER USER;
+SQL
+}
+echo "   \$ psql \"\$COFFER_DB_ADMIN_DSN\"   (dev only) -- disable the triggers, edit event $target"
+rewrite "nothing to see here"
+echo "   \$ coffer audit verify --no-record"
+"$build/coffer" audit verify --no-record | sed 's/^/   /' || true
+rewrite "$original"
+echo "   (the purpose is put back; the checkpoints record that the triggers were disabled"
+echo "   if the sealer ran meanwhile: see schema_changed in audit.checkpoints)"
 echo
 echo "Demo complete. \`cofferd --dev $dir\` serves this environment; \`source $dir/env.sh\` to use it."

@@ -434,6 +434,23 @@ CREATE VIEW audit.denials AS
 
 COMMENT ON VIEW audit.denials IS 'Every refused operation: audit.access_log where allowed is false. The agent was told permission_denied; reason holds the true cause.';
 
+-- The columns of audit.denials are those of audit.access_log, and so are their comments.
+DO $comments$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT a.attname, d.description
+             FROM pg_catalog.pg_attribute a
+             JOIN pg_catalog.pg_description d
+               ON d.objoid = a.attrelid AND d.classoid = 'pg_catalog.pg_class'::regclass
+              AND d.objsubid = a.attnum
+             WHERE a.attrelid = 'audit.access_log'::regclass AND a.attnum > 0 LOOP
+        EXECUTE pg_catalog.format('COMMENT ON COLUMN audit.denials.%I IS %L', c.attname,
+                                  c.description);
+    END LOOP;
+END
+$comments$;
+
 CREATE VIEW audit.unexpected_purposes AS
     SELECT id, at, target_org, project, credential, version, org, agent_type, instance, purpose,
            request_id

@@ -36,11 +36,11 @@ struct coffer_store_seal_head {
 enum coffer_err coffer_store_seal_begin(struct coffer_store *s, bool *got) COFFER_MUST_USE;
 
 /*
- * Inside the sealing transaction: waits (at most wait_ms) for every
- * transaction that is writing events to end, while holding back new ones,
- * and returns the highest event id: every event at or below it is committed
- * or rolled back for good. COFFER_E_CONFLICT if the wait ran out (the
- * transaction is then aborted: roll it back and try again later).
+ * In a short transaction of its own (call it outside any): waits at most
+ * wait_ms for every transaction that is writing events to end, holding back
+ * new ones meanwhile, and returns the highest event id: every event at or
+ * below it is committed or rolled back for good, whoever seals it later.
+ * COFFER_E_CONFLICT if the wait ran out (nothing is held; try again later).
  */
 enum coffer_err coffer_store_seal_horizon(struct coffer_store *s, unsigned wait_ms,
                                           int64_t *through) COFFER_MUST_USE;
@@ -129,6 +129,10 @@ enum coffer_err coffer_store_audit_read_events(struct coffer_store *s,
 enum coffer_err coffer_store_audit_read_span(struct coffer_store *s,
                                              const struct coffer_store_audit_filter *f,
                                              int64_t *min_id, int64_t *max_id) COFFER_MUST_USE;
+
+/* The number of the last checkpoint; 0 if there is none. */
+enum coffer_err coffer_store_audit_read_last_seq(struct coffer_store *s,
+                                                 int64_t *seq) COFFER_MUST_USE;
 
 /* Events at or below *through were pruned (audit.prunes); 0 if none. */
 enum coffer_err coffer_store_audit_read_pruned(struct coffer_store *s,

@@ -20,7 +20,7 @@
 #include "coffer/mem.h"
 #include "coffer/store_audit.h"
 
-static enum coffer_err seal_tx(struct coffer_keys *k, struct coffer_store *st, unsigned wait_ms,
+static enum coffer_err seal_tx(struct coffer_keys *k, struct coffer_store *st, int64_t through,
                                unsigned char *sealed, struct coffer_audit_seal_result *out)
 {
     struct coffer_store_seal_head h;
@@ -29,7 +29,6 @@ static enum coffer_err seal_tx(struct coffer_keys *k, struct coffer_store *st, u
     unsigned char sig[COFFER_AUDIT_SIG_MAX];
     char msg[COFFER_AUDIT_MESSAGE_MAX];
     char *schema_text = NULL;
-    int64_t through = 0;
     int64_t last_id = 0;
     size_t spki_len = 0;
     size_t sig_len = 0;
@@ -39,12 +38,7 @@ static enum coffer_err seal_tx(struct coffer_keys *k, struct coffer_store *st, u
     enum coffer_err r;
 
     memset(&f, 0, sizeof(f));
-    r = coffer_store_seal_horizon(st, wait_ms, &through);
-    if (r == COFFER_E_CONFLICT) {
-        out->busy = true;
-        return COFFER_OK;
-    }
-    if (r != COFFER_OK || (r = coffer_store_seal_head(st, &h)) != COFFER_OK ||
+    if ((r = coffer_store_seal_head(st, &h)) != COFFER_OK ||
         (r = coffer_store_audit_schema(st, &schema_text, f.schema, f.at)) != COFFER_OK) {
         goto out;
     }
@@ -108,11 +102,17 @@ enum coffer_err coffer_audit_seal_once(struct coffer_keys *k, struct coffer_stor
                                        unsigned wait_ms, struct coffer_audit_seal_result *out)
 {
     unsigned char *sealed = NULL;
+    int64_t through = 0;
     bool got = false;
     enum coffer_err r;
 
     memset(out, 0, sizeof(*out));
-    if ((r = coffer_store_seal_begin(st, &got)) != COFFER_OK) {
+    r = coffer_store_seal_horizon(st, wait_ms, &through);
+    if (r == COFFER_E_CONFLICT) {
+        out->busy = true;
+        return COFFER_OK;
+    }
+    if (r != COFFER_OK || (r = coffer_store_seal_begin(st, &got)) != COFFER_OK) {
         return r;
     }
     if (!got) {
@@ -124,7 +124,7 @@ enum coffer_err coffer_audit_seal_once(struct coffer_keys *k, struct coffer_stor
         coffer_store_rollback(st);
         return coffer_err_set(COFFER_E_NOMEM, "sealing: room for the sealed list");
     }
-    r = seal_tx(k, st, wait_ms, sealed, out);
+    r = seal_tx(k, st, through, sealed, out);
     if (r == COFFER_OK && out->sealed) {
         r = coffer_store_commit(st);
     } else {

@@ -468,7 +468,12 @@ static int cmd_export(const struct opts *o)
             cli_fail("reading the audit log", r);
             goto out;
         }
-        /* to_seq 0 with from_seq set: the newest selected events are unsealed; walk to the end. */
+        /* The newest selected events are unsealed: the walk goes to the last checkpoint. */
+        if (from_seq > 0 && to_seq == 0 &&
+            (r = coffer_store_audit_read_last_seq(w.st, &to_seq)) != COFFER_OK) {
+            cli_fail("reading the checkpoints", r);
+            goto out;
+        }
         w.next_event = lo;
     }
     if (o->output != NULL && (out = fopen(o->output, "w")) == NULL) {
@@ -481,7 +486,7 @@ static int cmd_export(const struct opts *o)
     h.until = o->until;
     h.org = o->org;
     h.first_checkpoint = from_seq;
-    h.last_checkpoint = h.complete ? to_seq : 0;
+    h.last_checkpoint = to_seq;
     if ((r = coffer_audit_writer_new(out, fmt, &w.w)) != COFFER_OK ||
         (r = coffer_audit_write_header(w.w, &h)) != COFFER_OK ||
         (r = coffer_store_audit_read_keys(w.st, on_key, &w)) != COFFER_OK) {

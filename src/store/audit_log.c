@@ -44,11 +44,14 @@ static const struct store_stmt seal_try_lock = {
     .ncols = 1,
 };
 
-/* Waits for every writer of events (they hold the lock shared) and holds back new ones. */
+/*
+ * Waits for every writer of events (they hold the lock shared until they end)
+ * and holds back new ones until this transaction ends.
+ */
 static const struct store_stmt seal_lock_events = {
     .name = "coffer_seal_lock_events",
     .sql = "SELECT pg_catalog.set_config('lock_timeout', $1, true), "
-           "pg_catalog.pg_advisory_lock(" LOCK_EVENTS ")",
+           "pg_catalog.pg_advisory_xact_lock(" LOCK_EVENTS ")",
     .nparams = 1,
     .types = {STORE_OID_TEXT},
     .ncols = 2,
@@ -57,10 +60,9 @@ static const struct store_stmt seal_lock_events = {
 /* A new statement, so a new snapshot: every event committed before the lock was granted. */
 static const struct store_stmt seal_max_id = {
     .name = "coffer_seal_max_id",
-    .sql = "SELECT COALESCE(max(id), 0), pg_catalog.pg_advisory_unlock(" LOCK_EVENTS "), "
-           "pg_catalog.set_config('lock_timeout', '0', true) FROM coffer.audit_events",
+    .sql = "SELECT COALESCE(max(id), 0) FROM coffer.audit_events",
     .nparams = 0,
-    .ncols = 3,
+    .ncols = 1,
 };
 
 static const struct store_stmt seal_head = {
@@ -191,18 +193,14 @@ enum coffer_err coffer_store_seal_begin(struct coffer_store *s, bool *got)
     return r;
 }
 
-enum coffer_err coffer_store_seal_horizon(struct coffer_store *s, unsigned wait_ms,
-                                          int64_t *through)
+/* Inside the horizon's transaction: the lock, then the highest id under a fresh snapshot. */
+static enum coffer_err horizon_tx(struct coffer_store *s, unsigned wait_ms, int64_t *through)
 {
     struct store_params p = {0};
     PGresult *res = NULL;
     char timeout[24];
     enum coffer_err r;
 
-    *through = 0;
-    if ((r = store_require_tx(s, "sealing horizon")) != COFFER_OK) {
-        return r;
-    }
     (void)snprintf(timeout, sizeof(timeout), "%ums", wait_ms == 0 ? 1u : wait_ms);
     store_param_text(&p, timeout);
     r = store_exec(s, &seal_lock_events, &p, "waiting for the event writers", &res);
@@ -222,6 +220,27 @@ enum coffer_err coffer_store_seal_horizon(struct coffer_store *s, unsigned wait_
     }
     PQclear(res);
     return r;
+}
+
+enum coffer_err coffer_store_seal_horizon(struct coffer_store *s, unsigned wait_ms,
+                                          int64_t *through)
+{
+    enum coffer_err r;
+
+    *through = 0;
+    if (coffer_store_in_tx(s)) {
+        return coffer_err_set(COFFER_E_STATE, "sealing horizon: inside a transaction");
+    }
+    /* Its own short transaction: the lock ends with it, on every path. */
+    if ((r = coffer_store_begin(s)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = horizon_tx(s, wait_ms, through)) != COFFER_OK) {
+        coffer_store_rollback(s);
+        *through = 0;
+        return r;
+    }
+    return coffer_store_commit(s);
 }
 
 enum coffer_err coffer_store_seal_head(struct coffer_store *s, struct coffer_store_seal_head *out)
@@ -777,6 +796,23 @@ enum coffer_err coffer_store_audit_read_events(struct coffer_store *s,
             return r;
         }
     }
+}
+
+enum coffer_err coffer_store_audit_read_last_seq(struct coffer_store *s, int64_t *seq)
+{
+    static const char sql[] = "SELECT COALESCE(max(seq), 0) FROM audit.checkpoints";
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    *seq = 0;
+    if ((r = reader_exec(s, sql, 0, NULL, "reading audit.checkpoints", &res)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = store_one_row(res, "audit.checkpoints")) == COFFER_OK) {
+        r = parse_i64(val(res, 0, 0), "max(audit.checkpoints.seq)", 0, seq);
+    }
+    PQclear(res);
+    return r;
 }
 
 enum coffer_err coffer_store_audit_read_pruned(struct coffer_store *s, int64_t *through)
