@@ -31,6 +31,7 @@ demo: deps build
 bench: build
 	./build/core_bench
 	./build/api_bench
+	./build/api_bench 10 0 seal 64
 
 clean:
 	rm -rf build build-asan

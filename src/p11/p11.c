@@ -600,6 +600,18 @@ static enum coffer_err login(struct coffer_p11 *p, const struct coffer_p11_confi
     if (rv == CKR_USER_ALREADY_LOGGED_IN) {
         return COFFER_OK;
     }
+    /*
+     * SoftHSMv2 answers this, too, when it reads the token file while another
+     * process rewrites it. No PIN was tried, so asking again cannot lock the
+     * token: it is a token error, which opening tries again.
+     */
+    if (rv == CKR_USER_PIN_NOT_INITIALIZED) {
+        return coffer_err_set(
+            COFFER_E_TOKEN,
+            "logging in to token '%s': C_Login: CKR_USER_PIN_NOT_INITIALIZED: the "
+            "token has no user PIN (or its file was being rewritten)",
+            p->info.label);
+    }
     if (rv != CKR_OK) {
         return coffer_err_wrap(p11_rv_fail("C_Login", rv, P11_PATH_NORMAL),
                                "logging in to token '%s'", p->info.label);
@@ -752,7 +764,8 @@ enum coffer_err coffer_p11_open(const struct coffer_p11_config *cfg, struct coff
          * SoftHSMv2 keeps each token in one file that a login rewrites, and
          * a process that reads the file at that moment sees no token (at
          * C_Initialize) or fails with CKR_GENERAL_ERROR (C_GetTokenInfo,
-         * C_Login): several workers starting together trip over each
+         * C_Login) or CKR_USER_PIN_NOT_INITIALIZED (C_Login, turned into a
+         * token error): several processes starting together trip over each
          * other. Those two answers are tried again, with the module started
          * afresh, a few times; a wrong PIN never is, so that retries cannot
          * lock the token, and a token that is really absent still fails.

@@ -40,11 +40,21 @@ static struct coffer_dev_env env;
 static char dir[] = "/tmp/coffer-api-bench.XXXXXX";
 static pid_t server;
 
+/* Stops what was started (cofferd, then the cluster, by their PIDs) and exits 1. */
 static void die(const char *what)
 {
+    int status;
+
     fprintf(stderr, "api_bench: %s: %s\n", what, coffer_err_detail());
     if (server > 0) {
         (void)kill(server, SIGTERM);
+        if (coffer_proc_wait(server, 30000, &status) != COFFER_OK) {
+            fprintf(stderr, "api_bench: cofferd (PID %ld) did not stop\n", (long)server);
+        }
+        server = 0;
+    }
+    if (env.dir[0] != '\0' && coffer_dev_pg_stop(&env) != COFFER_OK) {
+        fprintf(stderr, "api_bench: PostgreSQL did not stop: %s\n", coffer_err_detail());
     }
     exit(1);
 }
@@ -117,7 +127,7 @@ static void wait_healthy(void)
         usleep(100 * 1000);
     }
     fprintf(stderr, "api_bench: cofferd did not become healthy (see %s/cofferd.log)\n", dir);
-    exit(1);
+    die("waiting for cofferd");
 }
 
 static long long granted_events(void)
@@ -274,7 +284,7 @@ static double wrk_rate(int seconds, int conns, const char *lua, char *p99, size_
     char rate[32];
     const char *wargv[] = {"/usr/bin/wrk",
                            "-t",
-                           "2",
+                           conns < 2 ? "1" : "2",
                            "-c",
                            c,
                            "-d",
@@ -301,14 +311,14 @@ static double wrk_rate(int seconds, int conns, const char *lua, char *p99, size_
  * cofferd. For the runs with sealing, the lag of every event sealed in the
  * run (checkpoint time minus event time) is read back from the database.
  */
-static int seal_compare(int seconds, const char *lua, const char *log, const char *base)
+static int seal_compare(int seconds, int conns, const char *lua, const char *log, const char *base)
 {
     double on_sum = 0;
     double off_sum = 0;
 
-    printf("api_bench seal: wrk, 64 connections, 2 threads, %d s per run; sealing running "
+    printf("api_bench seal: wrk, %d connection(s), keep-alive, %d s per run; sealing running "
            "(every 200 ms) against paused, alternated; %s\n\n",
-           seconds, dir);
+           conns, seconds, dir);
     printf("%-6s %-8s %12s %10s %14s %14s\n", "round", "sealing", "accesses/s", "p99",
            "lag p99 (ms)", "lag max (ms)");
     for (int round = 1; round <= 3; round++) {
@@ -321,7 +331,7 @@ static int seal_compare(int seconds, const char *lua, const char *log, const cha
             stop_server();
             set_sealing(base, on != 0);
             start_server(log);
-            rate = wrk_rate(seconds, 64, lua, p99, sizeof(p99));
+            rate = wrk_rate(seconds, conns, lua, p99, sizeof(p99));
             if (rate < 0) {
                 return 1;
             }
@@ -375,7 +385,7 @@ int main(int argc, char **argv)
     FILE *f;
 
     if (seconds < 1 || seconds > 600 || n_workers < 0 || n_workers > 64) {
-        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal]]]\n");
+        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal [CONNECTIONS]]]]\n");
         return 2;
     }
     if (coffer_harden_process() != COFFER_OK || mkdtemp(dir) == NULL || chmod(dir, 0755) != 0) {
@@ -430,7 +440,10 @@ int main(int argc, char **argv)
     OPENSSL_cleanse(token, sizeof(token));
 
     if (seal_mode) {
-        int rc = seal_compare(seconds, lua, log, base_config);
+        int n_conns = argc > 4 ? atoi(argv[4]) : 64;
+        int rc = n_conns >= 1 && n_conns <= 1024
+                     ? seal_compare(seconds, n_conns, lua, log, base_config)
+                     : 2;
 
         stop_server();
         if (coffer_dev_pg_stop(&env) != COFFER_OK || coffer_dev_remove_tree(dir) != COFFER_OK) {
