@@ -202,53 +202,6 @@ enum coffer_err coffer_p11_find_ec_pair(struct coffer_p11_session *s, const char
 
 /* ---- Reading back --------------------------------------------------------------------- */
 
-/* One boolean attribute on its own; one the token does not have reads as false. */
-static enum coffer_err get_bool(struct coffer_p11_session *s, coffer_p11_obj obj,
-                                CK_ATTRIBUTE_TYPE type, const char *name, bool *out)
-{
-    CK_BBOOL v = CK_FALSE;
-    CK_ATTRIBUTE a = {type, &v, sizeof(v)};
-    CK_RV rv;
-
-    *out = false;
-    rv = fn_of(s)->C_GetAttributeValue(s->handle, obj, &a, 1);
-    if (rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE) {
-        return COFFER_OK;
-    }
-    if (rv != CKR_OK) {
-        return coffer_err_wrap(p11_rv_fail("C_GetAttributeValue", rv, P11_PATH_NORMAL),
-                               "reading %s of object %lu", name, obj);
-    }
-    if (a.ulValueLen != sizeof(CK_BBOOL)) {
-        return coffer_err_set(COFFER_E_TOKEN, "%s of object %lu is %ld bytes, not a CK_BBOOL", name,
-                              obj, (long)a.ulValueLen);
-    }
-    *out = v != CK_FALSE;
-    return COFFER_OK;
-}
-
-/* A CK_ULONG attribute (CKA_CLASS, CKA_KEY_TYPE) that every key has. */
-static enum coffer_err get_ulong(struct coffer_p11_session *s, coffer_p11_obj obj,
-                                 CK_ATTRIBUTE_TYPE type, const char *name, CK_ULONG *out)
-{
-    CK_ULONG v = (CK_ULONG)-1;
-    CK_ATTRIBUTE a = {type, &v, sizeof(v)};
-    CK_RV rv;
-
-    *out = (CK_ULONG)-1;
-    rv = fn_of(s)->C_GetAttributeValue(s->handle, obj, &a, 1);
-    if (rv != CKR_OK) {
-        return coffer_err_wrap(p11_rv_fail("C_GetAttributeValue", rv, P11_PATH_NORMAL),
-                               "reading %s of object %lu", name, obj);
-    }
-    if (a.ulValueLen != sizeof(CK_ULONG)) {
-        return coffer_err_set(COFFER_E_TOKEN, "%s of object %lu is %ld bytes", name, obj,
-                              (long)a.ulValueLen);
-    }
-    *out = v;
-    return COFFER_OK;
-}
-
 /*
  * A byte-string attribute of at most cap bytes. *len is 0 for an attribute
  * the object does not have; COFFER_E_LIMIT for a longer one.
@@ -425,13 +378,14 @@ static enum coffer_err read_ec_attrs(struct coffer_p11_session *s,
     };
 
     if ((rc = coffer_p11_attrs(s, pair->priv, &out->common)) != COFFER_OK ||
-        (rc = get_ulong(s, pair->priv, CKA_CLASS, "CKA_CLASS", &cls)) != COFFER_OK ||
-        (rc = get_ulong(s, pair->priv, CKA_KEY_TYPE, "CKA_KEY_TYPE", &priv_type)) != COFFER_OK ||
-        (rc = get_ulong(s, pair->pub, CKA_KEY_TYPE, "CKA_KEY_TYPE", &pub_type)) != COFFER_OK) {
+        (rc = p11_attr_ulong(s, pair->priv, CKA_CLASS, "CKA_CLASS", &cls)) != COFFER_OK ||
+        (rc = p11_attr_ulong(s, pair->priv, CKA_KEY_TYPE, "CKA_KEY_TYPE", &priv_type)) !=
+            COFFER_OK ||
+        (rc = p11_attr_ulong(s, pair->pub, CKA_KEY_TYPE, "CKA_KEY_TYPE", &pub_type)) != COFFER_OK) {
         return rc;
     }
     for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
-        if ((rc = get_bool(s, bools[i].obj, bools[i].type, bools[i].name, bools[i].dst)) !=
+        if ((rc = p11_attr_bool(s, bools[i].obj, bools[i].type, bools[i].name, bools[i].dst)) !=
             COFFER_OK) {
             return rc;
         }

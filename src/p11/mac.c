@@ -85,52 +85,6 @@ enum coffer_err coffer_p11_generate_hmac_key(struct coffer_p11_session *s, const
     return COFFER_OK;
 }
 
-/* One boolean attribute on its own; one the token does not have reads as false. */
-static enum coffer_err read_bool(struct coffer_p11_session *s, coffer_p11_obj key,
-                                 CK_ATTRIBUTE_TYPE type, const char *name, bool *out)
-{
-    CK_BBOOL v = CK_FALSE;
-    CK_ATTRIBUTE a = {type, &v, sizeof(v)};
-    CK_RV rv;
-
-    *out = false;
-    rv = fn_of(s)->C_GetAttributeValue(s->handle, key, &a, 1);
-    if (rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE) {
-        return COFFER_OK;
-    }
-    if (rv != CKR_OK) {
-        return coffer_err_wrap(p11_rv_fail("C_GetAttributeValue", rv, P11_PATH_NORMAL),
-                               "reading %s of key %lu", name, key);
-    }
-    if (a.ulValueLen != sizeof(CK_BBOOL)) {
-        return coffer_err_set(COFFER_E_TOKEN, "%s of key %lu is %ld bytes", name, key,
-                              (long)a.ulValueLen);
-    }
-    *out = v == CK_TRUE;
-    return COFFER_OK;
-}
-
-static enum coffer_err read_key_type(struct coffer_p11_session *s, coffer_p11_obj key,
-                                     CK_KEY_TYPE *out)
-{
-    CK_KEY_TYPE v = (CK_KEY_TYPE)-1;
-    CK_ATTRIBUTE a = {CKA_KEY_TYPE, &v, sizeof(v)};
-    CK_RV rv;
-
-    *out = (CK_KEY_TYPE)-1;
-    rv = fn_of(s)->C_GetAttributeValue(s->handle, key, &a, 1);
-    if (rv != CKR_OK) {
-        return coffer_err_wrap(p11_rv_fail("C_GetAttributeValue", rv, P11_PATH_NORMAL),
-                               "reading CKA_KEY_TYPE of key %lu", key);
-    }
-    if (a.ulValueLen != sizeof(CK_KEY_TYPE)) {
-        return coffer_err_set(COFFER_E_TOKEN, "CKA_KEY_TYPE of key %lu is %ld bytes", key,
-                              (long)a.ulValueLen);
-    }
-    *out = v;
-    return COFFER_OK;
-}
-
 enum coffer_err coffer_p11_mac_attrs(struct coffer_p11_session *s, coffer_p11_obj key,
                                      struct coffer_p11_mac_attrs *out)
 {
@@ -144,10 +98,10 @@ enum coffer_err coffer_p11_mac_attrs(struct coffer_p11_session *s, coffer_p11_ob
     if ((rc = coffer_p11_attrs(s, key, &out->common)) != COFFER_OK) {
         return rc;
     }
-    if ((rc = read_key_type(s, key, &type)) != COFFER_OK ||
-        (rc = read_bool(s, key, CKA_SIGN, "CKA_SIGN", &out->sign)) != COFFER_OK ||
-        (rc = read_bool(s, key, CKA_VERIFY, "CKA_VERIFY", &out->verify)) != COFFER_OK ||
-        (rc = read_bool(s, key, CKA_DERIVE, "CKA_DERIVE", &out->derive)) != COFFER_OK) {
+    if ((rc = p11_attr_ulong(s, key, CKA_KEY_TYPE, "CKA_KEY_TYPE", &type)) != COFFER_OK ||
+        (rc = p11_attr_bool(s, key, CKA_SIGN, "CKA_SIGN", &out->sign)) != COFFER_OK ||
+        (rc = p11_attr_bool(s, key, CKA_VERIFY, "CKA_VERIFY", &out->verify)) != COFFER_OK ||
+        (rc = p11_attr_bool(s, key, CKA_DERIVE, "CKA_DERIVE", &out->derive)) != COFFER_OK) {
         memset(out, 0, sizeof(*out));
         return rc;
     }

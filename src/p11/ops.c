@@ -241,32 +241,48 @@ enum coffer_err coffer_p11_kcv(struct coffer_p11_session *s, coffer_p11_obj key,
     return COFFER_OK;
 }
 
-/*
- * Reads one boolean attribute on its own, so that a token that does not know
- * one of them does not hide the others. An attribute the token does not have
- * reads as false.
- */
-static enum coffer_err get_bool(struct coffer_p11_session *s, coffer_p11_obj key,
-                                CK_ATTRIBUTE_TYPE type, const char *name, bool *out)
+enum coffer_err p11_attr_bool(struct coffer_p11_session *s, coffer_p11_obj obj,
+                              CK_ATTRIBUTE_TYPE type, const char *name, bool *out)
 {
     CK_BBOOL v = CK_FALSE;
     CK_ATTRIBUTE a = {type, &v, sizeof(v)};
     CK_RV rv;
 
     *out = false;
-    rv = fn_of(s)->C_GetAttributeValue(s->handle, key, &a, 1);
+    rv = fn_of(s)->C_GetAttributeValue(s->handle, obj, &a, 1);
     if (rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE) {
         return COFFER_OK;
     }
     if (rv != CKR_OK) {
         return coffer_err_wrap(p11_rv_fail("C_GetAttributeValue", rv, P11_PATH_NORMAL),
-                               "reading %s of key %lu", name, key);
+                               "reading %s of object %lu", name, obj);
     }
     if (a.ulValueLen != sizeof(CK_BBOOL)) {
-        return coffer_err_set(COFFER_E_TOKEN, "%s of key %lu is %ld bytes, not a CK_BBOOL", name,
-                              key, (long)a.ulValueLen);
+        return coffer_err_set(COFFER_E_TOKEN, "%s of object %lu is %ld bytes, not a CK_BBOOL", name,
+                              obj, (long)a.ulValueLen);
     }
     *out = v != CK_FALSE;
+    return COFFER_OK;
+}
+
+enum coffer_err p11_attr_ulong(struct coffer_p11_session *s, coffer_p11_obj obj,
+                               CK_ATTRIBUTE_TYPE type, const char *name, CK_ULONG *out)
+{
+    CK_ULONG v = (CK_ULONG)-1;
+    CK_ATTRIBUTE a = {type, &v, sizeof(v)};
+    CK_RV rv;
+
+    *out = (CK_ULONG)-1;
+    rv = fn_of(s)->C_GetAttributeValue(s->handle, obj, &a, 1);
+    if (rv != CKR_OK) {
+        return coffer_err_wrap(p11_rv_fail("C_GetAttributeValue", rv, P11_PATH_NORMAL),
+                               "reading %s of object %lu", name, obj);
+    }
+    if (a.ulValueLen != sizeof(CK_ULONG)) {
+        return coffer_err_set(COFFER_E_TOKEN, "%s of object %lu is %ld bytes, not a CK_ULONG", name,
+                              obj, (long)a.ulValueLen);
+    }
+    *out = v;
     return COFFER_OK;
 }
 
@@ -374,7 +390,7 @@ enum coffer_err coffer_p11_attrs(struct coffer_p11_session *s, coffer_p11_obj ke
     const size_t n = sizeof(bools) / sizeof(bools[0]);
 
     for (size_t i = 0; i < n; i++) {
-        if ((rc = get_bool(s, key, bools[i].type, bools[i].name, bools[i].dst)) != COFFER_OK) {
+        if ((rc = p11_attr_bool(s, key, bools[i].type, bools[i].name, bools[i].dst)) != COFFER_OK) {
             goto out;
         }
     }

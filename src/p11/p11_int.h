@@ -107,6 +107,19 @@ enum coffer_err p11_session_reset(struct coffer_p11_session *s) COFFER_MUST_USE;
 enum coffer_err p11_list_slots(CK_FUNCTION_LIST *fn, CK_SLOT_ID **out,
                                CK_ULONG *out_n) COFFER_MUST_USE;
 
+/*
+ * Reads one boolean attribute on its own, so that a token that does not know
+ * one of them does not hide the others. An attribute the token does not
+ * have, or keeps sensitive, reads as false.
+ */
+enum coffer_err p11_attr_bool(struct coffer_p11_session *s, coffer_p11_obj obj,
+                              CK_ATTRIBUTE_TYPE type, const char *name, bool *out) COFFER_MUST_USE;
+
+/* Reads a CK_ULONG attribute (CKA_CLASS, CKA_KEY_TYPE) that the object must have. */
+enum coffer_err p11_attr_ulong(struct coffer_p11_session *s, coffer_p11_obj obj,
+                               CK_ATTRIBUTE_TYPE type, const char *name,
+                               CK_ULONG *out) COFFER_MUST_USE;
+
 /* Copies a space-padded token field into a NUL-terminated string without the padding. */
 void p11_trim_field(char *dst, size_t dst_size, const unsigned char *src, size_t src_len);
 
