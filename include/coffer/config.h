@@ -62,6 +62,12 @@ struct coffer_config {
     bool audit_seal;                 /* seal: default true */
     unsigned audit_seal_interval_ms; /* seal_interval_ms: pause between rounds, default 200 */
     unsigned audit_seal_wait_ms;     /* seal_wait_ms: longest pause of event writers, default 100 */
+
+    /* keys: the sweeper in the background process, which moves rows to current key versions */
+    bool keys_sweep;                 /* sweep: default true */
+    unsigned keys_sweep_batch;       /* sweep_batch: rows per step, default 500 */
+    unsigned keys_sweep_interval_ms; /* sweep_interval_ms: pause between steps, default 50 */
+    unsigned keys_sweep_idle_ms;     /* sweep_idle_ms: looking for work when none, default 5000 */
 };
 
 /*

@@ -121,6 +121,45 @@ enum coffer_err coffer_keys_org_key_retire(struct coffer_keys *k, struct coffer_
                                            const struct coffer_uuid *org_id, uint32_t version,
                                            int64_t *refs) COFFER_MUST_USE;
 
+/* ---- Destruction and crypto-shredding ------------------------------------------ */
+
+/*
+ * Destroys a retired MK version: removes the token object "coffer-mk-v<n>"
+ * (C_DestroyObject on every object with that label, then checks that none is
+ * left) and marks the version destroyed. COFFER_E_STATE unless the version is
+ * retired; COFFER_E_REFERENCED (with *refs) if anything still references it.
+ * A version whose token object is already gone is marked destroyed. *out (may
+ * be NULL) receives the label and the KCV recorded for it, for the transcript.
+ */
+enum coffer_err coffer_keys_mk_destroy(struct coffer_keys *k, struct coffer_store *st,
+                                       uint32_t version, int64_t *refs,
+                                       struct coffer_keys_created *out) COFFER_MUST_USE;
+
+/* What a shred did, for the transcript. */
+struct coffer_keys_shred_report {
+    uint32_t org_key_versions;   /* org key versions of the org destroyed */
+    int64_t credential_versions; /* its credential versions made unreadable */
+    uint32_t old_mk_version;     /* the MK version destroyed with them (0 if none) */
+    unsigned char old_mk_kcv[COFFER_KCV_LEN];
+    uint32_t new_mk_version; /* the MK version now current */
+    unsigned char new_mk_kcv[COFFER_KCV_LEN];
+    int64_t org_keys_rewrapped; /* other orgs' key versions moved to the new MK */
+};
+
+/*
+ * Crypto-shreds an org: marks every version of its org key destroyed and
+ * overwrites the stored wrapped keys; then, so that no database backup can
+ * unwrap them either, creates a new MK version, rewraps every other org's key
+ * versions under it, and retires and destroys every older MK version. After
+ * it returns, the org's credentials cannot be decrypted by anyone, from this
+ * database or any copy of it; every other org reads as before. Safe to run
+ * again after a crash at any step: it finishes what is left. *out (may be
+ * NULL) receives what was done.
+ */
+enum coffer_err coffer_keys_org_shred(struct coffer_keys *k, struct coffer_store *st,
+                                      const struct coffer_uuid *org_id,
+                                      struct coffer_keys_shred_report *out) COFFER_MUST_USE;
+
 /* ---- Credentials ------------------------------------------------------------- */
 
 struct coffer_keys_write {

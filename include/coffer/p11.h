@@ -332,4 +332,26 @@ enum coffer_err coffer_p11_ecdsa_sign(struct coffer_p11_session *s, coffer_p11_o
 enum coffer_err coffer_p11_label_max_version(struct coffer_p11_session *s, const char *prefix,
                                              uint32_t *out) COFFER_MUST_USE;
 
+/* ---- Destroying persistent objects by label --------------------------------------- */
+
+/*
+ * How many token objects (CKA_TOKEN, any class) carry CKA_LABEL label, up to
+ * 32 (a larger count reads as 32). COFFER_E_INVALID for a label that is not
+ * 1 to 64 bytes; token errors otherwise.
+ */
+enum coffer_err coffer_p11_count_labelled(struct coffer_p11_session *s, const char *label,
+                                          size_t *out) COFFER_MUST_USE;
+
+/*
+ * Destroys every token object (CKA_TOKEN, any class) labelled label with
+ * C_DestroyObject, then searches again and succeeds only if none is left.
+ * No such object at all is success with *destroyed 0. *destroyed (may be
+ * NULL) receives how many this call destroyed, also on failure.
+ * COFFER_E_INVALID for a bad label, COFFER_E_TOKEN if an object is still
+ * there afterwards (the detail says how many) or the token refuses.
+ * Session objects (cached copies) are not touched: drop them from the cache.
+ */
+enum coffer_err coffer_p11_destroy_labelled(struct coffer_p11_session *s, const char *label,
+                                            size_t *destroyed) COFFER_MUST_USE;
+
 #endif

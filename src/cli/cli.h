@@ -43,5 +43,6 @@ int cli_policy(int argc, char **argv);
 int cli_project(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_ceremony(int argc, char **argv);
 
 #endif

@@ -53,8 +53,27 @@ static const char usage[] =
     "  keys sweep [--batch N]          rewrap every row still under an older version\n"
     "  keys retire-org ORG VERSION     retire an org key version that wraps nothing\n"
     "  keys retire-mk VERSION          retire a master key version that wraps nothing\n"
+    "  keys destroy-mk VERSION         destroy a retired master key version in the token\n"
+    "  keys shred-org ORG              crypto-shred an org (asks for its name on stdin): its\n"
+    "                                  credentials become unreadable, backups included\n"
     "  keys create-audit-key           create the next audit signing key (ECDSA P-256) in the\n"
     "                                  token, record it as current, print its fingerprint\n"
+    "\n"
+    "Security officers, on the host that reaches the token (docs/officers.md):\n"
+    "  ceremony init --quorum M --officer NAME...   the first ceremony: enrol officers, set\n"
+    "                                  the quorum, create or record MK v1, the audit signing\n"
+    "                                  key and the token MAC key\n"
+    "  ceremony officer list           officers and the quorum\n"
+    "  ceremony prepare KIND [ARGS] [--expires-in D]   write a plan for officers to approve:\n"
+    "                                  officer-add NAME | officer-remove NAME | set-quorum M |\n"
+    "                                  rotate-mk | retire-mk V | retire-org ORG V |\n"
+    "                                  destroy-mk V | shred-org ORG (D: 30m default, 24h max)\n"
+    "  ceremony approve PLAN --officer NAME --sha256 HEX   approve with a passphrase\n"
+    "  ceremony run PLAN               run an approved plan; print the signed transcript\n"
+    "  ceremony rotate-org-key ORG     an admin's org key rotation, with a transcript\n"
+    "  ceremony show ID [--fingerprint HEX]   re-print a transcript and verify its signature\n"
+    "  Passphrases are read with echo off, or one line each from stdin when it is not a\n"
+    "  terminal.\n"
     "\n"
     "For auditors (as COFFER_AUDITOR_DSN; no token needed):\n"
     "  audit verify [--fingerprint HEX] check every event hash, the chain and every signature\n"
@@ -190,6 +209,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "audit") == 0) {
         return cli_audit(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "ceremony") == 0) {
+        return cli_ceremony(argc - 1, argv + 1);
     }
     for (size_t i = 0; i < sizeof(api_commands) / sizeof(api_commands[0]); i++) {
         if (strcmp(argv[1], api_commands[i]) == 0) {

@@ -104,6 +104,14 @@ static int status(struct cli_ctx *c, const char *org_name)
     printf("rotation\n  credential versions not under their org's current key: %lld\n"
            "  org key versions not under the current master key: %lld\n",
            (long long)stale_cv, (long long)stale_ok);
+    if (stale_cv + stale_ok == 0) {
+        printf("  nothing left to sweep: every row is under the current key versions\n");
+    } else {
+        /* The count falls as cofferd's background sweeper (or `coffer keys sweep`) works. */
+        printf("  sweeping: %lld left (cofferd sweeps in the background; without a running "
+               "cofferd, run `coffer keys sweep`)\n",
+               (long long)(stale_cv + stale_ok));
+    }
     rc = 0;
 out:
     coffer_free(mks);
@@ -116,8 +124,8 @@ static void print_created(const char *what, const struct coffer_keys_created *k,
     char kcv[2 * COFFER_KCV_LEN + 1];
 
     kcv_hex(k->kcv, kcv);
-    printf("%s v%u is current (KCV %s), in %.1f ms; existing rows move lazily or with "
-           "`coffer keys sweep`\n",
+    printf("%s v%u is current (KCV %s), in %.1f ms; existing rows move when read and by "
+           "cofferd's background sweeper (or `coffer keys sweep` where no cofferd runs)\n",
            what, k->version, kcv, ms);
 }
 
@@ -288,6 +296,98 @@ static int retire(struct cli_ctx *c, bool mk, const char *org_name, const char *
     return 0;
 }
 
+static int destroy_mk(struct cli_ctx *c, const char *ver)
+{
+    struct coffer_keys_created gone;
+    uint32_t version = 0;
+    int64_t refs = 0;
+    char kcv[2 * COFFER_KCV_LEN + 1];
+    enum coffer_err r;
+
+    if ((r = cli_parse_version(ver, &version)) != COFFER_OK) {
+        return cli_fail("destroy-mk", r);
+    }
+    if ((r = coffer_keys_mk_destroy(c->k, c->st, version, &refs, &gone)) != COFFER_OK) {
+        return cli_fail("destroying the master key", r);
+    }
+    kcv_hex(gone.kcv, kcv);
+    printf("master key %s (KCV %s) destroyed: no object labelled %s is left in the token\n",
+           gone.label, kcv, gone.label);
+    return 0;
+}
+
+/* Reads one line from stdin into buf without its newline; false at end of input. */
+static bool read_confirmation(char *buf, size_t cap)
+{
+    size_t len;
+
+    if (fgets(buf, (int)cap, stdin) == NULL) {
+        return false;
+    }
+    len = strlen(buf);
+    if (len > 0 && buf[len - 1] == '\n') {
+        buf[--len] = '\0';
+    }
+    if (len > 0 && buf[len - 1] == '\r') {
+        buf[--len] = '\0';
+    }
+    return true;
+}
+
+/*
+ * Crypto-shreds an org after the operator types its name again. There is no
+ * --yes: an irreversible step that cannot be scripted by accident.
+ */
+static int shred_org(struct cli_ctx *c, int argc, char **argv)
+{
+    struct coffer_keys_shred_report rep;
+    struct coffer_org org;
+    char typed[COFFER_NAME_MAX + 8];
+    char old_kcv[2 * COFFER_KCV_LEN + 1];
+    char new_kcv[2 * COFFER_KCV_LEN + 1];
+    enum coffer_err r;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0) {
+            fprintf(stderr, "coffer: shred-org takes no --yes; the org name must be typed\n");
+            return 2;
+        }
+    }
+    if (argc != 1) {
+        fprintf(stderr, "usage: coffer keys shred-org ORG\n");
+        return 2;
+    }
+    if (org_by_name(c, argv[0], &org) != 0) {
+        return 1;
+    }
+    printf("Shredding org %s destroys every version of its org key and every older master key\n"
+           "version. Its credentials become unreadable here and in every copy or backup of the\n"
+           "database. This cannot be undone.\n",
+           org.name);
+    printf("type the org name to confirm: ");
+    fflush(stdout);
+    if (!read_confirmation(typed, sizeof(typed)) || strcmp(typed, org.name) != 0) {
+        fprintf(stderr, "\ncoffer: the name typed does not match %s; nothing was done\n", org.name);
+        return 1;
+    }
+    if ((r = coffer_keys_org_shred(c->k, c->st, &org.id, &rep)) != COFFER_OK) {
+        return cli_fail("shredding the org", r);
+    }
+    kcv_hex(rep.old_mk_kcv, old_kcv);
+    kcv_hex(rep.new_mk_kcv, new_kcv);
+    printf("\norg %s shredded: %u org key version(s) destroyed, %lld credential version(s) "
+           "unreadable\n",
+           org.name, rep.org_key_versions, (long long)rep.credential_versions);
+    if (rep.old_mk_version > 0) {
+        printf("master key v%u (KCV %s) and every older version destroyed in the token\n",
+               rep.old_mk_version, old_kcv);
+    }
+    printf("master key v%u (KCV %s) is current; %lld org key version(s) of other orgs moved to "
+           "it\n",
+           rep.new_mk_version, new_kcv, (long long)rep.org_keys_rewrapped);
+    return 0;
+}
+
 int cli_keys(int argc, char **argv)
 {
     struct cli_ctx c;
@@ -296,7 +396,8 @@ int cli_keys(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: coffer keys status|rotate-org|rotate-mk|sweep|retire-org|"
-                        "retire-mk|create-token-mac|create-audit-key ...\n");
+                        "retire-mk|destroy-mk|shred-org|create-token-mac|"
+                        "create-audit-key ...\n");
         return 2;
     }
     if ((r = cli_open(&c)) != COFFER_OK) {
@@ -314,6 +415,10 @@ int cli_keys(int argc, char **argv)
         rc = retire(&c, false, argv[2], argv[3]);
     } else if (strcmp(argv[1], "retire-mk") == 0 && argc == 3) {
         rc = retire(&c, true, NULL, argv[2]);
+    } else if (strcmp(argv[1], "destroy-mk") == 0 && argc == 3) {
+        rc = destroy_mk(&c, argv[2]);
+    } else if (strcmp(argv[1], "shred-org") == 0) {
+        rc = shred_org(&c, argc - 2, argv + 2);
     } else if (strcmp(argv[1], "create-token-mac") == 0 && argc == 2) {
         rc = create_token_mac(&c);
     } else if (strcmp(argv[1], "create-audit-key") == 0 && argc == 2) {

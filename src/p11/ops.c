@@ -881,3 +881,133 @@ out:
     p11_module_release(fn);
     return rc;
 }
+
+/* ---- Destroying by label ------------------------------------------------------------- */
+
+/* Handles fetched per search; a label with more objects takes several rounds. */
+#define LABELLED_BATCH 32u
+/* Rounds of find-and-destroy before giving up on a token that keeps answering. */
+#define LABELLED_ROUNDS 64u
+
+static enum coffer_err check_label_arg(const char *label)
+{
+    if (label == NULL || label[0] == '\0' || strlen(label) > P11_LABEL_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "object label must be 1 to %u bytes",
+                              P11_LABEL_MAX);
+    }
+    return COFFER_OK;
+}
+
+/* Up to LABELLED_BATCH token objects of any class labelled label. */
+static enum coffer_err find_labelled(struct coffer_p11_session *s, const char *label,
+                                     CK_OBJECT_HANDLE found[LABELLED_BATCH], CK_ULONG *n)
+{
+    CK_BBOOL yes = CK_TRUE;
+    CK_ATTRIBUTE tmpl[2];
+    CK_RV rv, rv_final;
+
+    *n = 0;
+    tmpl[0] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
+    tmpl[1] = (CK_ATTRIBUTE){CKA_LABEL, (void *)label, (CK_ULONG)strlen(label)};
+    rv = fn_of(s)->C_FindObjectsInit(s->handle, tmpl, 2);
+    if (rv != CKR_OK) {
+        return p11_rv_fail("C_FindObjectsInit", rv, P11_PATH_NORMAL);
+    }
+    rv = fn_of(s)->C_FindObjects(s->handle, found, LABELLED_BATCH, n);
+    rv_final = fn_of(s)->C_FindObjectsFinal(s->handle);
+    if (rv != CKR_OK) {
+        *n = 0;
+        return p11_rv_fail("C_FindObjects", rv, P11_PATH_NORMAL);
+    }
+    if (rv_final != CKR_OK) {
+        *n = 0;
+        return p11_rv_fail("C_FindObjectsFinal", rv_final, P11_PATH_NORMAL);
+    }
+    if (*n > LABELLED_BATCH) {
+        CK_ULONG got = *n;
+
+        *n = 0;
+        return coffer_err_set(COFFER_E_TOKEN, "C_FindObjects returned %lu objects for room of %u",
+                              (unsigned long)got, LABELLED_BATCH);
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_p11_count_labelled(struct coffer_p11_session *s, const char *label,
+                                          size_t *out)
+{
+    CK_OBJECT_HANDLE found[LABELLED_BATCH];
+    CK_ULONG n = 0;
+    enum coffer_err rc;
+
+    if (out == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "coffer_p11_count_labelled: no output");
+    }
+    *out = 0;
+    if ((rc = p11_check_session(s)) != COFFER_OK || (rc = check_label_arg(label)) != COFFER_OK ||
+        (rc = find_labelled(s, label, found, &n)) != COFFER_OK) {
+        return rc;
+    }
+    *out = (size_t)n;
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_p11_destroy_labelled(struct coffer_p11_session *s, const char *label,
+                                            size_t *destroyed)
+{
+    CK_OBJECT_HANDLE found[LABELLED_BATCH];
+    CK_ULONG n = 0;
+    size_t count = 0;
+    enum coffer_err rc;
+    unsigned round;
+
+    if (destroyed != NULL) {
+        *destroyed = 0;
+    }
+    if ((rc = p11_check_session(s)) != COFFER_OK || (rc = check_label_arg(label)) != COFFER_OK) {
+        return rc;
+    }
+    for (round = 0; round < LABELLED_ROUNDS; round++) {
+        if ((rc = find_labelled(s, label, found, &n)) != COFFER_OK) {
+            goto out;
+        }
+        if (n == 0) {
+            break;
+        }
+        for (CK_ULONG i = 0; i < n; i++) {
+            CK_RV rv = fn_of(s)->C_DestroyObject(s->handle, found[i]);
+
+            /* An object another process removed meanwhile is as gone as one removed here. */
+            if (rv == CKR_OBJECT_HANDLE_INVALID) {
+                continue;
+            }
+            if (rv != CKR_OK) {
+                rc = coffer_err_wrap(p11_rv_fail("C_DestroyObject", rv, P11_PATH_NORMAL),
+                                     "destroying an object labelled '%s' on token '%s'", label,
+                                     s->owner->info.label);
+                goto out;
+            }
+            count++;
+        }
+    }
+    /* The token's word that the call succeeded is not enough: search once more. */
+    if ((rc = find_labelled(s, label, found, &n)) != COFFER_OK) {
+        goto out;
+    }
+    if (n > 0) {
+        rc = coffer_err_set(COFFER_E_TOKEN,
+                            "%lu object(s) labelled '%s' are still on token '%s' after "
+                            "C_DestroyObject",
+                            (unsigned long)n, label, s->owner->info.label);
+        goto out;
+    }
+    if (count > 0) {
+        coffer_info("p11", "destroyed %zu object(s) labelled '%s' on token '%s'", count, label,
+                    s->owner->info.label);
+    }
+out:
+    if (destroyed != NULL) {
+        *destroyed = count;
+    }
+    return rc;
+}

@@ -811,6 +811,69 @@ static void load_audit(struct ctx *x, const struct coffer_ynode *m)
     }
 }
 
+struct sweep_number {
+    const char *key;
+    const char *name;
+    uint64_t min;
+    uint64_t max;
+};
+
+/* The numbers of keys:, in the order of their fields after "sweep". */
+static const struct sweep_number sweep_numbers[] = {
+    {"sweep_batch", "keys.sweep_batch", 1, 10000},
+    {"sweep_interval_ms", "keys.sweep_interval_ms", 0, 60000},
+    {"sweep_idle_ms", "keys.sweep_idle_ms", 100, 3600000},
+};
+#define N_SWEEP_NUMBERS (sizeof(sweep_numbers) / sizeof(sweep_numbers[0]))
+
+static void set_sweep_number(struct coffer_config *c, size_t i, uint64_t n)
+{
+    switch (i) {
+    case 0:
+        c->keys_sweep_batch = (unsigned)n;
+        break;
+    case 1:
+        c->keys_sweep_interval_ms = (unsigned)n;
+        break;
+    case 2:
+        c->keys_sweep_idle_ms = (unsigned)n;
+        break;
+    default:
+        break;
+    }
+}
+
+/* keys: sweep (true|false), sweep_batch, sweep_interval_ms, sweep_idle_ms. */
+static void load_keys(struct ctx *x, const struct coffer_ynode *m)
+{
+    struct field f[1 + N_SWEEP_NUMBERS] = {{.key = "sweep"}};
+
+    for (size_t i = 0; i < N_SWEEP_NUMBERS; i++) {
+        f[1 + i] = (struct field){.key = sweep_numbers[i].key};
+    }
+    take_fields(x, m, f, 1 + N_SWEEP_NUMBERS, "in keys");
+    if (f[0].v != NULL && !coffer_ytree_null(f[0].v)) {
+        const struct coffer_ynode *v = f[0].v;
+
+        if (v->kind == COFFER_YNODE_SCALAR && strcmp(v->str, "true") == 0) {
+            x->c->keys_sweep = true;
+        } else if (v->kind == COFFER_YNODE_SCALAR && strcmp(v->str, "false") == 0) {
+            x->c->keys_sweep = false;
+        } else {
+            problem_at(x, v, "keys.sweep must be true or false");
+        }
+    }
+    for (size_t i = 0; i < N_SWEEP_NUMBERS; i++) {
+        const struct coffer_ynode *v = f[1 + i].v;
+        uint64_t n = 0;
+
+        if (v != NULL && !coffer_ytree_null(v) &&
+            number(x, v, sweep_numbers[i].name, sweep_numbers[i].min, sweep_numbers[i].max, &n)) {
+            set_sweep_number(x->c, i, n);
+        }
+    }
+}
+
 static void load_policy(struct ctx *x, const struct coffer_ynode *v)
 {
     struct coffer_config *c = x->c;
@@ -887,18 +950,20 @@ static void load_root(struct ctx *x, const struct coffer_ynode *root)
 {
     struct field f[] = {{.key = "listen"},   {.key = "tls"},     {.key = "pkcs11"},
                         {.key = "database"}, {.key = "workers"}, {.key = "limits"},
-                        {.key = "policy"},   {.key = "log"},     {.key = "audit"}};
+                        {.key = "policy"},   {.key = "log"},     {.key = "audit"},
+                        {.key = "keys"}};
     const char *top = "at the top level";
     const struct coffer_ynode *v;
 
     if (root->kind != COFFER_YNODE_MAPPING) {
         problem_at(x, root,
                    "a configuration file must be a mapping with the keys listen, tls, pkcs11, "
-                   "database and optionally workers, limits, policy, log and audit, not %s",
+                   "database and optionally workers, limits, policy, log, audit and keys, "
+                   "not %s",
                    kind_of(root));
         return;
     }
-    take_fields(x, root, f, 9, top);
+    take_fields(x, root, f, sizeof(f) / sizeof(f[0]), top);
     if ((v = required(x, root, &f[0], top)) != NULL) {
         load_listen(x, v);
     }
@@ -926,6 +991,9 @@ static void load_root(struct ctx *x, const struct coffer_ynode *root)
     }
     if ((v = section(x, f[8].v, "audit", true)) != NULL) {
         load_audit(x, v);
+    }
+    if ((v = section(x, f[9].v, "keys", true)) != NULL) {
+        load_keys(x, v);
     }
 }
 
@@ -1044,6 +1112,9 @@ out:
 
 #define DEFAULT_SEAL_INTERVAL_MS 200
 #define DEFAULT_SEAL_WAIT_MS 100
+#define DEFAULT_SWEEP_BATCH 500
+#define DEFAULT_SWEEP_INTERVAL_MS 50
+#define DEFAULT_SWEEP_IDLE_MS 5000
 
 static void set_defaults(struct coffer_config *c)
 {
@@ -1057,6 +1128,10 @@ static void set_defaults(struct coffer_config *c)
     c->audit_seal = true;
     c->audit_seal_interval_ms = DEFAULT_SEAL_INTERVAL_MS;
     c->audit_seal_wait_ms = DEFAULT_SEAL_WAIT_MS;
+    c->keys_sweep = true;
+    c->keys_sweep_batch = DEFAULT_SWEEP_BATCH;
+    c->keys_sweep_interval_ms = DEFAULT_SWEEP_INTERVAL_MS;
+    c->keys_sweep_idle_ms = DEFAULT_SWEEP_IDLE_MS;
 }
 
 /* workers 0: one per online core, at least 1 and at most COFFER_CONFIG_WORKERS_MAX. */

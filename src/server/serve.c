@@ -279,9 +279,23 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/*
+ * In a child: a SIGTERM when the supervisor dies, even by SIGKILL, so that no
+ * worker goes on serving (or holding its token login) without the process that
+ * replaces and stops it. A supervisor that died before this took effect is
+ * seen as a new parent.
+ */
+static void follow_supervisor(pid_t supervisor)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() != supervisor) {
+        _exit(1);
+    }
+}
+
 static enum coffer_err start_worker(const struct serve_opts *o, int fd, int index,
                                     const sigset_t *set, struct slot *s)
 {
+    pid_t supervisor = getpid();
     pid_t pid;
 
     if (shared_stats != NULL) {
@@ -296,6 +310,7 @@ static enum coffer_err start_worker(const struct serve_opts *o, int fd, int inde
     if (pid == 0) {
         /* The process name operators see in ps and top. */
         (void)prctl(PR_SET_NAME, "cofferd-worker", 0, 0, 0);
+        follow_supervisor(supervisor);
         _exit(worker_main(o, fd, index, set));
     }
     s->pid = pid;
@@ -303,10 +318,11 @@ static enum coffer_err start_worker(const struct serve_opts *o, int fd, int inde
     return COFFER_OK;
 }
 
-/* The background process: never holds a listening socket. */
+/* The background process (sealing and sweeping): never holds a listening socket. */
 static enum coffer_err start_background(const struct serve_opts *o, const int *fds, unsigned n,
                                         const sigset_t *set, struct slot *s)
 {
+    pid_t supervisor = getpid();
     pid_t pid;
 
     fflush(NULL);
@@ -320,7 +336,9 @@ static enum coffer_err start_background(const struct serve_opts *o, const int *f
                 close(fds[i]);
             }
         }
-        (void)prctl(PR_SET_NAME, "cofferd-sealer", 0, 0, 0);
+        /* At most 15 characters: the kernel cuts a longer name. */
+        (void)prctl(PR_SET_NAME, "cofferd-bg", 0, 0, 0);
+        follow_supervisor(supervisor);
         _exit(serve_background_main(o, set));
     }
     s->pid = pid;
@@ -409,10 +427,16 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
     for (unsigned i = 0; i < n && r == COFFER_OK; i++) {
         r = start_worker(o, fds[i], (int)i, set, &slots[i]);
     }
-    if (r == COFFER_OK && cfg->audit_seal) {
-        r = start_background(o, fds, n, set, &slots[n]);
-    } else if (r == COFFER_OK) {
+    if (r == COFFER_OK && !cfg->audit_seal) {
         coffer_warn(LOG_MOD, "audit.seal is false: audit events are not being sealed");
+    }
+    if (r == COFFER_OK && !cfg->keys_sweep) {
+        coffer_info(LOG_MOD, "keys.sweep is false: after a rotation, rows move to the new key "
+                             "version only when read or by `coffer keys sweep`");
+    }
+    /* With nothing to seal and nothing to sweep, there is no background process at all. */
+    if (r == COFFER_OK && (cfg->audit_seal || cfg->keys_sweep)) {
+        r = start_background(o, fds, n, set, &slots[n]);
     }
     if (r != COFFER_OK) {
         stop_workers(slots, n + 1, SIGTERM, STOP_WAIT_MS);

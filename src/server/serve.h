@@ -32,8 +32,9 @@ struct serve_opts {
 enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set) COFFER_MUST_USE;
 
 /*
- * The background process (background.c): seals audit events until SIGTERM
- * or SIGINT, taken from set with sigtimedwait. Returns its exit status.
+ * The background process (background.c): seals audit events (audit.seal)
+ * and sweeps rows to the current key versions (keys.sweep) until SIGTERM or
+ * SIGINT, taken from set with sigtimedwait. Returns its exit status.
  */
 int serve_background_main(const struct serve_opts *o, const sigset_t *set);
 

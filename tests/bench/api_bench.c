@@ -13,10 +13,21 @@
  * for comparison, and stops everything it started. Usage:
  *
  *     api_bench [SECONDS_PER_RUN [WORKERS]]   (default 10 s, one worker per core)
+ *     api_bench SECONDS WORKERS seal [CONNECTIONS]
+ *     api_bench SECONDS WORKERS sweep [CONNECTIONS [ROWS]]
+ *
+ * The seal mode measures accesses with the audit sealer running against it
+ * paused; the sweep mode stores ROWS (default 20000) more credentials once,
+ * rotates the org key before every run so that all of them are stale, and
+ * measures accesses with the background sweeper running (keys.sweep: true,
+ * the default rate) against it off.
  */
 #include "coffer/dev.h"
 #include "coffer/err.h"
+#include "coffer/keys.h"
+#include "coffer/p11.h"
 #include "coffer/secret.h"
+#include "coffer/store.h"
 #include "server/proc.h"
 
 #include <curl/curl.h>
@@ -368,6 +379,150 @@ static int seal_compare(int seconds, int conns, const char *lua, const char *log
     return 0;
 }
 
+/* ---- Sweeping running against off ---- */
+
+/* The core, opened in this process on the dev token and database, for set-up and rotations. */
+struct core {
+    struct coffer_p11 *p11;
+    struct coffer_keys *k;
+    struct coffer_store *st;
+    struct coffer_org org;
+    struct coffer_project proj;
+};
+
+static void core_open(struct core *c)
+{
+    struct coffer_p11_config pc = {.module = env.module,
+                                   .token_uri = env.token_uri,
+                                   .pin_source = env.pin_source,
+                                   .pool_size = 1};
+
+    memset(c, 0, sizeof(*c));
+    setenv("SOFTHSM2_CONF", env.softhsm_conf, 1);
+    if (coffer_p11_open(&pc, &c->p11) != COFFER_OK || coffer_keys_new(c->p11, &c->k) != COFFER_OK ||
+        coffer_store_open(env.db_app, &c->st) != COFFER_OK ||
+        coffer_store_org_by_name(c->st, "dev", &c->org) != COFFER_OK ||
+        coffer_store_project_by_name(c->st, &c->org.id, "demo", &c->proj) != COFFER_OK) {
+        die("opening the token and database");
+    }
+}
+
+static void core_close(struct core *c)
+{
+    coffer_store_close(&c->st);
+    coffer_keys_free(&c->k);
+    coffer_p11_close(&c->p11);
+}
+
+/* Stores rows credentials that nobody reads, each with one 32-byte value. */
+static void store_rows(struct core *c, int rows)
+{
+    for (int i = 0; i < rows; i++) {
+        struct coffer_keyset *ks = NULL;
+        struct coffer_keys_write wr;
+        char name[64];
+        char value[33];
+        uint32_t version = 0;
+
+        snprintf(name, sizeof(name), "sweep-bench-%06d", i);
+        snprintf(value, sizeof(value), "sweep-bench-value-%014d", i);
+        wr.org_id = &c->org.id;
+        wr.project_id = &c->proj.id;
+        wr.name = name;
+        wr.type = "custom";
+        wr.tier = "medium";
+        if (coffer_keyset_new(&ks) != COFFER_OK ||
+            coffer_keyset_add(ks, "value", value, strlen(value)) != COFFER_OK) {
+            die("building a credential");
+        }
+        wr.keys = ks;
+        if (coffer_keys_cred_write(c->k, c->st, &wr, &version) != COFFER_OK) {
+            die("storing a credential");
+        }
+        coffer_keyset_free(&ks);
+    }
+}
+
+/* Rewrites the configuration: the provisioned text, then the keys section. */
+static void set_sweeping(const char *base, bool on)
+{
+    FILE *cf = fopen(env.config, "w");
+
+    if (cf == NULL || fprintf(cf, "%skeys:\n  sweep: %s\n", base, on ? "true" : "false") < 0 ||
+        fclose(cf) != 0) {
+        die("writing the configuration");
+    }
+}
+
+static int64_t stale_rows(struct core *c)
+{
+    int64_t cv = 0;
+    int64_t ok = 0;
+
+    if (coffer_store_count_stale(c->st, &cv, &ok) != COFFER_OK) {
+        die("counting stale rows");
+    }
+    return cv;
+}
+
+/*
+ * The sweeper running against off, alternated three times at conns
+ * connections, each run on a freshly started cofferd right after a
+ * rotation of the org key, so that every stored credential is stale when
+ * the run starts. Also shows how many rows each run left stale.
+ */
+static int sweep_compare(int seconds, int conns, int rows, const char *lua, const char *log,
+                         const char *base)
+{
+    struct core c;
+    double on_sum = 0;
+    double off_sum = 0;
+
+    core_open(&c);
+    printf("api_bench sweep: storing %d credentials...\n", rows);
+    fflush(stdout);
+    store_rows(&c, rows);
+    printf("api_bench sweep: wrk, %d connection(s), keep-alive, %d s per run; after a rotation of "
+           "the org key (%d stale credentials), the sweeper running (default rate) against off, "
+           "alternated; %s\n\n",
+           conns, seconds, rows, dir);
+    printf("%-6s %-8s %12s %10s %14s %14s\n", "round", "sweeper", "accesses/s", "p99",
+           "stale before", "stale after");
+    for (int round = 1; round <= 3; round++) {
+        for (int on = 1; on >= 0; on--) {
+            struct coffer_keys_created created;
+            char p99[32] = "";
+            int64_t before;
+            double rate;
+
+            stop_server();
+            if (coffer_keys_org_rotate(c.k, c.st, &c.org.id, &created) != COFFER_OK) {
+                die("rotating the org key");
+            }
+            before = stale_rows(&c);
+            set_sweeping(base, on != 0);
+            start_server(log);
+            rate = wrk_rate(seconds, conns, lua, p99, sizeof(p99));
+            if (rate < 0) {
+                core_close(&c);
+                return 1;
+            }
+            printf("%-6d %-8s %12.0f %10s %14lld %14lld\n", round, on ? "running" : "off", rate,
+                   p99, (long long)before, (long long)stale_rows(&c));
+            if (on) {
+                on_sum += rate;
+            } else {
+                off_sum += rate;
+            }
+            fflush(stdout);
+        }
+    }
+    printf("\nmean: running %.0f/s, off %.0f/s: the sweeper costs %.1f%% of throughput\n",
+           on_sum / 3, off_sum / 3, 100.0 * (off_sum - on_sum) / off_sum);
+    core_close(&c);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int seconds = argc > 1 ? atoi(argv[1]) : 10;
@@ -382,10 +537,12 @@ int main(int argc, char **argv)
     const char *tok;
     static char base_config[65536];
     bool seal_mode = argc > 3 && strcmp(argv[3], "seal") == 0;
+    bool sweep_mode = argc > 3 && strcmp(argv[3], "sweep") == 0;
     FILE *f;
 
     if (seconds < 1 || seconds > 600 || n_workers < 0 || n_workers > 64) {
-        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal [CONNECTIONS]]]]\n");
+        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal|sweep [CONNECTIONS "
+                        "[ROWS]]]]]\n");
         return 2;
     }
     if (coffer_harden_process() != COFFER_OK || mkdtemp(dir) == NULL || chmod(dir, 0755) != 0) {
@@ -439,11 +596,15 @@ int main(int argc, char **argv)
     fclose(f);
     OPENSSL_cleanse(token, sizeof(token));
 
-    if (seal_mode) {
+    if (seal_mode || sweep_mode) {
         int n_conns = argc > 4 ? atoi(argv[4]) : 64;
-        int rc = n_conns >= 1 && n_conns <= 1024
-                     ? seal_compare(seconds, n_conns, lua, log, base_config)
-                     : 2;
+        int rows = argc > 5 ? atoi(argv[5]) : 20000;
+        int rc = 2;
+
+        if (n_conns >= 1 && n_conns <= 1024 && rows >= 1 && rows <= 10000000) {
+            rc = seal_mode ? seal_compare(seconds, n_conns, lua, log, base_config)
+                           : sweep_compare(seconds, n_conns, rows, lua, log, base_config);
+        }
 
         stop_server();
         if (coffer_dev_pg_stop(&env) != COFFER_OK || coffer_dev_remove_tree(dir) != COFFER_OK) {

@@ -402,6 +402,15 @@ static void test_background_seals(void **state)
     assert_true(sealer > 0 && sealer != pid);
     assert_true(coffer_proc_alive(sealer));
     assert_int_equal(parent_of(sealer), pid);
+    {
+        char comm_path[64];
+        char comm[32];
+
+        /* The name operators see in ps: one background process seals and sweeps. */
+        snprintf(comm_path, sizeof(comm_path), "/proc/%ld/comm", (long)sealer);
+        slurp(comm_path, comm, sizeof(comm));
+        assert_string_equal(comm, "cofferd-bg\n");
+    }
     assert_int_equal(kill(sealer, SIGKILL), 0);
     for (int i = 0; i < 50 && coffer_proc_alive(sealer); i++) {
         sleep_ms(100);

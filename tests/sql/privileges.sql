@@ -31,7 +31,7 @@
 BEGIN;
 SET LOCAL search_path = tap, public;
 
-SELECT plan(43);
+SELECT plan(47);
 
 CREATE FUNCTION pg_temp.run_as(who name, stmt text) RETURNS void
     LANGUAGE plpgsql AS $$
@@ -49,7 +49,7 @@ SELECT set_eq(
     ARRAY['access_log', 'denials', 'unexpected_purposes', 'credential_usage', 'credentials',
           'expiring_credentials', 'key_inventory', 'ceremonies', 'policy_versions',
           'phase_changes', 'tokens', 'checkpoints', 'signing_keys', 'integrity', 'prunes',
-          'verifications'],
+          'verifications', 'officers', 'quorum', 'ceremony_plans', 'ceremony_approvals'],
     'schema audit holds exactly the views docs/auditors.md lists');
 
 SELECT lives_ok(format($$SELECT pg_temp.run_as('coffer_auditor', %L)$$,
@@ -58,7 +58,8 @@ SELECT lives_ok(format($$SELECT pg_temp.run_as('coffer_auditor', %L)$$,
 FROM unnest(ARRAY['access_log', 'denials', 'unexpected_purposes', 'credential_usage',
                   'credentials', 'expiring_credentials', 'key_inventory', 'ceremonies',
                   'policy_versions', 'phase_changes', 'tokens', 'checkpoints', 'signing_keys',
-                  'integrity', 'prunes', 'verifications']) AS v
+                  'integrity', 'prunes', 'verifications', 'officers', 'quorum',
+                  'ceremony_plans', 'ceremony_approvals']) AS v
 ORDER BY v;
 
 SELECT ok(NOT has_schema_privilege('coffer_auditor', 'coffer', 'USAGE'),

@@ -256,7 +256,12 @@ static void test_full(void **state)
                        "audit:\n"
                        "  seal: false\n"
                        "  seal_interval_ms: 10\n"
-                       "  seal_wait_ms: 10000\n";
+                       "  seal_wait_ms: 10000\n"
+                       "keys:\n"
+                       "  sweep: false\n"
+                       "  sweep_batch: 10000\n"
+                       "  sweep_interval_ms: 0\n"
+                       "  sweep_idle_ms: 3600000\n";
     struct coffer_config *c;
 
     (void)state;
@@ -285,6 +290,10 @@ static void test_full(void **state)
     assert_false(c->audit_seal);
     assert_int_equal(c->audit_seal_interval_ms, 10);
     assert_int_equal(c->audit_seal_wait_ms, 10000);
+    assert_false(c->keys_sweep);
+    assert_int_equal(c->keys_sweep_batch, 10000);
+    assert_int_equal(c->keys_sweep_interval_ms, 0);
+    assert_int_equal(c->keys_sweep_idle_ms, 3600000);
     coffer_free(c);
 }
 
@@ -317,6 +326,10 @@ static void test_minimal_defaults(void **state)
     assert_true(c->audit_seal);
     assert_int_equal(c->audit_seal_interval_ms, 200);
     assert_int_equal(c->audit_seal_wait_ms, 100);
+    assert_true(c->keys_sweep);
+    assert_int_equal(c->keys_sweep_batch, 500);
+    assert_int_equal(c->keys_sweep_interval_ms, 50);
+    assert_int_equal(c->keys_sweep_idle_ms, 5000);
     coffer_free(c);
     coffer_free(yaml);
 }
@@ -334,6 +347,40 @@ static void test_empty_optional_values(void **state)
     assert_int_equal(c->max_header_bytes, 16384);
     assert_int_equal(c->n_policy_files, 0);
     assert_int_equal(c->log_level, COFFER_LOG_INFO);
+    coffer_free(c);
+    coffer_free(yaml);
+}
+
+/* keys: empty values keep the defaults; the other ends of each range are accepted. */
+static void test_keys_section(void **state)
+{
+    char *yaml = variant(0, 0, NULL, "keys:\n  sweep:\n  sweep_batch: ~\n");
+    struct coffer_config *c;
+
+    (void)state;
+    c = load_ok(yaml);
+    assert_true(c->keys_sweep);
+    assert_int_equal(c->keys_sweep_batch, 500);
+    assert_int_equal(c->keys_sweep_interval_ms, 50);
+    assert_int_equal(c->keys_sweep_idle_ms, 5000);
+    coffer_free(c);
+    coffer_free(yaml);
+
+    yaml = variant(0, 0, NULL, "keys: ~\n");
+    c = load_ok(yaml);
+    assert_true(c->keys_sweep);
+    assert_int_equal(c->keys_sweep_batch, 500);
+    coffer_free(c);
+    coffer_free(yaml);
+
+    yaml = variant(0, 0, NULL,
+                   "keys:\n  sweep: true\n  sweep_batch: 1\n  sweep_interval_ms: 60000\n"
+                   "  sweep_idle_ms: 100\n");
+    c = load_ok(yaml);
+    assert_true(c->keys_sweep);
+    assert_int_equal(c->keys_sweep_batch, 1);
+    assert_int_equal(c->keys_sweep_interval_ms, 60000);
+    assert_int_equal(c->keys_sweep_idle_ms, 100);
     coffer_free(c);
     coffer_free(yaml);
 }
@@ -527,9 +574,12 @@ static void test_unknown_keys(void **state)
     (void)state;
     expect_variant(0, 0, NULL, "port: 1\n", "12:1: ",
                    "unknown key 'port' at the top level (known keys: listen, tls, pkcs11, "
-                   "database, workers, limits, policy, log, audit)");
+                   "database, workers, limits, policy, log, audit, keys)");
     expect_variant(0, 0, NULL, "audit:\n  seal_every: 5\n",
                    "13:3: ", "unknown key 'seal_every' in audit");
+    expect_variant(0, 0, NULL, "keys:\n  sweep_rate: 5\n", "13:3: ",
+                   "unknown key 'sweep_rate' in keys (known keys: sweep, sweep_batch, "
+                   "sweep_interval_ms, sweep_idle_ms)");
     expect_variant(6, 6, "  trust_domain: example.org\n  ciphers: all", NULL, "7:3: ",
                    "unknown key 'ciphers' in tls (known keys: cert, key, client_ca, "
                    "trust_domain)");
@@ -577,6 +627,10 @@ static void test_wrong_kinds(void **state)
                    "12:9: ", "limits must be a mapping of keys, not a sequence");
     expect_variant(0, 0, NULL, "limits: 5\n",
                    "12:9: ", "limits must be a mapping of keys, not text");
+    expect_variant(0, 0, NULL, "keys: [sweep]\n",
+                   "12:7: ", "keys must be a mapping of keys, not a sequence");
+    expect_variant(0, 0, NULL, "keys:\n  sweep_batch: \"500\"\n",
+                   "13:16: ", "keys.sweep_batch must be a number without quotes");
     expect_variant(0, 0, NULL, "limits:\n  max_connections: [5]\n",
                    "13:20: ", "limits.max_connections must be a number, not a sequence");
     expect_variant(0, 0, NULL, "policy: a.yaml\n", "12:9: ",
@@ -638,6 +692,19 @@ static void test_numbers_out_of_range(void **state)
         {"audit:\n  seal_wait_ms: 0\n",
          "13:17: ", "audit.seal_wait_ms is 0; it must be 1 to 10000"},
         {"audit:\n  seal: yes\n", "13:9: ", "audit.seal must be true or false"},
+        {"keys:\n  sweep: 1\n", "13:10: ", "keys.sweep must be true or false"},
+        {"keys:\n  sweep: [true]\n", "13:10: ", "keys.sweep must be true or false"},
+        {"keys:\n  sweep_batch: 0\n", "13:16: ", "keys.sweep_batch is 0; it must be 1 to 10000"},
+        {"keys:\n  sweep_batch: 10001\n",
+         "13:16: ", "keys.sweep_batch is 10001; it must be 1 to 10000"},
+        {"keys:\n  sweep_interval_ms: 60001\n",
+         "13:22: ", "keys.sweep_interval_ms is 60001; it must be 0 to 60000"},
+        {"keys:\n  sweep_interval_ms: -1\n",
+         "13:22: ", "keys.sweep_interval_ms must be written in plain decimal digits, not '-1'"},
+        {"keys:\n  sweep_idle_ms: 99\n",
+         "13:18: ", "keys.sweep_idle_ms is 99; it must be 100 to 3600000"},
+        {"keys:\n  sweep_idle_ms: 3600001\n",
+         "13:18: ", "keys.sweep_idle_ms is 3600001; it must be 100 to 3600000"},
         {"limits:\n  max_header_bytes: 1023\n",
          "13:21: ", "limits.max_header_bytes is 1023; it must be 1024 to 1048576"},
         {"limits:\n  max_header_bytes: 1048577\n",
@@ -1073,6 +1140,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_minimal_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_optional_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_and_log_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_limit, setup, teardown),
