@@ -245,6 +245,7 @@ enum coffer_err coffer_keys_mk_create(struct coffer_keys *k, struct coffer_store
     uint32_t max = 0;
     bool committed = false;
     bool commit_sent = false;
+    bool adopted = false;
     enum coffer_err r;
 
     memset(&row, 0, sizeof(row));
@@ -264,22 +265,39 @@ enum coffer_err coffer_keys_mk_create(struct coffer_keys *k, struct coffer_store
     row.version = max + 1;
     snprintf(row.label, sizeof(row.label), "coffer-mk-v%u", row.version);
     r = coffer_p11_find_key(s, row.label, &existing);
-    if (r != COFFER_E_NOT_FOUND) {
-        if (r == COFFER_OK) {
+    if (r == COFFER_OK) {
+        /*
+         * A rotation that stopped after generating its key and before its
+         * commit left the key behind; the database, read in this transaction,
+         * says the commit never happened. The key is taken up if the token
+         * says it was generated there and never left it (always sensitive,
+         * never extractable), so nobody can know its value; anything else
+         * under the label is refused.
+         */
+        if ((r = coffer_p11_attrs(s, existing, &attrs)) != COFFER_OK ||
+            (r = check_mk_attrs(&attrs, row.label)) != COFFER_OK) {
             r = coffer_err_set(COFFER_E_EXISTS,
-                               "the token already holds %s, which the database does not record; "
-                               "resolve it before creating a master key",
-                               row.label);
+                               "the token already holds %s, which the database does not record "
+                               "and which is not a key Coffer would make (%s); resolve it before "
+                               "creating a master key",
+                               row.label, coffer_err_detail());
+            goto out;
         }
+        adopted = true;
+        obj = existing;
+        coffer_warn("keys", "taking up %s, left in the token by a rotation that did not finish",
+                    row.label);
+    } else if (r != COFFER_E_NOT_FOUND) {
         goto out;
-    }
-    spec.label = row.label;
-    if ((r = coffer_p11_generate_aes(s, &spec, &obj)) != COFFER_OK) {
-        goto out;
-    }
-    if ((r = coffer_p11_attrs(s, obj, &attrs)) != COFFER_OK ||
-        (r = check_mk_attrs(&attrs, row.label)) != COFFER_OK) {
-        goto out;
+    } else {
+        spec.label = row.label;
+        if ((r = coffer_p11_generate_aes(s, &spec, &obj)) != COFFER_OK) {
+            goto out;
+        }
+        if ((r = coffer_p11_attrs(s, obj, &attrs)) != COFFER_OK ||
+            (r = check_mk_attrs(&attrs, row.label)) != COFFER_OK) {
+            goto out;
+        }
     }
     if ((r = coffer_p11_kcv(s, obj, row.kcv)) != COFFER_OK) {
         goto out;
@@ -295,7 +313,8 @@ enum coffer_err coffer_keys_mk_create(struct coffer_keys *k, struct coffer_store
     }
     committed = true;
     fill_created(s, obj, row.version, row.label, row.kcv, out);
-    coffer_info("keys", "master key %s created and made current", row.label);
+    coffer_info("keys", "master key %s %s and made current", row.label,
+                adopted ? "taken up" : "created");
 out:
     if (!committed) {
         coffer_store_rollback(st);
@@ -306,7 +325,8 @@ out:
             /*
              * The commit may have reached the database even though its answer
              * did not reach us: keep the key rather than risk destroying one
-             * the database records. The next creation reports the label.
+             * the database records. If the commit did not happen, the next
+             * creation takes the key up.
              */
             coffer_warn("keys", "commit of master key %s failed; the token object is kept",
                         row.label);

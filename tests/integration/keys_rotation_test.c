@@ -334,24 +334,54 @@ static void test_master_key_rotation(void **state)
     check_read("contended", "contended-value", &info);
 }
 
-static void test_mk_label_collision_refused(void **state)
+/*
+ * The next label already in the token but not in the database: a rotation
+ * that stopped between generating its key and committing. A key the token
+ * generated and never let out is taken up; anything else is refused.
+ */
+static void test_mk_label_collision(void **state)
 {
     struct coffer_p11_session *s = NULL;
-    struct coffer_p11_keyspec spec = {true, false, COFFER_P11_WRAP | COFFER_P11_UNWRAP,
+    struct coffer_p11_keyspec bad = {true, true, COFFER_P11_WRAP | COFFER_P11_UNWRAP,
+                                     "coffer-mk-v3"};
+    struct coffer_p11_keyspec good = {true, false, COFFER_P11_WRAP | COFFER_P11_UNWRAP,
                                       "coffer-mk-v3"};
+    unsigned char kcv[COFFER_KCV_LEN];
     struct coffer_keys_created mk;
+    struct coffer_keys_created ok;
+    struct coffer_keys_read_info info;
     coffer_p11_obj obj = 0;
+    static const char *const names[] = {"token"};
+    static const char *const values[] = {"under-adopted-mk"};
+    static const size_t lens[] = {16};
 
     (void)state;
-    /* An object the database does not know about already has the next label. */
     assert_int_equal(coffer_p11_session_get(w.p11, &s), COFFER_OK);
-    assert_int_equal(coffer_p11_generate_aes(s, &spec, &obj), COFFER_OK);
+    /* An extractable key under the label could be known to someone: refused. */
+    assert_int_equal(coffer_p11_generate_aes(s, &bad, &obj), COFFER_OK);
     assert_int_equal(coffer_keys_mk_create(w.k, w.st, &mk), COFFER_E_EXISTS);
+    assert_non_null(strstr(coffer_err_detail(), "not a key Coffer would make"));
     assert_true(world_sql_is(&w, "SELECT max(version) FROM coffer.master_keys", "2"));
     coffer_p11_destroy(s, &obj);
+    /* A key as a rotation makes it, left without its commit: taken up, with its own KCV. */
+    assert_int_equal(coffer_p11_generate_aes(s, &good, &obj), COFFER_OK);
+    assert_int_equal(coffer_p11_kcv(s, obj, kcv), COFFER_OK);
     coffer_p11_session_put(w.p11, &s);
     assert_int_equal(coffer_keys_mk_create(w.k, w.st, &mk), COFFER_OK);
     assert_int_equal(mk.version, 3);
+    assert_memory_equal(mk.kcv, kcv, COFFER_KCV_LEN);
+    assert_true(world_sql_is(&w,
+                             "SELECT version || ' ' || state || ' ' || encode(kcv, 'hex') = "
+                             "(SELECT '3 current ' || encode(kcv, 'hex') FROM coffer.master_keys "
+                             "WHERE version = 3) FROM coffer.master_keys WHERE version = 3",
+                             "t"));
+    /* And it wraps: a new org key version is made under it, and what it protects reads. */
+    assert_int_equal(coffer_keys_org_rotate(w.k, w.st, &w.org.id, &ok), COFFER_OK);
+    (void)world_put(&w, &w.org, &w.proj, "adopted", 1, names, values, lens);
+    world_reopen_token(&w);
+    check_read("adopted", "under-adopted-mk", &info);
+    assert_true(
+        world_sql_is(&w, "SELECT mk_version FROM coffer.org_keys WHERE state = 'current'", "3"));
 }
 
 int main(void)
@@ -363,7 +393,7 @@ int main(void)
         cmocka_unit_test(test_two_readers_one_rewrap),
         cmocka_unit_test(test_pipelined_batch_with_stale_rows),
         cmocka_unit_test(test_master_key_rotation),
-        cmocka_unit_test(test_mk_label_collision_refused),
+        cmocka_unit_test(test_mk_label_collision),
     };
     int failed;
 
