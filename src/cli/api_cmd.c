@@ -21,16 +21,15 @@
 #include "coffer/mem.h"
 #include "coffer/policy.h"
 #include "coffer/secret.h"
+#include "coffer/tty.h"
 #include "coffer/uuid.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -404,116 +403,25 @@ static bool set_opt(json_t *body, const struct args *a, enum opt o, const char *
 
 /* ---- Values: terminal, files, standard input ------------------------------------------- */
 
-/* The terminal being read with echo off, so that a signal can give its echo back. */
-static volatile sig_atomic_t tty_fd = -1;
-static struct termios tty_saved;
-
-static void tty_restore_and_die(int sig)
-{
-    if (tty_fd >= 0) {
-        (void)tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
-    }
-    (void)signal(sig, SIG_DFL);
-    (void)raise(sig);
-}
-
-static const int tty_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
-
-static void tty_signals_set(struct sigaction *old, bool hidden)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof(tty_signals) / sizeof(tty_signals[0]); i++) {
-        if (hidden) {
-            /* Stopping with echo off would leave the shell without it: no stop while hidden. */
-            sa.sa_handler = tty_signals[i] == SIGTSTP ? SIG_IGN : tty_restore_and_die;
-            (void)sigaction(tty_signals[i], &sa, &old[i]);
-        } else {
-            (void)sigaction(tty_signals[i], &old[i], NULL);
-        }
-    }
-}
-
-/* Reads one line into s (capacity cap) from the terminal fd; *len gets its length. */
-static enum coffer_err read_line(int fd, const char *name, struct coffer_secret *s, size_t *len)
-{
-    struct coffer_secret_view v = coffer_secret_view(s);
-
-    *len = 0;
-    while (*len < v.len) {
-        ssize_t n = read(fd, v.data + *len, v.len - *len);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return coffer_err_set(COFFER_E_IO, "reading the value of %s: %s", name,
-                                  strerror(errno));
-        }
-        if (n == 0) {
-            return COFFER_OK;
-        }
-        *len += (size_t)n;
-        if (v.data[*len - 1] == '\n') {
-            (*len)--;
-            return COFFER_OK;
-        }
-    }
-    return coffer_err_set(COFFER_E_LIMIT, "the value of %s is over %u bytes", name,
-                          COFFER_VALUE_MAX);
-}
-
 /* Prompts on /dev/tty and reads the value of name with echo off. */
 static enum coffer_err read_tty(const char *name, struct coffer_secret **out)
 {
-    struct sigaction old[sizeof(tty_signals) / sizeof(tty_signals[0])];
-    struct termios hidden;
     char prompt[TTY_PROMPT_MAX];
-    size_t len = 0;
+    char what[TTY_PROMPT_MAX];
+    struct coffer_tty_request req = {.prompt = prompt,
+                                     .what = what,
+                                     .max = COFFER_VALUE_MAX,
+                                     .stdin_unless_tty = false,
+                                     .fail = COFFER_E_IO,
+                                     .refuse = COFFER_E_INVALID};
     enum coffer_err r;
-    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
 
-    *out = NULL;
-    if (fd < 0 || tcgetattr(fd, &tty_saved) != 0) {
-        r = coffer_err_set(COFFER_E_IO,
-                           "no terminal to read the value of %s from; use --from-file %s=PATH or "
-                           "--stdin",
-                           name, name);
-        goto out;
-    }
-    if ((r = coffer_secret_new(COFFER_VALUE_MAX + 1, out)) != COFFER_OK) {
-        goto out;
-    }
     (void)snprintf(prompt, sizeof(prompt), "value of %s (not shown): ", name);
-    hidden = tty_saved;
-    hidden.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
-    tty_signals_set(old, true);
-    tty_fd = fd;
-    /* Echo goes off before the prompt, so nothing typed after the prompt is ever shown. */
-    if (tcsetattr(fd, TCSAFLUSH, &hidden) != 0 || !cli_write_all(fd, prompt, strlen(prompt))) {
-        r = coffer_err_set(COFFER_E_IO, "cannot prompt on the terminal with its echo off: %s",
-                           strerror(errno));
-    } else {
-        r = read_line(fd, name, *out, &len);
-    }
-    (void)tcsetattr(fd, TCSAFLUSH, &tty_saved);
-    tty_fd = -1;
-    tty_signals_set(old, false);
-    (void)cli_write_all(fd, "\n", 1);
-    if (r == COFFER_OK && len == 0) {
-        r = coffer_err_set(COFFER_E_INVALID, "the value of %s is empty", name);
-    }
-    if (r == COFFER_OK) {
-        r = coffer_secret_truncate(*out, len);
-    }
-out:
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (r != COFFER_OK) {
-        coffer_secret_free(out);
+    (void)snprintf(what, sizeof(what), "the value of %s", name);
+    r = coffer_tty_read_secret(&req, out);
+    if (r == COFFER_E_IO) {
+        return coffer_err_wrap(r, "use --from-file %s=PATH or --stdin if there is no terminal",
+                               name);
     }
     return r;
 }

@@ -1,28 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Officers' passphrases: reading one (terminal with echo off, or a line of
- * standard input for scripted use), and the scrypt hash that is all the
- * database ever holds of it. It lives in src/common because it is plain
- * local cryptography and terminal handling, shared by the ceremony commands
- * and the tests; it belongs to neither the token (p11) nor the key hierarchy
- * (keys), which never see a passphrase.
+ * standard input for scripted use, both through src/common/tty.c), and the
+ * scrypt hash that is all the database ever holds of it. It lives in
+ * src/common because it is plain local cryptography, shared by the ceremony
+ * commands and the tests; it belongs to neither the token (p11) nor the key
+ * hierarchy (keys), which never see a passphrase.
  *
  * A passphrase only ever sits in a struct coffer_secret; the derived hash is
  * wiped after comparison. Nothing here writes a passphrase, or any part of
- * one, to an error detail, a log line or the terminal, and the terminal is
- * restored on every path.
+ * one, to an error detail, a log line or the terminal.
  */
 #include "coffer/passphrase.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <termios.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -30,6 +23,7 @@
 
 #include "coffer/mem.h"
 #include "coffer/text.h"
+#include "coffer/tty.h"
 
 #define SCRYPT_N_LOG2 15u
 #define SCRYPT_R 8u
@@ -38,155 +32,19 @@
 #define DK_LEN 32u
 #define SCRYPT_MAXMEM (256u * 1024u * 1024u)
 
-static void write_all(int fd, const char *text)
-{
-    size_t len = strlen(text);
-
-    while (len > 0) {
-        ssize_t w = write(fd, text, len);
-
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return;
-        }
-        text += w;
-        len -= (size_t)w;
-    }
-}
-
-/*
- * Reads bytes up to a newline, one at a time so nothing after the line is
- * consumed (the next passphrase of a script stays for the next read).
- * A line too long is read to its end and refused.
- */
-static enum coffer_err read_line(int fd, struct coffer_secret_view v, size_t *len)
-{
-    bool too_long = false;
-    bool any = false;
-    size_t n = 0;
-
-    for (;;) {
-        unsigned char c = 0;
-        ssize_t r = read(fd, &c, 1);
-
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            return coffer_err_set(COFFER_E_IO, "reading the passphrase: %s", strerror(errno));
-        }
-        if (r == 0) {
-            if (!any) {
-                return coffer_err_set(COFFER_E_IO, "reading the passphrase: end of input");
-            }
-            break;
-        }
-        any = true;
-        if (c == '\n') {
-            break;
-        }
-        if (n < v.len) {
-            v.data[n++] = c;
-        } else {
-            too_long = true;
-        }
-        coffer_wipe(&c, sizeof(c));
-    }
-    if (n > 0 && v.data[n - 1] == '\r') {
-        n--;
-    }
-    if (too_long) {
-        return coffer_err_set(COFFER_E_INVALID, "the passphrase is longer than %u bytes",
-                              COFFER_PASSPHRASE_MAX);
-    }
-    if (n == 0) {
-        return coffer_err_set(COFFER_E_INVALID, "no passphrase was given");
-    }
-    *len = n;
-    return COFFER_OK;
-}
-
-/*
- * The signals that would end the process with echo off are blocked while it
- * is off: one that arrives waits until the terminal is restored, then acts.
- */
-static void block_signals(sigset_t *old)
-{
-    sigset_t set;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGQUIT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTSTP);
-    (void)sigprocmask(SIG_BLOCK, &set, old);
-}
-
-static enum coffer_err read_tty(const char *prompt, struct coffer_secret_view v, size_t *len)
-{
-    struct termios saved;
-    struct termios quiet;
-    sigset_t old;
-    enum coffer_err r;
-    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
-
-    if (fd < 0) {
-        return coffer_err_set(COFFER_E_IO, "passphrase prompt: cannot open /dev/tty: %s",
-                              strerror(errno));
-    }
-    if (tcgetattr(fd, &saved) != 0) {
-        r = coffer_err_set(COFFER_E_IO, "passphrase prompt: /dev/tty: %s", strerror(errno));
-        (void)close(fd);
-        return r;
-    }
-    block_signals(&old);
-    quiet = saved;
-    quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
-    if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
-        r = coffer_err_set(COFFER_E_IO, "passphrase prompt: cannot turn off echo: %s",
-                           strerror(errno));
-        (void)sigprocmask(SIG_SETMASK, &old, NULL);
-        (void)close(fd);
-        return r;
-    }
-    write_all(fd, prompt);
-    r = read_line(fd, v, len);
-    (void)tcsetattr(fd, TCSAFLUSH, &saved);
-    write_all(fd, "\n");
-    (void)sigprocmask(SIG_SETMASK, &old, NULL);
-    (void)close(fd);
-    return r;
-}
-
 enum coffer_err coffer_passphrase_read(const char *prompt, struct coffer_secret **out)
 {
-    struct coffer_secret *s = NULL;
-    enum coffer_err r;
-    size_t len = 0;
+    /* A script's passphrases come one a line on standard input, each read to its newline only. */
+    const struct coffer_tty_request req = {
+        .prompt = prompt,
+        .what = "passphrase",
+        .max = COFFER_PASSPHRASE_MAX,
+        .stdin_unless_tty = true,
+        .fail = COFFER_E_IO,
+        .refuse = COFFER_E_INVALID,
+    };
 
-    *out = NULL;
-    if ((r = coffer_secret_new(COFFER_PASSPHRASE_MAX, &s)) != COFFER_OK) {
-        return r;
-    }
-    if (isatty(STDIN_FILENO)) {
-        r = read_tty(prompt, coffer_secret_view(s), &len);
-    } else {
-        write_all(STDERR_FILENO, prompt);
-        write_all(STDERR_FILENO, "(read from standard input)\n");
-        r = read_line(STDIN_FILENO, coffer_secret_view(s), &len);
-    }
-    if (r == COFFER_OK) {
-        r = coffer_secret_truncate(s, len);
-    }
-    if (r == COFFER_OK) {
-        *out = s;
-        s = NULL;
-    }
-    coffer_secret_free(&s);
-    return r;
+    return coffer_tty_read_secret(&req, out);
 }
 
 enum coffer_err coffer_passphrase_check(const struct coffer_secret *pass)
