@@ -125,5 +125,38 @@ echo "   \$ coffer audit verify --no-record"
 rewrite "$original"
 echo "   (the purpose is put back; the checkpoints record that the triggers were disabled"
 echo "   if the sealer ran meanwhile: see schema_changed in audit.checkpoints)"
+step "Security officers hold the keys: a first ceremony enrols two, with a quorum of 2"
+# A real ceremony has each officer type a passphrase unseen; the demo pipes made-up ones.
+if "$build/coffer" ceremony officer list 2>&1 | grep -q 'no quorum is set'; then
+  echo "   \$ coffer ceremony init --quorum 2 --officer alice bob"
+  printf 'alice-demo-passphrase\nalice-demo-passphrase\nbob-demo-passphrase\nbob-demo-passphrase\n' |
+    "$build/coffer" ceremony init --quorum 2 --officer alice bob 2>/dev/null |
+    grep -E '^(ceremony|quorum set|officers enrolled|outcome)' | sed 's/^/   /'
+else
+  echo "   (officers were enrolled by an earlier run of the demo)"
+  "$build/coffer" ceremony officer list | sed 's/^/   /'
+fi
+
+step "They rotate the master key: prepare, two approvals of the exact description, run"
+plan_text=$("$build/coffer" ceremony prepare rotate-mk)
+plan=$(sed -nE 's/^plan: ([0-9a-f-]{36})$/\1/p' <<<"$plan_text" | head -1)
+sha=$(sed -nE 's/^sha256: ([0-9a-f]{64})$/\1/p' <<<"$plan_text")
+grep -E '^(operation|master key|will|expires|sha256):' <<<"$plan_text" | sed 's/^/   /'
+for who in alice bob; do
+  echo "   \$ coffer ceremony approve $plan --officer $who --sha256 ${sha:0:16}..."
+  echo "$who-demo-passphrase" |
+    "$build/coffer" ceremony approve "$plan" --officer "$who" --sha256 "$sha" 2>/dev/null |
+    grep '^approval recorded' | sed 's/^/   /'
+done
+echo "   \$ coffer ceremony run $plan"
+"$build/coffer" ceremony run "$plan" 2>/dev/null |
+  grep -E '^( +created master key| +master key v[0-9]+ +label|outcome|signed by|ceremony [0-9a-f-]+ recorded)' |
+  sed 's/^/   /'
+ceremony=$("$psql_bin" -X -Atq -d "$COFFER_AUDITOR_DSN" -c \
+  "SELECT id FROM audit.ceremonies WHERE kind = 'rotate-mk' ORDER BY started_at DESC LIMIT 1")
+echo "   \$ coffer ceremony show $ceremony --fingerprint ${fingerprint:0:16}..."
+"$build/coffer" ceremony show "$ceremony" --fingerprint "$fingerprint" | grep '^signature' |
+  sed 's/^/   /'
+
 echo
 echo "Demo complete. \`cofferd --dev $dir\` serves this environment; \`source $dir/env.sh\` to use it."
