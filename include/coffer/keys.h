@@ -135,6 +135,25 @@ enum coffer_err coffer_keys_mk_destroy(struct coffer_keys *k, struct coffer_stor
                                        uint32_t version, int64_t *refs,
                                        struct coffer_keys_created *out) COFFER_MUST_USE;
 
+/*
+ * Destroys one retired org key version: in one transaction under the row's
+ * lock, overwrites its stored wrapped key with random bytes of the same
+ * length and marks it destroyed (an org key has no token object of its own;
+ * copies loaded in this process are dropped, other processes refuse it by
+ * the row's state). COFFER_E_NOT_FOUND if there is no such version,
+ * COFFER_E_STATE unless it is retired (a version destroyed already is
+ * refused too: destruction is final and is not repeated), COFFER_E_REFERENCED
+ * (with *refs, may be NULL) if credential versions are still wrapped under
+ * it. *out (may be NULL) receives the version and the KCV recorded for it,
+ * for the transcript; its label is empty and its attrs zero. A copy of the
+ * database taken before still holds the version wrapped under its master
+ * key until that master key version is destroyed too.
+ */
+enum coffer_err coffer_keys_org_key_destroy(struct coffer_keys *k, struct coffer_store *st,
+                                            const struct coffer_uuid *org_id, uint32_t version,
+                                            int64_t *refs,
+                                            struct coffer_keys_created *out) COFFER_MUST_USE;
+
 /* What a shred did, for the transcript. */
 struct coffer_keys_shred_report {
     uint32_t org_key_versions;   /* org key versions of the org destroyed */

@@ -114,6 +114,15 @@ enum coffer_err coffer_store_plan_get(struct coffer_store *s, const struct coffe
  * Closes an open plan as completed or aborted by ceremony_id. COFFER_E_STATE
  * if the plan is not open (another run closed it first).
  */
+/*
+ * lock: takes the lock that one run of plan id holds from before it reads the
+ * plan until it has recorded the ceremony; *got is false if another process
+ * holds it. !lock: releases it (*got: whether it was held). Not transactional:
+ * it lasts until released or the connection ends.
+ */
+enum coffer_err coffer_store_plan_run_lock(struct coffer_store *s, const struct coffer_uuid *id,
+                                           bool lock, bool *got) COFFER_MUST_USE;
+
 enum coffer_err coffer_store_plan_close(struct coffer_store *s, const struct coffer_uuid *id,
                                         enum coffer_plan_state state,
                                         const struct coffer_uuid *ceremony_id) COFFER_MUST_USE;

@@ -31,7 +31,8 @@ static const char ceremony_usage[] =
     "       coffer ceremony officer list\n"
     "       coffer ceremony prepare KIND [ARGS] [--expires-in DURATION]\n"
     "           KIND: officer-add NAME | officer-remove NAME | set-quorum M | rotate-mk |\n"
-    "                 retire-mk V | retire-org ORG V | destroy-mk V | shred-org ORG\n"
+    "                 retire-mk V | retire-org ORG V | destroy-mk V | destroy-org ORG V |\n"
+    "                 shred-org ORG\n"
     "       coffer ceremony approve PLAN --officer NAME --sha256 HEX\n"
     "       coffer ceremony run PLAN\n"
     "       coffer ceremony rotate-org-key ORG\n"
@@ -486,10 +487,37 @@ static enum coffer_err describe_org(struct cli_ctx *c, struct coffer_buf *d, boo
     return r;
 }
 
+/* One org key version: its KCV, state, master key and what it still wraps. */
+static enum coffer_err describe_org_key(struct cli_ctx *c, struct coffer_buf *d, bool *ok,
+                                        const char *name, uint32_t v,
+                                        struct coffer_store_org_key *key)
+{
+    struct coffer_org org;
+    char id[COFFER_UUID_STR_LEN];
+    char kcv[2 * COFFER_KCV_LEN + 1];
+    int64_t refs = 0;
+    enum coffer_err r;
+
+    if ((r = coffer_store_org_by_name(c->st, name, &org)) != COFFER_OK ||
+        (r = coffer_store_org_key_get(c->st, &org.id, v, key)) != COFFER_OK ||
+        (r = coffer_store_org_key_count_refs(c->st, &org.id, v, &refs)) != COFFER_OK) {
+        return r;
+    }
+    coffer_uuid_format(&org.id, id);
+    coffer_hex(key->kcv, COFFER_KCV_LEN, kcv);
+    desc_printf(d, ok,
+                "org %s (%s) key v%u: KCV %s, state %s, under master key v%u, wraps %lld "
+                "credential version(s)\n",
+                name, id, v, kcv, coffer_key_state_str(key->state), key->mk_version,
+                (long long)refs);
+    return COFFER_OK;
+}
+
 /* Checks the operation against the state now and describes both; 1 refused, 2 usage. */
 static int describe_op(struct cli_ctx *c, const char *kind, char **args, size_t nargs,
                        struct coffer_buf *d, bool *ok, char *argtext, size_t argcap)
 {
+    struct coffer_store_org_key org_key;
     struct coffer_store_mk mk;
     bool serving = false;
     bool known = false;
@@ -551,6 +579,27 @@ static int describe_op(struct cli_ctx *c, const char *kind, char **args, size_t 
                     "will: retire org %s key v%u (refused at run time while it still wraps "
                     "anything)\n",
                     args[0], v);
+    } else if (strcmp(kind, "destroy-org") == 0 && nargs == 2) {
+        if ((r = cli_parse_version(args[1], &v)) != COFFER_OK) {
+            cli_fail(kind, r);
+            return 2;
+        }
+        if ((r = describe_org_key(c, d, ok, args[0], v, &org_key)) != COFFER_OK) {
+            return cli_fail("reading the org key", r);
+        }
+        if (org_key.state != COFFER_KEY_RETIRED) {
+            fprintf(stderr,
+                    "coffer: refused: org %s key v%u is %s; only a retired version is "
+                    "destroyed\n",
+                    args[0], v, coffer_key_state_str(org_key.state));
+            return 1;
+        }
+        desc_printf(d, ok,
+                    "will: destroy org %s key v%u, overwriting its wrapped key in the database "
+                    "(refused at run time while it still wraps anything); a database backup "
+                    "still holds it wrapped under master key v%u until that master key version "
+                    "is destroyed\n",
+                    args[0], v, org_key.mk_version);
     } else if (strcmp(kind, "shred-org") == 0 && nargs == 1) {
         if ((r = describe_org(c, d, ok, args[0], &total)) != COFFER_OK) {
             return cli_fail("reading the org's keys", r);

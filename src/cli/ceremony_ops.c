@@ -511,6 +511,60 @@ static void op_destroy_mk(struct cer *x, uint32_t v)
     }
 }
 
+static void op_destroy_org(struct cer *x, const char *org_name, uint32_t v)
+{
+    struct coffer_keys_created gone;
+    struct coffer_store_org_key before;
+    struct coffer_store_org_key row;
+    struct coffer_org org;
+    char kcv[2 * COFFER_KCV_LEN + 1];
+    int64_t refs = 0;
+    enum coffer_err r;
+
+    if ((r = coffer_store_org_by_name(x->c.st, org_name, &org)) != COFFER_OK) {
+        (void)cer_abort(x, "org %s: %s", org_name, coffer_err_str(r));
+        return;
+    }
+    if ((r = coffer_store_org_key_get(x->c.st, &org.id, v, &before)) != COFFER_OK) {
+        (void)cer_abort(x, "org %s key v%u: %s", org_name, v, coffer_err_str(r));
+        return;
+    }
+    memset(&gone, 0, sizeof(gone));
+    r = coffer_keys_org_key_destroy(x->c.k, x->c.st, &org.id, v, &refs, &gone);
+    if (r == COFFER_E_REFERENCED) {
+        (void)cer_abort(x, "org %s key v%u still wraps %lld credential version(s)", org_name, v,
+                        (long long)refs);
+        return;
+    }
+    if (r != COFFER_OK) {
+        (void)cer_abort(x, "destroying org %s key v%u: %s: %s", org_name, v, coffer_err_str(r),
+                        coffer_err_detail());
+        return;
+    }
+    coffer_hex(gone.kcv, COFFER_KCV_LEN, kcv);
+    cer_printf(x, &x->body, "  destroyed org %s key v%u  KCV %s\n", org_name, v, kcv);
+    /* Read the row back: the transcript says what the database holds now, not what was asked. */
+    if ((r = coffer_store_org_key_get(x->c.st, &org.id, v, &row)) != COFFER_OK) {
+        (void)cer_abort(x, "reading back org %s key v%u: %s", org_name, v, coffer_err_str(r));
+        return;
+    }
+    if (row.state != COFFER_KEY_DESTROYED) {
+        (void)cer_abort(x, "org %s key v%u reads back %s after destruction", org_name, v,
+                        coffer_key_state_str(row.state));
+        return;
+    }
+    if (row.wrapped_len != before.wrapped_len ||
+        coffer_mem_equal(row.wrapped, before.wrapped, row.wrapped_len)) {
+        (void)cer_abort(x, "org %s key v%u: the stored wrapped key was not overwritten", org_name,
+                        v);
+        return;
+    }
+    cer_printf(x, &x->body,
+               "    its wrapped key (%zu bytes) reads back overwritten in the database; a backup "
+               "taken before holds it under master key v%u until that version is destroyed\n",
+               row.wrapped_len, row.mk_version);
+}
+
 static int confirm_org(const char *org_name)
 {
     struct coffer_secret *typed = NULL;
@@ -669,6 +723,9 @@ static void do_plan(struct cer *x, const struct coffer_store_plan *pl, uint32_t 
     } else if (strcmp(pl->kind, "destroy-mk") == 0 && n == 1 &&
                cli_parse_version(w[0], &v) == COFFER_OK) {
         op_destroy_mk(x, v);
+    } else if (strcmp(pl->kind, "destroy-org") == 0 && n == 2 &&
+               cli_parse_version(w[1], &v) == COFFER_OK) {
+        op_destroy_org(x, w[0], v);
     } else if (strcmp(pl->kind, "retire-org") == 0 && n == 2 &&
                cli_parse_version(w[1], &v) == COFFER_OK) {
         op_retire_org(x, w[0], v);
@@ -693,6 +750,7 @@ int cer_run(int argc, char **argv)
     struct cer x;
     unsigned char sha[32];
     char exp[32];
+    bool locked = false;
     uint32_t m = 0;
     enum coffer_err r;
     int rc = 2;
@@ -706,6 +764,15 @@ int cer_run(int argc, char **argv)
         rc = cli_fail("opening the token and database", r);
         cer_end(&x);
         return rc == 1 ? 2 : rc;
+    }
+    if ((r = coffer_store_plan_run_lock(x.c.st, &id, true, &locked)) != COFFER_OK) {
+        rc = cli_fail("locking the plan", r);
+        goto out;
+    }
+    if (!locked) {
+        fprintf(stderr, "coffer: refused: another run of this plan is in progress\n");
+        rc = 1;
+        goto out;
     }
     if ((r = coffer_store_plan_get(x.c.st, &id, &pl)) != COFFER_OK) {
         rc = cli_fail("loading the plan", r);
@@ -749,6 +816,10 @@ int cer_run(int argc, char **argv)
     do_plan(&x, &pl, m);
     rc = cer_record(&x);
 out:
+    if (locked && coffer_store_plan_run_lock(x.c.st, &id, false, &locked) != COFFER_OK) {
+        /* Ending the connection below releases it all the same. */
+        coffer_err_clear();
+    }
     free_officers(&x);
     cer_end(&x);
     coffer_store_plan_cleanup(&pl);

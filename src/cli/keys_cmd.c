@@ -316,6 +316,43 @@ static int destroy_mk(struct cli_ctx *c, const char *ver)
     return 0;
 }
 
+/*
+ * Destroys a retired org key version. No confirmation is asked: like
+ * destroy-mk it refuses anything that is not retired and still wraps
+ * nothing, so no readable credential can be lost by it.
+ */
+static int destroy_org(struct cli_ctx *c, const char *org_name, const char *ver)
+{
+    struct coffer_keys_created gone;
+    struct coffer_store_org_key row;
+    struct coffer_org org;
+    uint32_t version = 0;
+    int64_t refs = 0;
+    char kcv[2 * COFFER_KCV_LEN + 1];
+    enum coffer_err r;
+
+    if ((r = cli_parse_version(ver, &version)) != COFFER_OK) {
+        return cli_fail("destroy-org", r);
+    }
+    if (org_by_name(c, org_name, &org) != 0) {
+        return 1;
+    }
+    if ((r = coffer_keys_org_key_destroy(c->k, c->st, &org.id, version, &refs, &gone)) !=
+        COFFER_OK) {
+        return cli_fail("destroying the org key", r);
+    }
+    kcv_hex(gone.kcv, kcv);
+    printf("org %s key v%u (KCV %s) destroyed: its wrapped key is overwritten in the database\n",
+           org.name, gone.version, kcv);
+    /* The row keeps the master key version that wrapped it: name what a backup still needs. */
+    if (coffer_store_org_key_get(c->st, &org.id, version, &row) == COFFER_OK) {
+        printf("a database backup taken before still holds it wrapped under master key v%u "
+               "until that master key version is destroyed\n",
+               row.mk_version);
+    }
+    return 0;
+}
+
 /* Reads one line from stdin into buf without its newline; false at end of input. */
 static bool read_confirmation(char *buf, size_t cap)
 {
@@ -396,7 +433,7 @@ int cli_keys(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: coffer keys status|rotate-org|rotate-mk|sweep|retire-org|"
-                        "retire-mk|destroy-mk|shred-org|create-token-mac|"
+                        "retire-mk|destroy-mk|destroy-org|shred-org|create-token-mac|"
                         "create-audit-key ...\n");
         return 2;
     }
@@ -417,6 +454,8 @@ int cli_keys(int argc, char **argv)
         rc = retire(&c, true, NULL, argv[2]);
     } else if (strcmp(argv[1], "destroy-mk") == 0 && argc == 3) {
         rc = destroy_mk(&c, argv[2]);
+    } else if (strcmp(argv[1], "destroy-org") == 0 && argc == 4) {
+        rc = destroy_org(&c, argv[2], argv[3]);
     } else if (strcmp(argv[1], "shred-org") == 0) {
         rc = shred_org(&c, argc - 2, argv + 2);
     } else if (strcmp(argv[1], "create-token-mac") == 0 && argc == 2) {

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The irreversible end of the hierarchy: destroying a retired master key
- * version in the token, and crypto-shredding an org.
+ * version in the token, destroying a retired org key version (its stored
+ * wrapped key overwritten, as a shred does to each of an org's versions),
+ * and crypto-shredding an org.
  *
  * A shred destroys every org key version of the org (the rows are marked
  * destroyed and their wrapped blobs overwritten), then makes sure no copy of
@@ -460,5 +462,92 @@ enum coffer_err coffer_keys_org_shred(struct coffer_keys *k, struct coffer_store
     if (out != NULL) {
         *out = rep;
     }
+    return COFFER_OK;
+}
+
+/* ---- Destroying one org key version -------------------------------------------------- */
+
+/* Inside the caller's transaction: lock, check, then the shred's own step for this version. */
+static enum coffer_err org_key_destroy_locked(struct coffer_store *st,
+                                              const struct coffer_uuid *org_id, uint32_t version,
+                                              int64_t *refs, struct coffer_store_org_key *row)
+{
+    unsigned shredded = 0;
+    enum coffer_err r;
+
+    if ((r = coffer_store_org_key_lock(st, org_id, version)) != COFFER_OK ||
+        (r = coffer_store_org_key_get(st, org_id, version, row)) != COFFER_OK) {
+        return r;
+    }
+    if (row->state == COFFER_KEY_DESTROYED) {
+        return coffer_err_set(COFFER_E_STATE, "org key v%u is destroyed already", version);
+    }
+    if (row->state != COFFER_KEY_RETIRED) {
+        return coffer_err_set(COFFER_E_STATE,
+                              "org key v%u is %s; only a retired version can be destroyed "
+                              "(retire it first)",
+                              version, coffer_key_state_str(row->state));
+    }
+    if ((r = coffer_store_org_key_count_refs(st, org_id, version, refs)) != COFFER_OK) {
+        return r;
+    }
+    if (*refs > 0) {
+        return coffer_err_set(COFFER_E_REFERENCED,
+                              "org key v%u still wraps %lld credential versions; it cannot be "
+                              "destroyed",
+                              version, (long long)*refs);
+    }
+    if ((r = shred_one(st, org_id, version, &shredded)) != COFFER_OK) {
+        return r;
+    }
+    /* The row was locked and retired: the step found it alive and must have destroyed it. */
+    if (shredded != 1) {
+        return coffer_err_set(COFFER_E_CONFLICT, "org key v%u was not overwritten", version);
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_keys_org_key_destroy(struct coffer_keys *k, struct coffer_store *st,
+                                            const struct coffer_uuid *org_id, uint32_t version,
+                                            int64_t *refs, struct coffer_keys_created *out)
+{
+    struct coffer_store_org_key row;
+    int64_t local_refs = 0;
+    char id[COFFER_UUID_STR_LEN];
+    char name[96];
+    char kcv[2 * COFFER_KCV_LEN + 1];
+    enum coffer_err r;
+
+    if (refs == NULL) {
+        refs = &local_refs;
+    }
+    *refs = 0;
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+    }
+    memset(&row, 0, sizeof(row));
+    coffer_uuid_format(org_id, id);
+    org_key_cache_name(org_id, version, name);
+    if ((r = coffer_store_begin(st)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = org_key_destroy_locked(st, org_id, version, refs, &row)) != COFFER_OK ||
+        (r = coffer_store_commit(st)) != COFFER_OK) {
+        coffer_store_rollback(st);
+        return coffer_err_wrap(r, "destroying org key v%u of org %s", version, id);
+    }
+    /*
+     * Retiring dropped the loaded copy already; a reader of this process may
+     * have loaded it again before the row was locked. Other processes refuse
+     * it by the row's state.
+     */
+    coffer_p11_cache_drop(k->p11, name);
+    if (out != NULL) {
+        out->version = version;
+        coffer_memcpy(out->kcv, row.kcv, COFFER_KCV_LEN);
+    }
+    coffer_hex(row.kcv, COFFER_KCV_LEN, kcv);
+    coffer_info("keys", "org %s: org key v%u (KCV %s) destroyed, its wrapped key overwritten", id,
+                version, kcv);
     return COFFER_OK;
 }

@@ -100,6 +100,30 @@ static const struct store_stmt q_plan_get = {
     .ncols = 10,
 };
 
+/*
+ * Held by the process that runs a plan, from before it reads the plan until
+ * after it records the ceremony: a second run of the same plan waits for
+ * none and is refused, so an operation is never done twice for one plan.
+ * Session-level, so it also ends if the process dies.
+ */
+static const struct store_stmt q_plan_run_lock = {
+    .name = "coffer_plan_run_lock",
+    .sql = "SELECT pg_catalog.pg_try_advisory_lock(7165064482445047157::bigint # "
+           "pg_catalog.hashtextextended($1::text, 0))",
+    .nparams = 1,
+    .types = {STORE_OID_TEXT},
+    .ncols = 1,
+};
+
+static const struct store_stmt q_plan_run_unlock = {
+    .name = "coffer_plan_run_unlock",
+    .sql = "SELECT pg_catalog.pg_advisory_unlock(7165064482445047157::bigint # "
+           "pg_catalog.hashtextextended($1::text, 0))",
+    .nparams = 1,
+    .types = {STORE_OID_TEXT},
+    .ncols = 1,
+};
+
 static const struct store_stmt q_plan_close = {
     .name = "coffer_plan_close",
     .sql = "UPDATE coffer.ceremony_plans SET state = $2, ceremony_id = $3 "
@@ -611,6 +635,29 @@ enum coffer_err coffer_store_plan_get(struct coffer_store *s, const struct coffe
 out:
     if (r != COFFER_OK) {
         coffer_store_plan_cleanup(out);
+    }
+    PQclear(res);
+    return r;
+}
+
+enum coffer_err coffer_store_plan_run_lock(struct coffer_store *s, const struct coffer_uuid *id,
+                                           bool lock, bool *got)
+{
+    struct store_params p = {0};
+    char text[COFFER_UUID_STR_LEN];
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    *got = false;
+    coffer_uuid_format(id, text);
+    store_param_text(&p, text);
+    if ((r = run(s, lock ? &q_plan_run_lock : &q_plan_run_unlock, &p,
+                 lock ? "locking the plan for its run" : "unlocking the plan", &res)) !=
+        COFFER_OK) {
+        return r;
+    }
+    if ((r = store_one_row(res, "the plan's lock")) == COFFER_OK) {
+        r = store_col_bool(res, 0, 0, "pg_try_advisory_lock", got);
     }
     PQclear(res);
     return r;

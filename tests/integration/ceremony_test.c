@@ -5,7 +5,8 @@
  * The first ceremony with three officers and a quorum of two; the quorum's
  * refusals (too few approvals, a wrong passphrase, approving twice, an
  * approval for another description, approvals of one plan offered for
- * another, an expired plan); every ceremony end to end; every transcript
+ * another, an expired plan); every ceremony end to end (destroy-org among
+ * them, its transcript checked with `ceremony show`); every transcript
  * verifying, and one edited in the database failing to; the keys made
  * naming their ceremony in audit.key_inventory. No output may contain a
  * passphrase or the token PIN.
@@ -296,6 +297,28 @@ static void test_quorum(void **state)
     /* Approvals of plan B do not count for plan A. */
     approve2(&b, "bob", pass_bob, "carol", pass_carol);
     run_plan(&a, NULL, 1, "1 valid approval(s) of 1 recorded");
+    /* While another process runs plan B (it holds the plan's run lock), B cannot run again. */
+    {
+        char ci[PATH_MAX + 256];
+        char sql[256];
+        PGconn *c;
+        PGresult *r;
+
+        snprintf(ci, sizeof(ci), "%s dbname=%s", h.env.db_super, h.dbname);
+        c = PQconnectdb(ci);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        snprintf(sql, sizeof(sql),
+                 "SELECT pg_advisory_lock(7165064482445047157::bigint # "
+                 "hashtextextended('%s', 0))",
+                 b.id);
+        r = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+        run_plan(&b, NULL, 1, "another run of this plan is in progress");
+        PQfinish(c);
+        super_query("SELECT count(*) FROM coffer.master_keys", v, sizeof(v));
+        assert_string_equal(v, "1");
+    }
     approve_as(&a, a.sha, "bob", pass_bob, 0, "approval recorded");
     run_plan(&a, NULL, 0, "outcome: completed");
     assert_non_null(strstr(res.out, "created master key v2"));
@@ -333,8 +356,12 @@ static void test_key_ceremonies(void **state)
     const char *prep_destroy[] = {"ceremony", "prepare", "destroy-mk", "1", NULL};
     const char *prep_retire_org[] = {"ceremony", "prepare", "retire-org", "acme", "1", NULL};
     const char *prep_shred[] = {"ceremony", "prepare", "shred-org", "other", NULL};
+    const char *prep_dorg_early[] = {"ceremony", "prepare", "destroy-org", "acme", "2", NULL};
+    const char *prep_dorg[] = {"ceremony", "prepare", "destroy-org", "acme", "1", NULL};
     struct plan p;
     char v[64];
+    char kcv[16];
+    char want[128];
 
     (void)state;
     /* An admin's org key rotation needs no quorum and still leaves a transcript. */
@@ -371,6 +398,34 @@ static void test_key_ceremonies(void **state)
                 "WHERE o.name = 'acme' AND k.version = 1",
                 v, sizeof(v));
     assert_string_equal(v, "retired");
+    /* Destroying that retired org key version; the current one is refused at prepare. */
+    expect_in(NULL, prep_dorg_early, 1, "only a retired version is destroyed");
+    super_query("SELECT encode(k.kcv, 'hex') FROM coffer.org_keys k JOIN coffer.orgs o ON "
+                "o.id = k.org_id WHERE o.name = 'acme' AND k.version = 1",
+                kcv, sizeof(kcv));
+    assert_int_equal(strlen(kcv), 6);
+    prepare(prep_dorg, &p);
+    snprintf(want, sizeof(want), "key v1: KCV %s, state retired, under master key v2, wraps 0",
+             kcv);
+    assert_non_null(strstr(res.out, want));
+    assert_non_null(strstr(res.out, "will: destroy org acme key v1"));
+    approve2(&p, "bob", pass_bob, "carol", pass_carol);
+    snprintf(want, sizeof(want), "destroyed org acme key v1  KCV %s", kcv);
+    run_plan(&p, NULL, 0, want);
+    assert_non_null(strstr(res.out, "kind: destroy-org"));
+    assert_non_null(strstr(res.out, "reads back overwritten in the database"));
+    assert_non_null(strstr(res.out, "outcome: completed"));
+    super_query("SELECT state FROM coffer.org_keys k JOIN coffer.orgs o ON o.id = k.org_id "
+                "WHERE o.name = 'acme' AND k.version = 1",
+                v, sizeof(v));
+    assert_string_equal(v, "destroyed");
+    {
+        const char *show[] = {"ceremony", "show", ceremonies[n_ceremonies - 1], NULL};
+
+        expect_in(NULL, show, 0, "signature: valid");
+        assert_non_null(strstr(res.out, "kind: destroy-org"));
+        assert_non_null(strstr(res.out, want));
+    }
     /* Shredding an org: a wrong typed name refuses (the plan stays open); the right one runs. */
     prepare(prep_shred, &p);
     approve2(&p, "alice", pass_alice, "bob", pass_bob);

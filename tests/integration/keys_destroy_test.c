@@ -267,6 +267,145 @@ static void test_mk_destroy(void **state)
     check_read(&w.org, &w.proj, "first", "first-value", NULL);
 }
 
+/* ---- Destroying one org key version ------------------------------------------------------ */
+
+/* The hex of one org key version's stored wrapped key (caller frees). */
+static char *org_key_wrapped(const struct coffer_org *org, uint32_t version)
+{
+    char sql[256];
+
+    coffer_uuid_format(&org->id, id_buf);
+    snprintf(sql, sizeof(sql),
+             "SELECT encode(wrapped, 'hex') FROM coffer.org_keys WHERE org_id = '%s' AND "
+             "version = %u",
+             id_buf, (unsigned)version);
+    return world_sql_value(&w, sql);
+}
+
+static bool org_key_is(const struct coffer_org *org, uint32_t version, const char *what,
+                       const char *want)
+{
+    char sql[256];
+
+    coffer_uuid_format(&org->id, id_buf);
+    snprintf(sql, sizeof(sql),
+             "SELECT %s FROM coffer.org_keys WHERE org_id = '%s' AND version = %u", what, id_buf,
+             (unsigned)version);
+    return world_sql_is(&w, sql, want);
+}
+
+static void test_org_key_destroy(void **state)
+{
+    struct coffer_keys_created ok1;
+    struct coffer_keys_created ok2;
+    struct coffer_keys_created ok3;
+    struct coffer_keys_created gone;
+    struct coffer_keys_read_info info;
+    struct coffer_org org;
+    struct coffer_project proj;
+    char *v1_before;
+    char *v1_after;
+    char *v2_before;
+    char *v2_after;
+    int64_t refs = -1;
+
+    (void)state;
+    assert_int_equal(coffer_keys_org_create(w.k, w.st, "okd", &org, &ok1), COFFER_OK);
+    assert_int_equal(coffer_store_project_insert(w.st, &org.id, "proj", &proj), COFFER_OK);
+    put(&org, &proj, "c1", "value-c1");
+
+    /* The current version is refused; so is one that does not exist. */
+    assert_int_equal(coffer_keys_org_key_destroy(w.k, w.st, &org.id, 1, &refs, &gone),
+                     COFFER_E_STATE);
+    assert_non_null(strstr(coffer_err_detail(), "current"));
+    assert_int_equal(gone.version, 0);
+    assert_int_equal(coffer_keys_org_key_destroy(w.k, w.st, &org.id, 99, &refs, NULL),
+                     COFFER_E_NOT_FOUND);
+
+    /* An active version (no longer current, still wrapping c1) is refused. */
+    assert_int_equal(coffer_keys_org_rotate(w.k, w.st, &org.id, &ok2), COFFER_OK);
+    assert_int_equal(ok2.version, 2);
+    put(&org, &proj, "c2", "value-c2");
+    assert_int_equal(coffer_keys_org_key_destroy(w.k, w.st, &org.id, 1, &refs, NULL),
+                     COFFER_E_STATE);
+    assert_non_null(strstr(coffer_err_detail(), "active"));
+
+    /* Marked retired behind Coffer's back while c1 is still under it: refused with the count. */
+    v1_before = org_key_wrapped(&org, 1);
+    assert_int_equal(world_sql(&w, org_sql("UPDATE coffer.org_keys SET state = 'retired' WHERE "
+                                           "org_id = '%s' AND version = 1",
+                                           &org)),
+                     1);
+    assert_int_equal(coffer_keys_org_key_destroy(w.k, w.st, &org.id, 1, &refs, NULL),
+                     COFFER_E_REFERENCED);
+    assert_int_equal(refs, 1);
+    assert_non_null(strstr(coffer_err_detail(), "1 credential versions"));
+    assert_true(org_key_is(&org, 1, "state", "retired"));
+    v1_after = org_key_wrapped(&org, 1);
+    assert_string_equal(v1_after, v1_before);
+    free(v1_after);
+    assert_int_equal(world_sql(&w, org_sql("UPDATE coffer.org_keys SET state = 'active' WHERE "
+                                           "org_id = '%s' AND version = 1",
+                                           &org)),
+                     1);
+
+    /* c1 moves to v2 when read; then v1 wraps nothing, is retired, and v3 becomes current. */
+    check_read(&org, &proj, "c1", "value-c1", &info);
+    assert_true(info.rewrapped);
+    assert_int_equal(info.org_key_version, 2);
+    assert_int_equal(coffer_keys_org_key_retire(w.k, w.st, &org.id, 1, &refs), COFFER_OK);
+    assert_int_equal(coffer_keys_org_rotate(w.k, w.st, &org.id, &ok3), COFFER_OK);
+    put(&org, &proj, "c3", "value-c3");
+    v2_before = org_key_wrapped(&org, 2);
+
+    /* Destroyed: marked so, with a time; its blob overwritten with bytes of the same length. */
+    refs = -1;
+    assert_int_equal(coffer_keys_org_key_destroy(w.k, w.st, &org.id, 1, &refs, &gone), COFFER_OK);
+    assert_int_equal(refs, 0);
+    assert_int_equal(gone.version, 1);
+    assert_memory_equal(gone.kcv, ok1.kcv, COFFER_KCV_LEN);
+    assert_string_equal(gone.label, "");
+    assert_true(
+        org_key_is(&org, 1, "state || ' ' || (destroyed_at IS NOT NULL)", "destroyed true"));
+    v1_after = org_key_wrapped(&org, 1);
+    assert_int_equal(strlen(v1_after), strlen(v1_before));
+    assert_string_not_equal(v1_after, v1_before);
+    free(v1_before);
+    free(v1_after);
+    /* Only v1 changed: v2 keeps its blob and state, v3 stays current. */
+    v2_after = org_key_wrapped(&org, 2);
+    assert_string_equal(v2_after, v2_before);
+    free(v2_before);
+    free(v2_after);
+    assert_true(org_key_is(&org, 2, "state", "active"));
+    assert_true(org_key_is(&org, 3, "state", "current"));
+
+    /* Destroyed is final: a second destroy is refused, and so is retiring it. */
+    assert_int_equal(coffer_keys_org_key_destroy(w.k, w.st, &org.id, 1, &refs, NULL),
+                     COFFER_E_STATE);
+    assert_non_null(strstr(coffer_err_detail(), "destroyed already"));
+    assert_int_equal(coffer_keys_org_key_retire(w.k, w.st, &org.id, 1, &refs), COFFER_E_STATE);
+
+    /* The credential versions under the other versions read, with every cache emptied. */
+    world_reopen_token(&w);
+    check_read(&org, &proj, "c1", "value-c1", &info);
+    assert_int_equal(info.opened_org_key_version, 2);
+    check_read(&org, &proj, "c2", "value-c2", &info);
+    assert_int_equal(info.opened_org_key_version, 2);
+    check_read(&org, &proj, "c3", "value-c3", &info);
+    assert_int_equal(info.opened_org_key_version, 3);
+    check_read(&w.org, &w.proj, "first", "first-value", NULL);
+
+    /* A row pointed at the destroyed version behind Coffer's back reads as a state error. */
+    assert_int_equal(world_sql(&w, org_sql("UPDATE coffer.credential_versions SET "
+                                           "org_key_version = 1 WHERE org_id = '%s' AND "
+                                           "credential_id IN (SELECT id FROM coffer.credentials "
+                                           "WHERE name = 'c3')",
+                                           &org)),
+                     1);
+    assert_int_equal(read_value(w.k, w.st, &org, &proj, "c3", 0, "value-c3", NULL), COFFER_E_STATE);
+}
+
 /* ---- Shredding ------------------------------------------------------------------------------ */
 
 /*
@@ -642,7 +781,15 @@ static void test_cli(void **state)
     char ver[16];
     const char *destroy[] = {"keys", "destroy-mk", ver, NULL};
     const char *destroy_bad[] = {"keys", "destroy-mk", "zero", NULL};
-    char want[64];
+    const char *dorg_current[] = {"keys", "destroy-org", "clid", "2", NULL};
+    const char *dorg[] = {"keys", "destroy-org", "clid", "1", NULL};
+    const char *dorg_none[] = {"keys", "destroy-org", "nosuch", "1", NULL};
+    const char *dorg_bad[] = {"keys", "destroy-org", "clid", "zero", NULL};
+    struct coffer_keys_created ok1;
+    struct coffer_keys_created ok2;
+    struct coffer_org org_d;
+    char kcv[2 * COFFER_KCV_LEN + 1];
+    char want[256];
     int64_t refs = 0;
     uint32_t cur;
 
@@ -670,14 +817,32 @@ static void test_cli(void **state)
     run(destroy, NULL, 0, want);
     run(destroy, NULL, 1, "destroyed already");
     assert_int_equal(token_objects(mk_sql("coffer-mk-v%u", cur)), 0);
+
+    /* destroy-org: refuses the current version and bad arguments, destroys a retired one. */
+    assert_int_equal(coffer_keys_org_create(w.k, w.st, "clid", &org_d, &ok1), COFFER_OK);
+    assert_int_equal(coffer_keys_org_rotate(w.k, w.st, &org_d.id, &ok2), COFFER_OK);
+    run(dorg_current, NULL, 1, "current");
+    run(dorg_none, NULL, 1, "nosuch");
+    run(dorg_bad, NULL, 1, "destroy-org");
+    run(dorg, NULL, 1, "only a retired version");
+    assert_int_equal(coffer_keys_org_key_retire(w.k, w.st, &org_d.id, 1, &refs), COFFER_OK);
+    coffer_hex(ok1.kcv, COFFER_KCV_LEN, kcv);
+    snprintf(want, sizeof(want),
+             "org clid key v1 (KCV %s) destroyed: its wrapped key is overwritten in the "
+             "database\na database backup taken before still holds it wrapped under master key "
+             "v%u",
+             kcv, current_mk());
+    run(dorg, NULL, 0, want);
+    run(dorg, NULL, 1, "destroyed already");
+    assert_true(org_key_is(&org_d, 1, "state", "destroyed"));
+    assert_true(org_key_is(&org_d, 2, "state", "current"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mk_destroy),
-        cmocka_unit_test(test_shred_org),
-        cmocka_unit_test(test_shred_resumes_after_crash),
+        cmocka_unit_test(test_mk_destroy), cmocka_unit_test(test_org_key_destroy),
+        cmocka_unit_test(test_shred_org),  cmocka_unit_test(test_shred_resumes_after_crash),
         cmocka_unit_test(test_cli),
     };
     FILE *f;
