@@ -223,12 +223,32 @@ static void test_sweep_killed_and_restarted(void **state)
     assert_int_equal(ok, 2);
     before_cv = cv;
 
-    /* Killed at random moments, started again each time. */
+    /*
+     * Killed at random moments of its work, started again each time. The kill
+     * waits until the sweep has moved its first rows, so it never lands in
+     * the token login: SoftHSMv2 rewrites its token file at every login, and
+     * a process killed during that write can leave the token unreadable (a
+     * property of the file backend, documented in hsm/README.md), which is not
+     * what this test is about.
+     */
     for (int round = 0; round < 60 && kills < KILLS; round++) {
-        pid_t pid = sweep_start();
+        int64_t start_cv = 0;
+        int64_t start_ok = 0;
+        int64_t now_cv = 0;
+        int64_t now_ok = 0;
+        pid_t pid;
         int status = 0;
 
-        sleep_ms(20 + rand() % 300);
+        stale(&start_cv, &start_ok);
+        pid = sweep_start();
+        for (int waited = 0; waited < 3000; waited += 5) {
+            stale(&now_cv, &now_ok);
+            if (now_cv != start_cv || now_ok != start_ok) {
+                break;
+            }
+            sleep_ms(5);
+        }
+        sleep_ms(rand() % 150);
         if (kill(pid, SIGKILL) == 0) {
             kills++;
         }
