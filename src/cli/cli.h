@@ -45,4 +45,7 @@ int cli_demo(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_ceremony(int argc, char **argv);
 
+/* coffer exec: runs a command with credentials in its environment (exec_cmd.c). */
+int cli_exec(int argc, char **argv);
+
 #endif

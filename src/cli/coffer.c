@@ -37,6 +37,12 @@ static const char usage[] =
     "  (else COFFER_ADDR, COFFER_CACERT, COFFER_CLIENT_CERT and COFFER_CLIENT_KEY, or\n"
     "  COFFER_TOKEN) and --json. Exit 0 done, 1 refused, 2 usage or trouble.\n"
     "  See docs/admin.md.\n"
+    "  exec --purpose TEXT --env VAR=ORG/PROJECT/CREDENTIAL:KEY... [connection options]\n"
+    "      -- COMMAND [ARG...]         run COMMAND (no shell) with each VAR set to a key's\n"
+    "                                  value, in its environment only; one access per\n"
+    "                                  credential; COFFER_* variables are not passed on.\n"
+    "                                  Exit: COMMAND's, else 1 refused, 2 usage or trouble,\n"
+    "                                  126/127 COMMAND not runnable. See docs/agents.md.\n"
     "\n"
     "On the host that reaches the token and the database:\n"
     "  demo [DIR]                      provision the embedded default in DIR and show the\n"
@@ -215,6 +221,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "ceremony") == 0) {
         return cli_ceremony(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "exec") == 0) {
+        return cli_exec(argc - 1, argv + 1);
     }
     for (size_t i = 0; i < sizeof(api_commands) / sizeof(api_commands[0]); i++) {
         if (strcmp(argv[1], api_commands[i]) == 0) {
