@@ -17,19 +17,29 @@
  *                   the principal's instance, else no_grant
  *   6. phase        such a grant covers the project's current phase, else
  *                   wrong_phase
- *   7. revocation   the credential is not revoked, else revoked
- *   8. expiry       now is before the credential's expiry and before issued
+ *   7. reveal       a credential whose rule says reveal: false is never
+ *                   handed out: an access of its values (brokered false) is
+ *                   refused with secretless_only; a brokered use goes on
+ *   8. revocation   the credential is not revoked, else revoked
+ *   9. expiry       now is before the credential's expiry and before issued
  *                   + the tier's max TTL, and not every key of the version
  *                   has passed its own expiry, else expired
- *   9. approval     a critical credential needs a standing approval of this
+ *  10. approval     a critical credential needs a standing approval of this
  *                   instance covering now, else approval_required
- *  10. granted      and purpose_unexpected is set when the credential lists
+ *  11. granted      and purpose_unexpected is set when the credential lists
  *                   purpose patterns and the purpose matches none of them
+ *
+ * secretless_only comes after the grant and phase checks, so only an agent
+ * that may use the credential now learns that it exists and how to use it
+ * (the API answers it with its own error, not permission_denied), and before
+ * revocation and expiry, so that an agent asking for the values of such a
+ * credential is always told the same thing: values are never revealed,
+ * whatever state the credential is in.
  *
  * integrity_error and token_unavailable arise after an allow, when the
  * credential cannot be unsealed; coffer_authz_after_unseal maps them.
- * The caller tells the agent only "permission_denied"; the audit log keeps
- * the reason.
+ * The caller tells the agent only "permission_denied" (secretless_only
+ * apart, which only a grant holder can meet); the audit log keeps the reason.
  */
 #ifndef COFFER_AUTHZ_H
 #define COFFER_AUTHZ_H
@@ -53,13 +63,15 @@ enum coffer_authz_reason {
     COFFER_AUTHZ_APPROVAL_REQUIRED,
     COFFER_AUTHZ_INTEGRITY_ERROR,
     COFFER_AUTHZ_TOKEN_UNAVAILABLE,
+    COFFER_AUTHZ_SECRETLESS_ONLY,
 };
-#define COFFER_AUTHZ_REASON_COUNT 11
+#define COFFER_AUTHZ_REASON_COUNT 12
 
 /* No expiry recorded (only possible for low and medium, whose max TTL may be never). */
 #define COFFER_AUTHZ_NO_EXPIRY INT64_MAX
 
-/* The reason code as DESIGN.md spells it ("granted", "no_grant", ...); "unknown" if out of range.
+/* The reason code as DESIGN.md spells it ("granted", "no_grant", "secretless_only", ...);
+ * "unknown" if out of range.
  */
 const char *coffer_authz_reason_str(enum coffer_authz_reason r);
 /* Parses a reason code of len bytes; false if unknown. */
@@ -113,6 +125,11 @@ struct coffer_authz_input {
     size_t n_grants;
     const struct coffer_authz_approval *approvals;
     size_t n_approvals;
+
+    bool secretless_only; /* the credential's rule says reveal: false */
+    /* The caller makes a brokered call with the credential: its values never reach the
+       principal. false (the zero value) is an access of the values. */
+    bool brokered;
 };
 
 struct coffer_authz_decision {

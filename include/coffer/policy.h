@@ -42,6 +42,13 @@
 #define COFFER_POLICY_PURPOSES_MAX 64          /* patterns per credential rule */
 #define COFFER_POLICY_DIAGS_MAX 100            /* diagnostics kept; the rest are counted */
 #define COFFER_POLICY_NAME_MAX 63              /* [a-z0-9][a-z0-9_-]{0,62} */
+#define COFFER_POLICY_DESTS_MAX 16             /* destinations per usage spec */
+#define COFFER_POLICY_DEST_MAX 2048            /* bytes per destination URL */
+#define COFFER_POLICY_METHODS_MAX 8            /* methods per usage spec */
+#define COFFER_POLICY_INJECTS_MAX 8            /* inject entries per usage spec */
+#define COFFER_POLICY_HEADER_NAME_MAX 128      /* bytes per injected header name */
+#define COFFER_POLICY_QUERY_NAME_MAX 64        /* bytes per injected query parameter name */
+#define COFFER_POLICY_USAGE_JSON_MAX 262144    /* bytes of a usage spec's canonical JSON */
 
 /* ---- Tiers and lifetimes ---- */
 
@@ -110,6 +117,32 @@ struct coffer_policy_grant {
     struct coffer_policy_pos pos;
 };
 
+/* A destination a credential may be used at: "https://host[:port][/path-prefix]". */
+struct coffer_policy_dest {
+    const char *url; /* as written; checked with coffer_policy_dest_split */
+    struct coffer_policy_pos pos;
+};
+
+/* Where the secret goes in a brokered call: a header or a query parameter. */
+struct coffer_policy_inject {
+    bool query;       /* false: a header */
+    const char *name; /* header or query parameter name */
+    /* template, e.g. "Bearer {{api_key}}": placeholders name the credential's keys */
+    const char *value;
+    struct coffer_policy_pos pos;
+};
+
+/* How a credential is used through Coffer, in brokered calls. */
+struct coffer_policy_usage {
+    struct coffer_policy_dest *destinations; /* at least one */
+    size_t n_destinations;
+    const char **methods; /* upper-case HTTP methods, at least one */
+    size_t n_methods;
+    struct coffer_policy_inject *inject; /* none: the agent's request is sent as it is */
+    size_t n_inject;
+    struct coffer_policy_pos pos;
+};
+
 /* The rules for one credential name of a project (the credential may not exist yet). */
 struct coffer_policy_cred {
     const char *name;
@@ -119,6 +152,9 @@ struct coffer_policy_cred {
     size_t n_purposes;
     struct coffer_policy_grant *grants;
     size_t n_grants;
+    const struct coffer_policy_usage *usage; /* NULL: no brokered use */
+    /* "reveal: false" (only with a usage): access refuses, reason secretless_only */
+    bool secretless_only;
     struct coffer_policy_pos pos;
 };
 
@@ -217,6 +253,44 @@ struct coffer_policy_tier coffer_policy_tier_default(enum coffer_tier t);
  */
 enum coffer_err coffer_policy_emit(const struct coffer_policy_org *org,
                                    struct coffer_buf *out) COFFER_MUST_USE;
+
+/* ---- Usage specs: how a credential is used through Coffer ---- */
+
+struct coffer_broker_dest;
+
+/*
+ * Splits a destination as a policy writes it, "https://host[:port][/path-prefix]"
+ * (at most COFFER_POLICY_DEST_MAX bytes), into *out (strings in a), and checks
+ * it with coffer_broker_dest_validate: scheme https, a host (or "*." and a
+ * name), an optional port of 1..65535 without leading zeros, an optional path
+ * prefix; no user info, query or fragment. COFFER_E_INVALID with a detail
+ * that says what is wrong; COFFER_E_NOMEM.
+ */
+enum coffer_err coffer_policy_dest_split(struct coffer_arena *a, const char *url, size_t len,
+                                         struct coffer_broker_dest *out) COFFER_MUST_USE;
+
+/*
+ * Appends the canonical JSON of a usage spec to out (no NUL):
+ * {"destinations":[...],"methods":[...],"inject":[{"header"|"query":name,"value":tmpl},...]}
+ * with destinations sorted by byte order, methods in the order GET, HEAD,
+ * POST, PUT, PATCH, DELETE, OPTIONS, and inject entries in their declared
+ * order (the order they are applied in). Equal specs give equal bytes.
+ * COFFER_E_INVALID for a NULL spec, COFFER_E_LIMIT past out's max or
+ * COFFER_POLICY_USAGE_JSON_MAX, COFFER_E_NOMEM.
+ */
+enum coffer_err coffer_policy_usage_json(const struct coffer_policy_usage *u,
+                                         struct coffer_buf *out) COFFER_MUST_USE;
+
+/*
+ * Reads a usage spec back from the JSON coffer_policy_usage_json wrote (a
+ * database column: every rule of docs/policy.md is checked again, and no
+ * other key is accepted). The spec and its strings are allocated in a;
+ * positions are empty. COFFER_E_INVALID with a detail naming what is wrong,
+ * COFFER_E_NOMEM.
+ */
+enum coffer_err
+coffer_policy_usage_from_json(struct coffer_arena *a, const char *json, size_t len,
+                              const struct coffer_policy_usage **out) COFFER_MUST_USE;
 
 /* ---- Differences between the policy in force and a new one ---- */
 

@@ -460,6 +460,11 @@ struct coffer_store_access {
        in the arena. */
     const char *const *expired_keys;
     size_t n_expired_keys;
+    /* The credential rule says reveal: false (also copied into the decision's input). */
+    bool secretless_only;
+    /* The rule's usage spec as canonical JSON (coffer_policy_usage_from_json reads it), NUL
+       terminated, in the arena; NULL when the rule has none. */
+    const char *usage;
 };
 
 /*
@@ -472,7 +477,9 @@ struct coffer_store_access {
  * that are neither revoked nor ended (at most COFFER_APPROVALS_MAX). now_us
  * is the database's clock, the same clock that wrote expiry and phase changes.
  * The same query reads which keys of the current version have passed their
- * own expiry (out->expired_keys) and sets in->keys_expired when all have.
+ * own expiry (out->expired_keys) and sets in->keys_expired when all have,
+ * and the rule's usage spec and reveal setting (out->usage,
+ * out->secretless_only, in->secretless_only; in->brokered is the caller's).
  * A missing org, project or credential gives found == false and COFFER_OK.
  * Arrays are allocated in a.
  */

@@ -5,7 +5,8 @@
  * each of the right JSON type), calls one operation of ops.h, and turns the
  * result into JSON. An agent is told
  * "permission_denied" for every denial, whatever the reason the audit log
- * keeps, so that it cannot tell a missing credential from a forbidden one.
+ * keeps, so that it cannot tell a missing credential from a forbidden one;
+ * the one exception is secretless_only (see access_denied).
  *
  * Values travel only in the access response and the put request; both are
  * jansson objects whose memory api_json_init made wiping.
@@ -177,6 +178,38 @@ static json_t *expired_json(const char *names)
     return arr;
 }
 
+/*
+ * The answer to a denied access, by reason. Every reason but one is
+ * "permission_denied", so that a missing credential looks like a forbidden
+ * one. secretless_only is decided only for an agent that holds a grant for
+ * the current phase, which may know that the credential exists; it is told
+ * to use the credential through Coffer, since asking again cannot succeed.
+ */
+static void access_denied(struct api_req *r, enum coffer_authz_reason reason)
+{
+    switch (reason) {
+    case COFFER_AUTHZ_SECRETLESS_ONLY:
+        api_error(r, 403, "secretless_only",
+                  "this credential is never revealed; use it through Coffer (POST "
+                  ".../credentials/{name}/use) instead of reading its values");
+        return;
+    case COFFER_AUTHZ_GRANTED:
+    case COFFER_AUTHZ_NO_GRANT:
+    case COFFER_AUTHZ_WRONG_PHASE:
+    case COFFER_AUTHZ_EXPIRED:
+    case COFFER_AUTHZ_REVOKED:
+    case COFFER_AUTHZ_NOT_FOUND:
+    case COFFER_AUTHZ_NOT_PROJECT_MEMBER:
+    case COFFER_AUTHZ_PURPOSE_MISSING:
+    case COFFER_AUTHZ_APPROVAL_REQUIRED:
+    case COFFER_AUTHZ_INTEGRITY_ERROR:
+    case COFFER_AUTHZ_TOKEN_UNAVAILABLE:
+    default:
+        api_error(r, 403, "permission_denied", "permission denied");
+        return;
+    }
+}
+
 void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffer_err e)
 {
     json_t *out = NULL;
@@ -194,7 +227,7 @@ void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffe
         coffer_keyset_free(&a->keys);
         coffer_free(a->expired_keys);
         a->expired_keys = NULL;
-        api_error(r, 403, "permission_denied", "permission denied");
+        access_denied(r, a->decision.reason);
         return;
     }
     if (a->expired_keys != NULL) {

@@ -32,6 +32,7 @@ static const char *const reason_names[COFFER_AUTHZ_REASON_COUNT] = {
     [COFFER_AUTHZ_APPROVAL_REQUIRED] = "approval_required",
     [COFFER_AUTHZ_INTEGRITY_ERROR] = "integrity_error",
     [COFFER_AUTHZ_TOKEN_UNAVAILABLE] = "token_unavailable",
+    [COFFER_AUTHZ_SECRETLESS_ONLY] = "secretless_only",
 };
 
 const char *coffer_authz_reason_str(enum coffer_authz_reason r)
@@ -347,6 +348,11 @@ void coffer_authz_decide(const struct coffer_authz_input *in, struct coffer_auth
     grant = find_grant(in, &named);
     if (grant < 0) {
         deny(out, named ? COFFER_AUTHZ_WRONG_PHASE : COFFER_AUTHZ_NO_GRANT);
+        return;
+    }
+    /* Only a grant holder gets here: it may learn that the values are never handed out. */
+    if (in->secretless_only && !in->brokered) {
+        deny(out, COFFER_AUTHZ_SECRETLESS_ONLY);
         return;
     }
     if (in->revoked) {

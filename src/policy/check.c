@@ -138,6 +138,37 @@ static void sort_grant_phases(const struct coffer_policy_project *p, struct coff
     }
 }
 
+static int dest_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct coffer_policy_dest *)a)->url,
+                  ((const struct coffer_policy_dest *)b)->url);
+}
+
+static int method_cmp(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a;
+    const char *y = *(const char *const *)b;
+
+    return coffer_policy_method_rank(x, strlen(x)) - coffer_policy_method_rank(y, strlen(y));
+}
+
+/*
+ * Destinations by byte order, methods in the order GET, HEAD, POST, PUT,
+ * PATCH, DELETE, OPTIONS; inject entries keep their order, which is the
+ * order they are applied in. The spec was allocated by this module's loader,
+ * so it is writable although the rule points to it as const.
+ */
+static void sort_usage(const struct coffer_policy_usage *cu)
+{
+    struct coffer_policy_usage *u = (struct coffer_policy_usage *)(uintptr_t)cu;
+
+    if (u == NULL) {
+        return;
+    }
+    sort(u->destinations, u->n_destinations, sizeof(*u->destinations), dest_cmp);
+    sort(u->methods, u->n_methods, sizeof(*u->methods), method_cmp);
+}
+
 static void sort_org(struct coffer_policy_org *o)
 {
     sort(o->agent_types, o->n_agent_types, sizeof(*o->agent_types), type_cmp);
@@ -152,6 +183,7 @@ static void sort_org(struct coffer_policy_org *o)
 
             sort(cr->purposes, cr->n_purposes, sizeof(*cr->purposes), str_cmp);
             sort(cr->grants, cr->n_grants, sizeof(*cr->grants), grant_cmp);
+            sort_usage(cr->usage);
             for (size_t k = 0; k < cr->n_grants; k++) {
                 sort_grant_phases(p, &cr->grants[k]);
             }

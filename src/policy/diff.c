@@ -423,6 +423,35 @@ static void diff_grants(struct differ *d, struct rule o, struct rule n)
     }
 }
 
+/*
+ * Usage specs are compared through their canonical JSON, in which order that
+ * does not matter (destinations, methods) is already settled.
+ */
+static void diff_usage(struct differ *d, const char *what, const struct coffer_policy_cred *a,
+                       const struct coffer_policy_cred *b)
+{
+    struct coffer_buf ja = {0};
+    struct coffer_buf jb = {0};
+    enum coffer_err r;
+
+    if (a->usage == NULL || b->usage == NULL) {
+        if (a->usage != b->usage) {
+            modified(d, what, a->usage == NULL ? "usage (none) -> set" : "usage set -> (none)");
+        }
+        return;
+    }
+    if ((r = coffer_policy_usage_json(a->usage, &ja)) != COFFER_OK ||
+        (r = coffer_policy_usage_json(b->usage, &jb)) != COFFER_OK) {
+        if (d->err == COFFER_OK) {
+            d->err = r;
+        }
+    } else if (ja.len != jb.len || (ja.len > 0 && !coffer_mem_equal(ja.data, jb.data, ja.len))) {
+        modified(d, what, "usage");
+    }
+    coffer_buf_cleanup(&ja);
+    coffer_buf_cleanup(&jb);
+}
+
 static void diff_cred(struct differ *d, struct rule o, struct rule n)
 {
     const char *what =
@@ -445,6 +474,11 @@ static void diff_cred(struct differ *d, struct rule o, struct rule n)
     }
     if (!same_list(pa, o.cred->n_purposes, pb, n.cred->n_purposes)) {
         modified(d, what, "purposes");
+    }
+    diff_usage(d, what, o.cred, n.cred);
+    if (o.cred->secretless_only != n.cred->secretless_only) {
+        modified(d, what,
+                 o.cred->secretless_only ? "reveal false -> true" : "reveal true -> false");
     }
     diff_grants(d, o, n);
 }

@@ -224,6 +224,31 @@ static void emit_grant(struct emitter *em, const struct coffer_policy_grant *g)
     map_end(em);
 }
 
+static void emit_usage(struct emitter *em, const struct coffer_policy_usage *u)
+{
+    scalar(em, "usage");
+    map_begin(em, false);
+    scalar(em, "destinations");
+    seq_begin(em, false);
+    for (size_t i = 0; i < u->n_destinations; i++) {
+        scalar(em, u->destinations[i].url);
+    }
+    seq_end(em);
+    name_list(em, "methods", u->methods, u->n_methods, true);
+    if (u->n_inject > 0) {
+        scalar(em, "inject");
+        seq_begin(em, false);
+        for (size_t i = 0; i < u->n_inject; i++) {
+            map_begin(em, false);
+            pair(em, u->inject[i].query ? "query" : "header", u->inject[i].name);
+            pair(em, "value", u->inject[i].value);
+            map_end(em);
+        }
+        seq_end(em);
+    }
+    map_end(em);
+}
+
 static void emit_cred(struct emitter *em, const struct coffer_policy_cred *c)
 {
     scalar(em, c->name);
@@ -244,6 +269,14 @@ static void emit_cred(struct emitter *em, const struct coffer_policy_cred *c)
     }
     if (c->n_purposes > 0) {
         name_list(em, "purposes", c->purposes, c->n_purposes, false);
+    }
+    if (c->usage != NULL) {
+        emit_usage(em, c->usage);
+    }
+    /* reveal: true is the default and is left out. */
+    if (c->secretless_only) {
+        scalar(em, "reveal");
+        scalar_styled(em, "false", YAML_PLAIN_SCALAR_STYLE);
     }
     map_end(em);
 }

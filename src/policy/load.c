@@ -10,6 +10,7 @@
  */
 #include "coffer/policy.h"
 
+#include "coffer/broker.h"
 #include "coffer/mem.h"
 #include "coffer/text.h"
 #include "policy/policy_int.h"
@@ -738,14 +739,302 @@ static void load_purposes(struct loader *l, const struct cred_ctx *cc, const str
     }
 }
 
+/* ---- Usage specs ---- */
+
+static void load_dests(struct loader *l, const struct cred_ctx *cc, const struct coffer_ynode *v,
+                       struct coffer_policy_usage *u)
+{
+    const struct coffer_ynode **seen;
+    size_t cap = v->n < COFFER_POLICY_DESTS_MAX ? v->n : COFFER_POLICY_DESTS_MAX;
+    size_t i = 0;
+
+    if (!is_sequence(v)) {
+        diag_at(l, v, "'destinations' of %s must be a sequence of https URLs, not %s", cc->label,
+                kind_of(v));
+        return;
+    }
+    if (v->n == 0) {
+        diag_at(l, v, "'destinations' of %s must list at least one destination", cc->label);
+        return;
+    }
+    u->destinations = alloc(l, cap, sizeof(*u->destinations));
+    seen = alloc(l, cap, sizeof(*seen));
+    if (u->destinations == NULL || seen == NULL) {
+        return;
+    }
+    for (const struct coffer_ynode *it = v->head; it != NULL; it = it->next, i++) {
+        struct coffer_broker_dest d;
+        enum coffer_err r;
+        size_t first;
+
+        if (i == COFFER_POLICY_DESTS_MAX) {
+            diag_at(l, it, "%s has more than %u destinations", cc->label, COFFER_POLICY_DESTS_MAX);
+            return;
+        }
+        if (it->kind != COFFER_YNODE_SCALAR || coffer_policy_ynode_null(it)) {
+            diag_at(l, it, "a destination of %s must be a URL, not %s", cc->label, kind_of(it));
+            continue;
+        }
+        r = coffer_policy_dest_split(l->a, it->str, it->len, &d);
+        if (r == COFFER_E_NOMEM) {
+            if (l->err == COFFER_OK) {
+                l->err = r;
+            }
+            return;
+        }
+        if (r != COFFER_OK) {
+            diag_at(l, it, "destination '%s' of %s %s", coffer_policy_quote(it->str, it->len).s,
+                    cc->label, coffer_err_detail());
+            continue;
+        }
+        seen[i] = it;
+        first = earlier(seen, i);
+        if (first != i) {
+            diag_at(l, it, "destination '%s' is listed twice in %s (first at line %u, column %u)",
+                    coffer_policy_quote(it->str, it->len).s, cc->label, seen[first]->line,
+                    seen[first]->col);
+            seen[i] = NULL;
+            continue;
+        }
+        u->destinations[u->n_destinations].url = copy_str(l, it);
+        u->destinations[u->n_destinations].pos = pos_of(l, it);
+        u->n_destinations++;
+    }
+}
+
+static void load_methods(struct loader *l, const struct cred_ctx *cc, const struct coffer_ynode *v,
+                         struct coffer_policy_usage *u)
+{
+    const struct coffer_ynode **seen;
+    size_t cap = v->n < COFFER_POLICY_METHODS_MAX ? v->n : COFFER_POLICY_METHODS_MAX;
+    size_t i = 0;
+
+    if (!is_sequence(v)) {
+        diag_at(l, v, "'methods' of %s must be a sequence of HTTP methods, not %s", cc->label,
+                kind_of(v));
+        return;
+    }
+    if (v->n == 0) {
+        diag_at(l, v, "'methods' of %s must list at least one method", cc->label);
+        return;
+    }
+    u->methods = alloc(l, cap, sizeof(*u->methods));
+    seen = alloc(l, cap, sizeof(*seen));
+    if (u->methods == NULL || seen == NULL) {
+        return;
+    }
+    for (const struct coffer_ynode *it = v->head; it != NULL; it = it->next, i++) {
+        size_t first;
+
+        if (i == COFFER_POLICY_METHODS_MAX) {
+            diag_at(l, it, "%s has more than %u methods", cc->label, COFFER_POLICY_METHODS_MAX);
+            return;
+        }
+        if (it->kind != COFFER_YNODE_SCALAR || coffer_policy_ynode_null(it) ||
+            coffer_policy_method_rank(it->str, it->len) < 0) {
+            diag_at(l, it,
+                    "method '%s' of %s is not one of GET, HEAD, POST, PUT, PATCH, DELETE, "
+                    "OPTIONS (in upper case)",
+                    it->kind == COFFER_YNODE_SCALAR ? coffer_policy_quote(it->str, it->len).s
+                                                    : kind_of(it),
+                    cc->label);
+            continue;
+        }
+        seen[i] = it;
+        first = earlier(seen, i);
+        if (first != i) {
+            diag_at(l, it, "method %s is listed twice in %s (first at line %u, column %u)", it->str,
+                    cc->label, seen[first]->line, seen[first]->col);
+            seen[i] = NULL;
+            continue;
+        }
+        u->methods[u->n_methods++] = copy_str(l, it);
+    }
+}
+
+/* One entry of 'inject'; false (reported) if it is not usable. */
+static bool load_inject_one(struct loader *l, const struct cred_ctx *cc,
+                            const struct coffer_ynode *e, struct coffer_policy_inject *out)
+{
+    struct field f[] = {{.key = "header"}, {.key = "query"}, {.key = "value"}};
+    char where[sizeof(cc->label) + 32];
+    const struct coffer_ynode *name;
+    const char *why;
+    bool ok = true;
+
+    if (!is_mapping(e)) {
+        diag_at(l, e,
+                "an inject entry of %s must be a mapping with header or query, and value, "
+                "not %s",
+                cc->label, kind_of(e));
+        return false;
+    }
+    snprintf(where, sizeof(where), "in an inject entry of %s", cc->label);
+    take_fields(l, e, f, 3, where);
+    out->pos = pos_of(l, e);
+    if (f[0].v != NULL && f[1].v != NULL) {
+        diag_at(l, f[1].k, "an inject entry of %s has both 'header' and 'query'; give one",
+                cc->label);
+        return false;
+    }
+    if (f[0].v == NULL && f[1].v == NULL) {
+        diag_at(l, e, "an inject entry of %s needs 'header' or 'query'", cc->label);
+        ok = false;
+    }
+    name = f[0].v != NULL ? f[0].v : f[1].v;
+    out->query = f[1].v != NULL;
+    if (name != NULL) {
+        if (name->kind != COFFER_YNODE_SCALAR || coffer_policy_ynode_null(name)) {
+            diag_at(l, name, "the %s name of an inject entry of %s must be text, not %s",
+                    out->query ? "query parameter" : "header", cc->label, kind_of(name));
+            ok = false;
+        } else if ((why = out->query
+                              ? coffer_policy_query_problem(name->str, name->len)
+                              : coffer_policy_header_problem(name->str, name->len)) != NULL) {
+            diag_at(l, name, "%s name '%s' of %s %s", out->query ? "query parameter" : "header",
+                    coffer_policy_quote(name->str, name->len).s, cc->label, why);
+            ok = false;
+        } else {
+            out->name = copy_str(l, name);
+        }
+    }
+    if (f[2].v == NULL) {
+        missing(l, e, "value", where);
+        return false;
+    }
+    if (f[2].v->kind != COFFER_YNODE_SCALAR || coffer_policy_ynode_null(f[2].v)) {
+        diag_at(l, f[2].v, "the value of an inject entry of %s must be a template, not %s",
+                cc->label, kind_of(f[2].v));
+        return false;
+    }
+    if (coffer_broker_template_check(f[2].v->str, f[2].v->len) != COFFER_OK) {
+        diag_at(l, f[2].v, "the value template of an inject entry of %s is not valid: %s",
+                cc->label, coffer_err_detail());
+        return false;
+    }
+    out->value = copy_str(l, f[2].v);
+    return ok && out->name != NULL && out->value != NULL;
+}
+
+static void load_inject(struct loader *l, const struct cred_ctx *cc, const struct coffer_ynode *v,
+                        struct coffer_policy_usage *u)
+{
+    size_t i = 0;
+
+    if (!is_sequence(v)) {
+        diag_at(l, v, "'inject' of %s must be a sequence of inject entries, not %s", cc->label,
+                kind_of(v));
+        return;
+    }
+    if (v->n == 0) {
+        return;
+    }
+    u->inject = alloc(l, v->n < COFFER_POLICY_INJECTS_MAX ? v->n : COFFER_POLICY_INJECTS_MAX,
+                      sizeof(*u->inject));
+    if (u->inject == NULL) {
+        return;
+    }
+    for (const struct coffer_ynode *e = v->head; e != NULL; e = e->next, i++) {
+        struct coffer_policy_inject *out = &u->inject[u->n_inject];
+        bool dup = false;
+
+        if (i == COFFER_POLICY_INJECTS_MAX) {
+            diag_at(l, e, "%s has more than %u inject entries", cc->label,
+                    COFFER_POLICY_INJECTS_MAX);
+            return;
+        }
+        if (!load_inject_one(l, cc, e, out)) {
+            *out = (struct coffer_policy_inject){0};
+            continue;
+        }
+        for (size_t k = 0; k < u->n_inject && !dup; k++) {
+            if (coffer_policy_same_inject(u->inject[k].query, u->inject[k].name, out->query,
+                                          out->name)) {
+                diag_at(l, e, "%s '%s' is injected twice in %s (first at line %u, column %u)",
+                        out->query ? "query parameter" : "header", out->name, cc->label,
+                        u->inject[k].pos.line, u->inject[k].pos.col);
+                dup = true;
+            }
+        }
+        if (dup) {
+            *out = (struct coffer_policy_inject){0};
+            continue;
+        }
+        u->n_inject++;
+    }
+}
+
+static void load_usage(struct loader *l, const struct cred_ctx *cc, const struct coffer_ynode *k,
+                       const struct coffer_ynode *v, struct coffer_policy_cred *c)
+{
+    struct field f[] = {{.key = "destinations"}, {.key = "methods"}, {.key = "inject"}};
+    char where[sizeof(cc->label) + 16];
+    struct coffer_policy_usage *u;
+
+    if (!is_mapping(v)) {
+        diag_at(l, v,
+                "'usage' of %s must be a mapping with destinations, methods and inject, not %s",
+                cc->label, kind_of(v));
+        return;
+    }
+    if ((u = alloc(l, 1, sizeof(*u))) == NULL) {
+        return;
+    }
+    snprintf(where, sizeof(where), "in the usage of %s", cc->label);
+    take_fields(l, v, f, 3, where);
+    u->pos = pos_of(l, v);
+    if (f[0].v == NULL) {
+        missing(l, k, "destinations", where);
+    } else {
+        load_dests(l, cc, f[0].v, u);
+    }
+    if (f[1].v == NULL) {
+        missing(l, k, "methods", where);
+    } else {
+        load_methods(l, cc, f[1].v, u);
+    }
+    if (f[2].v != NULL) {
+        load_inject(l, cc, f[2].v, u);
+    }
+    c->usage = u;
+}
+
+/* 'reveal': true (the default) or false, written plain. */
+static void load_reveal(struct loader *l, const struct cred_ctx *cc, const struct coffer_ynode *v,
+                        bool has_usage, struct coffer_policy_cred *c)
+{
+    if (v->kind != COFFER_YNODE_SCALAR || coffer_policy_ynode_null(v)) {
+        diag_at(l, v, "'reveal' of %s must be true or false, not %s", cc->label, kind_of(v));
+        return;
+    }
+    if (strcmp(v->str, "true") != 0 && strcmp(v->str, "false") != 0) {
+        diag_at(l, v, "'reveal' of %s must be true or false, not '%s'", cc->label,
+                coffer_policy_quote(v->str, v->len).s);
+        return;
+    }
+    if (!v->plain) {
+        diag_at(l, v, "'reveal' of %s must be true or false, written without quotes", cc->label);
+        return;
+    }
+    if (strcmp(v->str, "false") != 0) {
+        return;
+    }
+    if (!has_usage) {
+        diag_at(l, v,
+                "'reveal: false' in %s needs a 'usage': without one the credential could not be "
+                "used at all",
+                cc->label);
+        return;
+    }
+    c->secretless_only = true;
+}
+
 static void load_cred(struct loader *l, const char *project, const struct coffer_ynode *k,
                       struct coffer_policy_cred *c, bool *ok)
 {
     const struct coffer_ynode *v = k->next;
-    struct field f[] = {{.key = "description"},
-                        {.key = "grants"},
-                        {.key = "expire_on_phase_end"},
-                        {.key = "purposes"}};
+    struct field f[] = {{.key = "description"}, {.key = "grants"}, {.key = "expire_on_phase_end"},
+                        {.key = "purposes"},    {.key = "usage"},  {.key = "reveal"}};
     struct cred_ctx cc = {.project = project};
     char where[sizeof(cc.label) + 8];
     char subject[sizeof(cc.label) + 32];
@@ -761,7 +1050,7 @@ static void load_cred(struct loader *l, const char *project, const struct coffer
         return;
     }
     snprintf(where, sizeof(where), "in %s", cc.label);
-    take_fields(l, v, f, 4, where);
+    take_fields(l, v, f, 6, where);
     if (f[0].v != NULL) {
         snprintf(subject, sizeof(subject), "the description of %s", cc.label);
         c->description = value_text(l, f[0].v, subject, COFFER_POLICY_DESC_MAX);
@@ -776,6 +1065,12 @@ static void load_cred(struct loader *l, const char *project, const struct coffer
     }
     if (f[3].v != NULL) {
         load_purposes(l, &cc, f[3].v, c);
+    }
+    if (f[4].v != NULL) {
+        load_usage(l, &cc, f[4].k, f[4].v, c);
+    }
+    if (f[5].v != NULL) {
+        load_reveal(l, &cc, f[5].v, f[4].v != NULL, c);
     }
 }
 

@@ -102,6 +102,20 @@ struct coffer_policy_state *coffer_policy_state(struct coffer_policy *p);
 enum coffer_err coffer_policy_ref_add(struct coffer_policy_state *st, const char *s,
                                       struct coffer_policy_pos pos) COFFER_MUST_USE;
 
+/* ---- Usage specs (usage.c) ---- */
+
+/* The place of a method in GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, or -1 for any other. */
+int coffer_policy_method_rank(const char *s, size_t len);
+
+/* Why len bytes at s cannot be an injected header name (an RFC 9110 token), or NULL. */
+const char *coffer_policy_header_problem(const char *s, size_t len);
+
+/* Why len bytes at s cannot be an injected query parameter name, or NULL. */
+const char *coffer_policy_query_problem(const char *s, size_t len);
+
+/* Whether two inject entries name the same place (header names compared without case). */
+bool coffer_policy_same_inject(bool query_a, const char *a, bool query_b, const char *b);
+
 /* ---- Shared wording ---- */
 
 #define COFFER_POLICY_NAME_RULE                                                                    \

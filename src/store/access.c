@@ -38,7 +38,9 @@ static const struct store_stmt access_load = {
            /* The current version's keys, and those past their own expiry, by the same clock. */
            "COALESCE(cardinality(v.key_names), 0)::int8, "
            "ARRAY(SELECT u.k FROM unnest(v.key_names, v.key_expires_at) WITH ORDINALITY "
-           "AS u(k, e, i) WHERE u.e <= statement_timestamp() ORDER BY u.i) "
+           "AS u(k, e, i) WHERE u.e <= statement_timestamp() ORDER BY u.i), "
+           /* How the rule lets the credential be used, and whether it is ever revealed. */
+           "r.usage, COALESCE(r.secretless_only, false) "
            "FROM coffer.orgs o "
            "JOIN coffer.projects p ON p.org_id = o.id AND p.name = $2 AND p.removed_at IS NULL "
            "LEFT JOIN coffer.credentials c "
@@ -65,7 +67,7 @@ static const struct store_stmt access_load = {
            "WHERE o.name = $1",
     .nparams = 3,
     .types = {STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
-    .ncols = 23,
+    .ncols = 25,
 };
 _Static_assert(COFFER_APPROVALS_MAX == 256, "the LIMIT of access_load's approvals");
 
@@ -291,6 +293,38 @@ static enum coffer_err read_key_expiry(const PGresult *res, struct coffer_arena 
     return COFFER_OK;
 }
 
+/*
+ * The rule's usage spec and reveal setting. The spec is read through the
+ * policy's own checks, so a row that was altered behind the policy is an
+ * integrity error rather than a spec handed on to the broker; reveal: false
+ * without a spec cannot be written (a CHECK) and is refused here as well.
+ */
+static enum coffer_err read_usage(const PGresult *res, struct coffer_arena *a,
+                                  struct coffer_authz_input *in, struct coffer_store_access *out)
+{
+    const struct coffer_policy_usage *u = NULL;
+    const char *json = NULL;
+    enum coffer_err r;
+
+    if ((r = store_col_string(res, 0, 23, "coffer.credential_rules.usage", a,
+                              COFFER_POLICY_USAGE_JSON_MAX, STORE_TEXT_TEXT, true, &json)) !=
+            COFFER_OK ||
+        (r = store_col_bool(res, 0, 24, "coffer.credential_rules.secretless_only",
+                            &out->secretless_only)) != COFFER_OK) {
+        return r;
+    }
+    if (json != NULL && coffer_policy_usage_from_json(a, json, strlen(json), &u) != COFFER_OK) {
+        return coffer_err_wrap(COFFER_E_INTEGRITY, "coffer.credential_rules.usage");
+    }
+    if (out->secretless_only && json == NULL) {
+        return coffer_err_set(COFFER_E_INTEGRITY,
+                              "coffer.credential_rules: secretless_only without a usage spec");
+    }
+    out->usage = json;
+    in->secretless_only = out->secretless_only;
+    return COFFER_OK;
+}
+
 static enum coffer_err read_access(const PGresult *res, const char *org, struct coffer_arena *a,
                                    struct coffer_authz_input *in, struct coffer_store_access *out)
 {
@@ -341,7 +375,8 @@ static enum coffer_err read_access(const PGresult *res, const char *org, struct 
                                &in->n_members)) != COFFER_OK ||
         (r = read_grants(res, a, in)) != COFFER_OK ||
         (r = store_read_approvals(res, 0, 17, a, in)) != COFFER_OK ||
-        (r = read_key_expiry(res, a, in, out)) != COFFER_OK) {
+        (r = read_key_expiry(res, a, in, out)) != COFFER_OK ||
+        (r = read_usage(res, a, in, out)) != COFFER_OK) {
         return r;
     }
     in->purposes = purposes;
@@ -380,6 +415,7 @@ enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org
     in->n_grants = 0;
     in->approvals = NULL;
     in->n_approvals = 0;
+    in->secretless_only = false;
     /* A name that cannot exist is simply not found; the caller audits the attempt. */
     if (org == NULL || project == NULL || name == NULL ||
         !store_name_ok(org, strnlen(org, COFFER_NAME_MAX + 1)) ||
@@ -404,6 +440,7 @@ enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org
         memset(out, 0, sizeof(*out));
         in->found = false;
         in->keys_expired = false;
+        in->secretless_only = false;
     }
     return r;
 }

@@ -66,13 +66,13 @@ static const struct store_stmt members_get = {
 static const struct store_stmt rules_get = {
     .name = "coffer_policy_rules",
     .sql =
-        "SELECT p.name, r.name, r.description, r.expire_on_phase_end, r.purposes "
-        "FROM coffer.credential_rules r "
+        "SELECT p.name, r.name, r.description, r.expire_on_phase_end, r.purposes, r.usage, "
+        "r.secretless_only FROM coffer.credential_rules r "
         "JOIN coffer.projects p ON p.id = r.project_id AND p.org_id = r.org_id "
         "WHERE r.org_id = $1 AND " IN_POLICY " ORDER BY p.name COLLATE \"C\", r.name COLLATE \"C\"",
     .nparams = 1,
     .types = {STORE_OID_UUID},
-    .ncols = 5,
+    .ncols = 7,
 };
 
 static const struct store_stmt grants_get = {
@@ -200,6 +200,8 @@ static const struct store_stmt rules_clear = {
 /*
  * Every rule in one statement: rules travel as parallel arrays, their purpose
  * patterns flattened into (rule number, pattern) pairs and regrouped here.
+ * A usage spec travels as its canonical JSON (NULL for none), reveal: false
+ * as the text "true" in the secretless column.
  */
 static const struct store_stmt rules_put = {
     .name = "coffer_policy_rules_put",
@@ -207,16 +209,18 @@ static const struct store_stmt rules_put = {
            "FROM unnest($6::int4[], $7::text[]) WITH ORDINALITY AS f(rule, purpose, ord) "
            "GROUP BY f.rule) "
            "INSERT INTO coffer.credential_rules "
-           "(project_id, org_id, name, description, expire_on_phase_end, purposes) "
+           "(project_id, org_id, name, description, expire_on_phase_end, purposes, usage, "
+           "secretless_only) "
            "SELECT p.id, p.org_id, u.name, u.description, u.expire, "
-           "COALESCE(pp.purposes, '{}'::text[]) "
-           "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY "
-           "AS u(project, name, description, expire, ord) "
+           "COALESCE(pp.purposes, '{}'::text[]), u.usage, u.secretless::bool "
+           "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $8::text[], $9::text[]) "
+           "WITH ORDINALITY AS u(project, name, description, expire, usage, secretless, ord) "
            "JOIN coffer.projects p ON p.org_id = $1 AND p.name = u.project "
            "LEFT JOIN pp ON pp.rule = u.ord",
-    .nparams = 7,
+    .nparams = 9,
     .types = {STORE_OID_UUID, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
-              STORE_OID_TEXT_ARRAY, STORE_OID_INT4_ARRAY, STORE_OID_TEXT_ARRAY},
+              STORE_OID_TEXT_ARRAY, STORE_OID_INT4_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY},
 };
 
 static const struct store_stmt grants_clear = {
@@ -489,6 +493,32 @@ out:
     return r;
 }
 
+/* A rule's usage spec (checked as the loader checks a file's) and its reveal setting. */
+static enum coffer_err read_rule_usage(const PGresult *res, int row, struct coffer_arena *a,
+                                       struct coffer_policy_cred *c)
+{
+    const char *json = NULL;
+    enum coffer_err r;
+
+    if ((r = store_col_string(res, row, 5, "coffer.credential_rules.usage", a,
+                              COFFER_POLICY_USAGE_JSON_MAX, STORE_TEXT_TEXT, true, &json)) !=
+            COFFER_OK ||
+        (r = store_col_bool(res, row, 6, "coffer.credential_rules.secretless_only",
+                            &c->secretless_only)) != COFFER_OK) {
+        return r;
+    }
+    if (json != NULL &&
+        coffer_policy_usage_from_json(a, json, strlen(json), &c->usage) != COFFER_OK) {
+        return coffer_err_wrap(COFFER_E_INTEGRITY, "coffer.credential_rules.usage of %s", c->name);
+    }
+    if (c->secretless_only && c->usage == NULL) {
+        return coffer_err_set(COFFER_E_INTEGRITY,
+                              "coffer.credential_rules: %s is secretless_only without a usage spec",
+                              c->name);
+    }
+    return COFFER_OK;
+}
+
 static enum coffer_err load_rules(struct coffer_store *s, const struct coffer_org *org,
                                   struct coffer_arena *a, struct coffer_policy_org *out)
 {
@@ -532,7 +562,8 @@ static enum coffer_err load_rules(struct coffer_store *s, const struct coffer_or
             (r = store_col_strings(res, i, 4, "coffer.credential_rules.purposes", a,
                                    COFFER_POLICY_PURPOSES_MAX, COFFER_POLICY_PURPOSE_MAX,
                                    STORE_TEXT_TEXT, false, &c->purposes, &c->n_purposes)) !=
-                COFFER_OK) {
+                COFFER_OK ||
+            (r = read_rule_usage(res, i, a, c)) != COFFER_OK) {
             goto out;
         }
         p->n_creds++;
@@ -895,12 +926,34 @@ out:
     return r;
 }
 
+/* The canonical JSON of a rule's usage spec in a, or NULL when it has none. */
+static enum coffer_err usage_text(struct coffer_arena *a, const struct coffer_policy_cred *cr,
+                                  const char **out)
+{
+    struct coffer_buf b = {0};
+    enum coffer_err r;
+
+    *out = NULL;
+    if (cr->usage == NULL) {
+        return COFFER_OK;
+    }
+    b.max = COFFER_POLICY_USAGE_JSON_MAX + 1;
+    if ((r = coffer_policy_usage_json(cr->usage, &b)) == COFFER_OK) {
+        *out = coffer_arena_strndup(a, (const char *)b.data, b.len);
+        if (*out == NULL) {
+            r = coffer_err_set(COFFER_E_NOMEM, "writing the usage spec of %s", cr->name);
+        }
+    }
+    coffer_buf_cleanup(&b);
+    return r;
+}
+
 static enum coffer_err write_rules(struct coffer_store *s, const struct apply *ap)
 {
     const struct coffer_policy_org *o = ap->org;
-    struct coffer_buf cols[6] = {{0}};
+    struct coffer_buf cols[8] = {{0}};
     struct store_params p = {0};
-    const char **v[4];
+    const char **v[6];
     const char **purposes;
     const void **rule_of;
     size_t *rule_len;
@@ -917,7 +970,7 @@ static enum coffer_err write_rules(struct coffer_store *s, const struct apply *a
             np += o->projects[i].creds[c].n_purposes;
         }
     }
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < 6; c++) {
         if ((v[c] = coffer_arena_alloc(ap->a, n, sizeof(char *))) == NULL) {
             return coffer_err_set(COFFER_E_NOMEM, "writing %zu credential rules", n);
         }
@@ -937,6 +990,10 @@ static enum coffer_err write_rules(struct coffer_store *s, const struct apply *a
             v[1][k] = cr->name;
             v[2][k] = cr->description;
             v[3][k] = cr->expire_on_phase_end;
+            v[5][k] = cr->secretless_only ? "true" : "false";
+            if ((r = usage_text(ap->a, cr, &v[4][k])) != COFFER_OK) {
+                return r;
+            }
             for (size_t j = 0; j < cr->n_purposes; j++, q++) {
                 uint32_t ord = (uint32_t)(k + 1); /* WITH ORDINALITY counts from 1 */
 
@@ -969,9 +1026,15 @@ static enum coffer_err write_rules(struct coffer_store *s, const struct apply *a
     }
     store_param_binary(&p, cols[4].data, cols[4].len);
     store_param_binary(&p, cols[5].data, cols[5].len);
+    for (int c = 4; c < 6; c++) {
+        if ((r = store_encode_strings(v[c], n, &cols[c + 2])) != COFFER_OK) {
+            goto out;
+        }
+        store_param_binary(&p, cols[c + 2].data, cols[c + 2].len);
+    }
     r = run(s, &rules_put, &p, "writing credential rules");
 out:
-    for (int c = 0; c < 6; c++) {
+    for (int c = 0; c < 8; c++) {
         coffer_buf_cleanup(&cols[c]);
     }
     return r;

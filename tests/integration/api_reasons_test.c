@@ -6,7 +6,9 @@
  * same 403 permission_denied, and each leaves exactly one audit event whose
  * reason is the true one: granted, no_grant, wrong_phase, expired, revoked,
  * not_found, not_project_member, purpose_missing, approval_required,
- * integrity_error and token_unavailable.
+ * integrity_error and token_unavailable. The one exception is an access of
+ * a credential whose rule says reveal: false by an agent holding a grant:
+ * 403 secretless_only, telling it to use the credential through Coffer.
  *
  * Beside the certificates of the test CA, this test issues one for an agent
  * type that is declared but not a member of the project (openssl command),
@@ -57,6 +59,7 @@
 #define SECRET_REVOKE "revoke-me-reasons-0b0e"
 #define SECRET_CRITICAL "vault-root-reasons-c417"
 #define SECRET_TAMPER "tamper-me-reasons-d00d"
+#define SECRET_HIDDEN "never-revealed-reasons-5ec1"
 #define CREDS "/v1/orgs/dev/projects/demo/credentials"
 
 static struct world w;
@@ -94,7 +97,15 @@ static const char policy[] = "version: 1\n"
                              "      vault-root:\n"
                              "        grants: [{agent_type: deployer}]\n"
                              "      tampered:\n"
-                             "        grants: [{agent_type: deployer}]\n";
+                             "        grants: [{agent_type: deployer}]\n"
+                             "      hidden:\n"
+                             "        grants: [{agent_type: deployer}]\n"
+                             "        usage:\n"
+                             "          destinations: [\"https://api.example.com/v1\"]\n"
+                             "          methods: [GET, POST]\n"
+                             "          inject: [{header: Authorization, value: \"Bearer "
+                             "{{api_key}}\"}]\n"
+                             "        reveal: false\n";
 
 struct reply {
     long status;
@@ -295,6 +306,7 @@ static void test_store(void **state)
     put("revokable", "medium", SECRET_REVOKE, "");
     put("vault-root", "critical", SECRET_CRITICAL, "");
     put("tampered", "medium", SECRET_TAMPER, "");
+    put("hidden", "medium", SECRET_HIDDEN, "");
 }
 
 static void test_granted_and_no_grant(void **state)
@@ -404,6 +416,37 @@ static void test_integrity_error(void **state)
     access_is("agent", "tampered", "{\"purpose\":\"deploy payments\"}", "integrity_error", NULL);
     /* The other credentials are untouched. */
     access_is("agent", "stripe", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_STRIPE);
+}
+
+static void test_secretless_only(void **state)
+{
+    static struct reply r;
+    long m;
+
+    (void)state;
+    /* The grant holder learns that the values are never revealed, and how to use them instead. */
+    m = mark();
+    request("POST", CREDS "/hidden/access", "{\"purpose\":\"charge a card\"}", "agent", &r);
+    if (r.status != 403 || strstr(r.body, "\"error\":\"secretless_only\"") == NULL ||
+        strstr(r.body, "through Coffer") == NULL || strstr(r.body, "\"request_id\"") == NULL) {
+        fail_msg("access to hidden: %ld %s (want 403 secretless_only)", r.status, r.body);
+    }
+    assert_null(strstr(r.body, SECRET_HIDDEN));
+    expect_events(m, "access/false/secretless_only");
+    assert_true(world_sql_is(&w,
+                             "SELECT purpose || '|' || credential || '|' || version FROM "
+                             "coffer.audit_events ORDER BY id DESC LIMIT 1",
+                             "charge a card|hidden|1"));
+    /* A member without a grant is told nothing more than for any other credential. */
+    access_is("agent2", "hidden", "{\"purpose\":\"charge a card\"}", "no_grant", NULL);
+    /* Whatever the purpose, the values stay hidden; a missing purpose is refused first. */
+    access_is("agent", "hidden", "{}", "purpose_missing", NULL);
+    m = mark();
+    expect("POST", CREDS "/hidden/access", "{\"purpose\":\"debug\"}", "agent", 403,
+           "\"error\":\"secretless_only\"");
+    expect_events(m, "access/false/secretless_only");
+    /* Its metadata stays readable to the grant holder: it may know the credential exists. */
+    expect("GET", CREDS "/hidden", NULL, "agent", 200, "\"hidden\"");
 }
 
 /* ---- Certificates --------------------------------------------------------------------- */
@@ -798,7 +841,8 @@ static void test_token_unavailable(void **state)
 static void test_no_secret_leaked(void **state)
 {
     static const char *const secrets[] = {SECRET_STRIPE, SECRET_DEPLOY,   SECRET_SHORT,
-                                          SECRET_REVOKE, SECRET_CRITICAL, SECRET_TAMPER};
+                                          SECRET_REVOKE, SECRET_CRITICAL, SECRET_TAMPER,
+                                          SECRET_HIDDEN};
     static char buf[1 << 20];
     char sql[256];
     ssize_t n;
@@ -811,7 +855,7 @@ static void test_no_secret_leaked(void **state)
                              "coffer.audit_events WHERE action = 'access'",
                              "approval_required,expired,granted,integrity_error,no_grant,"
                              "not_found,not_project_member,purpose_missing,revoked,"
-                             "token_unavailable,wrong_phase"));
+                             "secretless_only,token_unavailable,wrong_phase"));
     fd = open(log_path, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
     n = read(fd, buf, sizeof(buf) - 1);
@@ -898,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_revoked),
         cmocka_unit_test(test_approval_required),
         cmocka_unit_test(test_integrity_error),
+        cmocka_unit_test(test_secretless_only),
         cmocka_unit_test(test_expired_certificate),
         cmocka_unit_test(test_token_unavailable),
         cmocka_unit_test(test_no_secret_leaked),

@@ -2,13 +2,12 @@
 /*
  * Property: an agent is granted a credential only through a grant that
  * matches it. Random policies (members, grants by type, by instance, by
- * phase) are written as YAML, applied to the real database, the project is
- * moved to random phases, and random principals (of this org and another,
- * member types, non-member types, unknown types, any instance) access random
- * credentials through the same load-and-decide path the server uses. Each
- * decision is compared with an independent oracle computed from the
- * generated policy: granted exactly when the oracle finds a matching grant,
- * and otherwise the reason the oracle expects.
+ * phase, rules that say reveal: false) are written as YAML, applied to the real database, the
+ * project is moved to random phases, and random principals (of this org and another, member types,
+ * non-member types, unknown types, any instance) access random credentials, for their values or for
+ * a brokered call, through the same load-and-decide path the server uses. Each decision is compared
+ * with an independent oracle computed from the generated policy: granted exactly when the oracle
+ * finds a matching grant, and otherwise the reason the oracle expects.
  *
  * The generator is seeded (COFFER_PROPERTY_SEED overrides the default) and
  * the seed is printed, so a failure can be replayed.
@@ -65,6 +64,7 @@ struct gen_grant {
 struct gen_policy {
     bool member[N_TYPES];
     bool rule[N_CREDS];
+    bool secretless[N_CREDS]; /* the rule has a usage spec and reveal: false */
     struct gen_grant grants[N_CREDS][MAX_GRANTS];
     int n_grants[N_CREDS];
 };
@@ -82,6 +82,7 @@ static void generate(struct gen_policy *g)
         if (!g->rule[c]) {
             continue;
         }
+        g->secretless[c] = chance(30);
         for (int k = 0; k < want; k++) {
             struct gen_grant gr = {.type = (int)(next() % N_TYPES), .instance = -1};
             bool dup = false;
@@ -142,7 +143,12 @@ static void to_yaml(const struct gen_policy *g, struct coffer_buf *b)
         if (!g->rule[c]) {
             continue;
         }
-        put_fmt(b, "      c%d:\n        grants:", c);
+        put_fmt(b, "      c%d:\n", c);
+        if (g->secretless[c]) {
+            put_str(b, "        usage:\n          destinations: [\"https://api.example.com/v1\"]\n"
+                       "          methods: [GET]\n        reveal: false\n");
+        }
+        put_str(b, "        grants:");
         put_str(b, g->n_grants[c] == 0 ? " []\n" : "\n");
         for (int k = 0; k < g->n_grants[c]; k++) {
             const struct gen_grant *gr = &g->grants[c][k];
@@ -193,7 +199,7 @@ static void apply(const struct gen_policy *g)
 
 /* The oracle: what the decision must say, from the generated policy alone. */
 static enum coffer_authz_reason oracle(const struct gen_policy *g, bool same_org, int type,
-                                       int instance, int cred, int phase)
+                                       int instance, int cred, int phase, bool brokered)
 {
     bool type_match = false;
 
@@ -211,7 +217,9 @@ static enum coffer_authz_reason oracle(const struct gen_policy *g, bool same_org
         }
         type_match = true;
         if (gr->phases == 0 || (gr->phases & (1u << phase)) != 0) {
-            return COFFER_AUTHZ_GRANTED;
+            /* Values of a reveal: false credential are never handed out; a brokered use is. */
+            return g->rule[cred] && g->secretless[cred] && !brokered ? COFFER_AUTHZ_SECRETLESS_ONLY
+                                                                     : COFFER_AUTHZ_GRANTED;
         }
     }
     return type_match ? COFFER_AUTHZ_WRONG_PHASE : COFFER_AUTHZ_NO_GRANT;
@@ -254,6 +262,7 @@ static void test_random_principals(void **state)
                          COFFER_OK);
         for (int probe = 0; probe < PROBES; probe++) {
             bool same_org = chance(85);
+            bool brokered = chance(30);
             int type = (int)(next() % (N_TYPES + 1)); /* N_TYPES is the undeclared "ghost" */
             int instance = (int)(next() % N_INST);
             int cred = (int)(next() % N_CREDS);
@@ -280,12 +289,20 @@ static void test_random_principals(void **state)
             in.principal.instance = inst_name;
             in.purpose = "property check";
             in.purpose_len = strlen(in.purpose);
+            in.brokered = brokered;
+            /* The load reads the rule's reveal setting and usage spec. */
+            if (acc.found) {
+                assert_int_equal(acc.secretless_only, g.rule[cred] && g.secretless[cred]);
+                assert_int_equal(in.secretless_only, acc.secretless_only);
+                assert_true((acc.usage != NULL) == (g.rule[cred] && g.secretless[cred]));
+            }
             coffer_authz_decide(&in, &d);
-            want = oracle(&g, same_org, type, instance, cred, phase);
+            want = oracle(&g, same_org, type, instance, cred, phase, brokered);
             if (d.reason != want || d.allow != (want == COFFER_AUTHZ_GRANTED)) {
-                fail_msg("round %d: %s %s/%s on %s in p%d: got %s, oracle says %s", round,
+                fail_msg("round %d: %s %s/%s on %s in p%d%s: got %s, oracle says %s", round,
                          in.principal.org, type_name, inst_name, cred_name, phase,
-                         coffer_authz_reason_str(d.reason), coffer_authz_reason_str(want));
+                         brokered ? " (brokered)" : "", coffer_authz_reason_str(d.reason),
+                         coffer_authz_reason_str(want));
             }
             if (d.allow) {
                 /* The grant it names matches the principal and the phase. */
@@ -304,16 +321,17 @@ static void test_random_principals(void **state)
         coffer_arena_free(&a);
     }
     printf("property: %d granted, %d denied (not_found %d, not_project_member %d, no_grant %d, "
-           "wrong_phase %d)\n",
+           "wrong_phase %d, secretless_only %d)\n",
            granted, denied, reasons[COFFER_AUTHZ_NOT_FOUND],
            reasons[COFFER_AUTHZ_NOT_PROJECT_MEMBER], reasons[COFFER_AUTHZ_NO_GRANT],
-           reasons[COFFER_AUTHZ_WRONG_PHASE]);
+           reasons[COFFER_AUTHZ_WRONG_PHASE], reasons[COFFER_AUTHZ_SECRETLESS_ONLY]);
     /* The generator must reach every outcome, or the property proved little. */
     assert_true(granted > 0);
     assert_true(reasons[COFFER_AUTHZ_NOT_FOUND] > 0);
     assert_true(reasons[COFFER_AUTHZ_NOT_PROJECT_MEMBER] > 0);
     assert_true(reasons[COFFER_AUTHZ_NO_GRANT] > 0);
     assert_true(reasons[COFFER_AUTHZ_WRONG_PHASE] > 0);
+    assert_true(reasons[COFFER_AUTHZ_SECRETLESS_ONLY] > 0);
 }
 
 int main(void)

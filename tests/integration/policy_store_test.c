@@ -7,8 +7,11 @@
  * removed grant denying the next access; refusals (unknown org, a project
  * that stores credentials, a current phase dropped) that leave everything
  * as it was; phase changes expiring exactly the credentials marked for the
- * phase left, at the instant of the change; and the lifetime checks of an
- * access (revoked, expired, tier maximum, another org).
+ * phase left, at the instant of the change; the lifetime checks of an
+ * access (revoked, expired, tier maximum, another org); and usage specs with
+ * reveal: false: stored as canonical JSON, loaded back equal, re-applied as
+ * no change, returned by the access load, refusing the values
+ * (secretless_only), and checked again when read from the database.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -576,6 +579,193 @@ static void test_auditor_reads_history_only(void **state)
     PQfinish(aud);
 }
 
+/* changed_policy with a usage spec and reveal: false on stripe-live, and a used rule for plain. */
+#define STRIPE_RULE                                                                                \
+    "      stripe-live:\n"                                                                         \
+    "        grants:\n"                                                                            \
+    "          - agent_type: deployer\n"                                                           \
+    "        purposes: [\"deploy *\"]\n"                                                           \
+    "        usage:\n"                                                                             \
+    "          destinations: [\"https://files.stripe.com\", \"https://api.stripe.com/v1\"]\n"      \
+    "          methods: [POST, GET]\n"                                                             \
+    "          inject:\n"                                                                          \
+    "            - header: Authorization\n"                                                        \
+    "              value: \"Bearer {{token}}\"\n"
+#define USAGE_HEAD                                                                                 \
+    "version: 1\n"                                                                                 \
+    "org: acme\n"                                                                                  \
+    "agent_types:\n"                                                                               \
+    "  builder: {description: Builds}\n"                                                           \
+    "  deployer: {description: Ships}\n"                                                           \
+    "  analyst:\n"                                                                                 \
+    "projects:\n"                                                                                  \
+    "  payments:\n"                                                                                \
+    "    phases: [design, build, staging, production]\n"                                           \
+    "    members: [builder, deployer, analyst]\n"                                                  \
+    "    credentials:\n"                                                                           \
+    "      ci-registry:\n"                                                                         \
+    "        grants:\n"                                                                            \
+    "          - agent_type: builder\n"                                                            \
+    "            phases: [build, staging]\n"                                                       \
+    "        expire_on_phase_end: staging\n"                                                       \
+    "      build-cache:\n"                                                                         \
+    "        expire_on_phase_end: build\n"                                                         \
+    "        grants:\n"                                                                            \
+    "          - agent_type: builder\n"                                                            \
+    "      plain:\n"                                                                               \
+    "        grants: [{agent_type: deployer}]\n"                                                   \
+    "        usage: {destinations: [\"https://plain.example.com\"], methods: [GET]}\n"
+
+static const char usage_policy[] = USAGE_HEAD STRIPE_RULE "        reveal: false\n";
+static const char revealed_policy[] = USAGE_HEAD STRIPE_RULE;
+
+#define STRIPE_JSON                                                                                \
+    "{\"destinations\":[\"https://api.stripe.com/v1\",\"https://files.stripe.com\"],"              \
+    "\"methods\":[\"GET\",\"POST\"],\"inject\":[{\"header\":\"Authorization\","                    \
+    "\"value\":\"Bearer {{token}}\"}]}"
+
+/* Runs sql as coffer_owner; it must fail with SQLSTATE state. */
+static void owner_sql_fails(const char *sql, const char *state)
+{
+    PGconn *c = PQconnectdb(w.h.db_owner);
+    PGresult *res;
+
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR ||
+        strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), state) != 0) {
+        fail_msg("%s: expected SQLSTATE %s, got %s", sql, state, PQresStatus(PQresultStatus(res)));
+    }
+    PQclear(res);
+    PQfinish(c);
+}
+
+static void test_usage_apply_and_access(void **state)
+{
+    struct coffer_arena *a = NULL;
+    struct coffer_store_policy_result res;
+    struct coffer_policy *p = NULL;
+    struct coffer_policy_org db;
+    struct coffer_policy_changes diff;
+    struct coffer_buf shown = {0};
+    struct coffer_buf from_file = {0};
+    struct coffer_authz_input in = {0};
+    struct coffer_store_access acc;
+    const struct coffer_policy_org *file;
+
+    (void)state;
+    assert_int_equal(coffer_arena_new(0, &a), COFFER_OK);
+    /* Adding a usage spec and reveal: false are changes of the rule, one line each. */
+    res = apply_text("usage.yaml", usage_policy, COFFER_OK, a);
+    assert_true(res.changed);
+    assert_true(
+        has_change(&res.changes, "~ credential rule payments/stripe-live: usage (none) -> set"));
+    assert_true(
+        has_change(&res.changes, "~ credential rule payments/stripe-live: reveal true -> false"));
+    assert_true(has_change(&res.changes, "+ credential rule payments/plain"));
+    /* Stored as canonical JSON beside the reveal setting. */
+    assert_true(world_sql_is(&w,
+                             "SELECT usage || '|' || secretless_only FROM coffer.credential_rules "
+                             "WHERE name = 'stripe-live'",
+                             STRIPE_JSON "|true"));
+    assert_true(
+        world_sql_is(&w,
+                     "SELECT usage || '|' || secretless_only FROM coffer.credential_rules "
+                     "WHERE name = 'plain'",
+                     "{\"destinations\":[\"https://plain.example.com\"],\"methods\":[\"GET\"],"
+                     "\"inject\":[]}|false"));
+    assert_true(world_sql_is(&w,
+                             "SELECT count(*) FROM coffer.credential_rules WHERE usage IS NULL "
+                             "AND NOT secretless_only",
+                             "2"));
+    assert_true(world_sql_is(&w,
+                             "SELECT changes[array_position(changes, '~ credential rule "
+                             "payments/stripe-live: reveal true -> false')] IS NOT NULL "
+                             "FROM coffer.policy_versions ORDER BY version DESC LIMIT 1",
+                             "t"));
+
+    /* Applying it again changes nothing; what is in force equals the file and shows the same. */
+    res = apply_text("usage.yaml", usage_policy, COFFER_OK, a);
+    assert_false(res.changed);
+    assert_int_equal(res.changes.n, 0);
+    file = load_text("usage.yaml", usage_policy, &p);
+    assert_int_equal(coffer_store_policy_load(w.st, &w.org, a, &db), COFFER_OK);
+    assert_int_equal(coffer_policy_diff(&db, file, a, &diff), COFFER_OK);
+    assert_int_equal(diff.n, 0);
+    assert_true(db.projects[0].creds[3].secretless_only);
+    assert_string_equal(db.projects[0].creds[3].name, "stripe-live");
+    assert_int_equal(db.projects[0].creds[3].usage->n_destinations, 2);
+    assert_int_equal(coffer_policy_emit(&db, &shown), COFFER_OK);
+    assert_int_equal(coffer_policy_emit(file, &from_file), COFFER_OK);
+    assert_int_equal(shown.len, from_file.len);
+    assert_memory_equal(shown.data, from_file.data, shown.len);
+    assert_int_equal(coffer_buf_put_u8(&shown, 0), COFFER_OK);
+    assert_non_null(strstr((const char *)shown.data, "        reveal: false\n"));
+    coffer_policy_free(&p);
+
+    /* The access load returns the spec and the setting for the decision and for brokered use. */
+    assert_int_equal(
+        coffer_store_access_load(w.st, "acme", "payments", "stripe-live", a, &in, &acc), COFFER_OK);
+    assert_true(acc.found);
+    assert_true(acc.secretless_only);
+    assert_true(in.secretless_only);
+    assert_non_null(acc.usage);
+    assert_string_equal(acc.usage, STRIPE_JSON);
+    assert_int_equal(coffer_store_access_load(w.st, "acme", "payments", "plain", a, &in, &acc),
+                     COFFER_OK);
+    assert_false(acc.secretless_only);
+    assert_false(in.secretless_only);
+    assert_non_null(acc.usage);
+    assert_int_equal(coffer_store_access_load(w.st, "acme", "payments", "own-marker", a, &in, &acc),
+                     COFFER_OK);
+    assert_true(acc.found);
+    assert_false(acc.secretless_only);
+    assert_null(acc.usage);
+
+    /*
+     * The grant holder is told secretless_only, even for the revoked stripe-live (values are
+     * never revealed, whatever its state); without a grant the answer stays no_grant.
+     */
+    assert_int_equal(reason("stripe-live", "deployer", "d-1"), COFFER_AUTHZ_SECRETLESS_ONLY);
+    assert_int_equal(reason("stripe-live", "analyst", "metrics-1"), COFFER_AUTHZ_NO_GRANT);
+    assert_int_equal(reason("plain", "deployer", "d-1"), COFFER_AUTHZ_GRANTED);
+
+    /* reveal: false taken away: one change, and the values are refused for what they are. */
+    res = apply_text("revealed.yaml", revealed_policy, COFFER_OK, a);
+    assert_true(res.changed);
+    assert_int_equal(res.changes.n, 1);
+    assert_true(
+        has_change(&res.changes, "~ credential rule payments/stripe-live: reveal false -> true"));
+    assert_true(world_sql_is(&w,
+                             "SELECT secretless_only FROM coffer.credential_rules "
+                             "WHERE name = 'stripe-live'",
+                             "f"));
+    assert_int_equal(reason("stripe-live", "deployer", "d-1"), COFFER_AUTHZ_REVOKED);
+
+    /* The database refuses reveal: false without a spec, and a spec that is not a JSON object. */
+    owner_sql_fails("UPDATE coffer.credential_rules SET secretless_only = true, usage = NULL "
+                    "WHERE name = 'stripe-live'",
+                    "23514");
+    owner_sql_fails("UPDATE coffer.credential_rules SET usage = '[]' WHERE name = 'stripe-live'",
+                    "23514");
+    /* A spec altered behind the policy is an integrity error when read, never handed on. */
+    world_sql(&w, "UPDATE coffer.credential_rules SET usage = '{\"destinations\":"
+                  "[\"http://evil.example.com\"],\"methods\":[\"GET\"],\"inject\":[]}' "
+                  "WHERE name = 'plain'");
+    assert_int_equal(coffer_store_access_load(w.st, "acme", "payments", "plain", a, &in, &acc),
+                     COFFER_E_INTEGRITY);
+    assert_false(acc.found);
+    assert_null(acc.usage);
+    assert_int_equal(coffer_store_policy_load(w.st, &w.org, a, &db), COFFER_E_INTEGRITY);
+    world_sql(&w, "UPDATE coffer.credential_rules SET usage = '{\"destinations\":"
+                  "[\"https://plain.example.com\"],\"methods\":[\"GET\"],\"inject\":[]}' "
+                  "WHERE name = 'plain'");
+    assert_int_equal(coffer_store_policy_load(w.st, &w.org, a, &db), COFFER_OK);
+    coffer_buf_cleanup(&shown);
+    coffer_buf_cleanup(&from_file);
+    coffer_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_access_lifetimes),
         cmocka_unit_test(test_app_role_cannot_rewrite_history),
         cmocka_unit_test(test_auditor_reads_history_only),
+        cmocka_unit_test(test_usage_apply_and_access),
     };
     int rc;
 

@@ -263,6 +263,20 @@ static void pattern(struct fixture *f, const struct tweak *t)
     f->patterns[f->in.n_purposes++] = t->s;
 }
 
+/* The rule says reveal: false. */
+static void secretless(struct fixture *f, const struct tweak *t)
+{
+    (void)t;
+    f->in.secretless_only = true;
+}
+
+/* The caller makes a brokered call: the values never reach the principal. */
+static void brokered(struct fixture *f, const struct tweak *t)
+{
+    (void)t;
+    f->in.brokered = true;
+}
+
 static void patterns_null(struct fixture *f, const struct tweak *t)
 {
     f->in.purposes = NULL;
@@ -455,12 +469,49 @@ static const struct row rows[] = {
      {S(phase, "design"), DO(revoked)},
      DENY(COFFER_AUTHZ_WRONG_PHASE)},
 
-    /* 7. revocation */
+    /* 7. reveal: false */
+    {"reveal false refuses an access of the values", {DO(secretless)},
+     DENY(COFFER_AUTHZ_SECRETLESS_ONLY)},
+    {"reveal false lets a brokered use go on", {DO(secretless), DO(brokered)}, ALLOW(1)},
+    {"a brokered use of a revealed credential", {DO(brokered)}, ALLOW(1)},
+    {"reveal false for an instance grant", {S2(agent, "analyst", "metrics-1"), DO(secretless)},
+     DENY(COFFER_AUTHZ_SECRETLESS_ONLY)},
+    {"no grant beats reveal false", {S2(agent, "analyst", "metrics-2"), DO(secretless)},
+     DENY(COFFER_AUTHZ_NO_GRANT)},
+    {"wrong phase beats reveal false", {S(phase, "design"), DO(secretless)},
+     DENY(COFFER_AUTHZ_WRONG_PHASE)},
+    {"not a member beats reveal false", {SN(members, "", 2), DO(secretless)},
+     DENY(COFFER_AUTHZ_NOT_PROJECT_MEMBER)},
+    {"not found beats reveal false", {DO(not_found), DO(secretless)},
+     DENY(COFFER_AUTHZ_NOT_FOUND)},
+    {"another org beats reveal false", {S(principal_org, "other"), DO(secretless)},
+     DENY(COFFER_AUTHZ_NOT_FOUND)},
+    {"purpose missing beats reveal false", {SN(purpose, "", 0), DO(secretless)},
+     DENY(COFFER_AUTHZ_PURPOSE_MISSING)},
+    {"reveal false beats revoked", {DO(secretless), DO(revoked)},
+     DENY(COFFER_AUTHZ_SECRETLESS_ONLY)},
+    {"reveal false beats expired", {DO(secretless), N(expires_in, -DAY), DO(keys_expired)},
+     DENY(COFFER_AUTHZ_SECRETLESS_ONLY)},
+    {"reveal false beats approval required", {DO(secretless), CRITICAL},
+     DENY(COFFER_AUTHZ_SECRETLESS_ONLY)},
+    {"a brokered use is still revoked", {DO(secretless), DO(brokered), DO(revoked)},
+     DENY(COFFER_AUTHZ_REVOKED)},
+    {"a brokered use is still expired", {DO(secretless), DO(brokered), N(expires_in, 0)},
+     DENY(COFFER_AUTHZ_EXPIRED)},
+    {"a brokered use still needs an approval", {DO(secretless), DO(brokered), CRITICAL},
+     DENY(COFFER_AUTHZ_APPROVAL_REQUIRED)},
+    {"a brokered use still needs a grant", {S2(agent, "builder", "b-1"), DO(brokered)},
+     DENY(COFFER_AUTHZ_WRONG_PHASE)},
+    {"a brokered use flags an unexpected purpose",
+     {DO(secretless), DO(brokered), S(pattern, "reconcile *")},
+     ALLOW_UNEXPECTED(1)},
+
+    /* 8. revocation */
     {"revoked", {DO(revoked)}, DENY(COFFER_AUTHZ_REVOKED)},
     {"revoked beats expired", {DO(revoked), N(expires_in, 0)}, DENY(COFFER_AUTHZ_REVOKED)},
     {"revoked beats approval required", {DO(revoked), CRITICAL}, DENY(COFFER_AUTHZ_REVOKED)},
 
-    /* 8. expiry */
+    /* 9. expiry */
     {"expiry exactly now", {N(expires_in, 0)}, DENY(COFFER_AUTHZ_EXPIRED)},
     {"expiry one microsecond ahead", {N(expires_in, 1)}, ALLOW(1)},
     {"expiry in the past", {N(expires_in, -DAY)}, DENY(COFFER_AUTHZ_EXPIRED)},
@@ -545,7 +596,7 @@ static const struct row rows[] = {
      DENY(COFFER_AUTHZ_EXPIRED)},
     {"expired beats approval required", {CRITICAL, N(expires_in, 0)}, DENY(COFFER_AUTHZ_EXPIRED)},
 
-    /* 9. approval */
+    /* 10. approval */
     {"critical without an approval", {CRITICAL}, DENY(COFFER_AUTHZ_APPROVAL_REQUIRED)},
     {"critical with an approval covering now", {CRITICAL, APPROVED(-HOUR, HOUR)}, ALLOW(1)},
     {"approval starting exactly now", {CRITICAL, APPROVED(0, HOUR)}, ALLOW(1)},
@@ -584,7 +635,7 @@ static const struct row rows[] = {
      {N2(tier, 9, 86400), N(issued_in, -HOUR)},
      DENY(COFFER_AUTHZ_APPROVAL_REQUIRED)},
 
-    /* 10. purpose patterns */
+    /* 11. purpose patterns */
     {"purpose matches the only pattern", {S(pattern, "deploy payments *")}, ALLOW(1)},
     {"purpose matches no pattern", {S(pattern, "reconcile *")}, ALLOW_UNEXPECTED(1)},
     {"purpose matches the second pattern in another case",
@@ -931,7 +982,7 @@ static void test_reason_names(void **state)
     static const char *const names[COFFER_AUTHZ_REASON_COUNT] = {
         "granted",           "no_grant",        "wrong_phase",        "expired",
         "revoked",           "not_found",       "not_project_member", "purpose_missing",
-        "approval_required", "integrity_error", "token_unavailable",
+        "approval_required", "integrity_error", "token_unavailable",  "secretless_only",
     };
 
     (void)state;

@@ -149,6 +149,17 @@ static void test_acme_round_trip(void **state)
                                 "          phases: [production]\n"));
     assert_true(strstr(out, "ci-registry:") < strstr(out, "grafana:"));
     assert_true(strstr(out, "grafana:") < strstr(out, "stripe-live:"));
+    /* The usage spec and reveal: false of stripe-live come back after its purposes. */
+    assert_non_null(strstr(out, "        - reconcile *\n"
+                                "        usage:\n"
+                                "          destinations:\n"
+                                "          - https://api.stripe.com/v1\n"
+                                "          - https://files.stripe.com:443/\n"
+                                "          methods: [GET, POST]\n"
+                                "          inject:\n"
+                                "          - header: Authorization\n"
+                                "            value: Bearer {{api_key}}\n"
+                                "        reveal: false\n"));
     free(twice);
     free(out);
     free(yaml);
@@ -262,6 +273,216 @@ static void test_emit_errors(void **state)
     assert_int_equal(small.len, 1);
     coffer_buf_cleanup(&small);
     coffer_policy_free(&p);
+}
+
+static void test_usage_round_trip(void **state)
+{
+    struct coffer_policy *p = load_text(
+        "version: 1\norg: u\nprojects:\n  p:\n    phases: [a]\n    credentials:\n"
+        "      c:\n"
+        "        reveal: false\n"
+        "        usage:\n"
+        "          methods: [OPTIONS, PATCH, GET]\n"
+        "          destinations: [\"https://z.example.com/a\", \"https://*.b.example.com\",\n"
+        "                         \"https://[2001:db8::1]:8443/v1/\"]\n"
+        "          inject:\n"
+        "            - query: api.key~1\n"
+        "              value: \"{{k}}\"\n"
+        "            - header: X-Api-Key\n"
+        "              value: \"'q' \\\"dq\\\" #h a: b {{key.v-1}}\"\n"
+        "      d:\n"
+        "        usage:\n"
+        "          destinations: [\"https://d.example.com\"]\n"
+        "          methods: [HEAD]\n"
+        "        reveal: true\n");
+    char *out = round_trip(p);
+
+    (void)state;
+    /* Byte for byte: destinations sorted, methods in canonical order, injects as declared. */
+    assert_string_equal(strstr(out, "    credentials:\n"),
+                        "    credentials:\n"
+                        "      c:\n"
+                        "        usage:\n"
+                        "          destinations:\n"
+                        "          - https://*.b.example.com\n"
+                        "          - https://[2001:db8::1]:8443/v1/\n"
+                        "          - https://z.example.com/a\n"
+                        "          methods: [GET, PATCH, OPTIONS]\n"
+                        "          inject:\n"
+                        "          - query: api.key~1\n"
+                        "            value: '{{k}}'\n"
+                        "          - header: X-Api-Key\n"
+                        "            value: '''q'' \"dq\" #h a: b {{key.v-1}}'\n"
+                        "        reveal: false\n"
+                        "      d:\n"
+                        "        usage:\n"
+                        "          destinations:\n"
+                        "          - https://d.example.com\n"
+                        "          methods: [HEAD]\n");
+    assert_true(p->orgs[0].projects[0].creds[0].secretless_only);
+    assert_false(p->orgs[0].projects[0].creds[1].secretless_only);
+    free(out);
+    coffer_policy_free(&p);
+}
+
+/* The canonical JSON of the usage spec of the first rule of yaml's first project. */
+static char *usage_json_of(const char *yaml, struct coffer_policy **keep)
+{
+    struct coffer_policy *p = load_text(yaml);
+    struct coffer_buf b = {0};
+    char *s;
+
+    assert_non_null(p->orgs[0].projects[0].creds[0].usage);
+    assert_int_equal(coffer_policy_usage_json(p->orgs[0].projects[0].creds[0].usage, &b),
+                     COFFER_OK);
+    s = calloc(b.len + 1, 1);
+    assert_non_null(s);
+    memcpy(s, b.data, b.len);
+    coffer_buf_cleanup(&b);
+    *keep = p;
+    return s;
+}
+
+#define USAGE_DOC(dests, methods, inject)                                                          \
+    "version: 1\norg: u\nprojects:\n  p:\n    phases: [a]\n    credentials:\n      c:\n"           \
+    "        usage:\n          destinations: " dests "\n          methods: " methods "\n" inject
+
+#define TWO_INJECTS                                                                                \
+    "          inject:\n            - header: Authorization\n"                                     \
+    "              value: \"Bearer \\\"{{t}}\\\" \\\\ x\"\n"                                       \
+    "            - query: key\n              value: \"{{t}}\"\n"
+
+static void test_usage_json(void **state)
+{
+    static const char no_inject[] =
+        "{\"destinations\":[\"https://a.example.com\"],\"methods\":[\"GET\"],\"inject\":[]}";
+    struct coffer_policy *p = NULL;
+    struct coffer_policy *q = NULL;
+    struct coffer_arena *a = NULL;
+    const struct coffer_policy_usage *u = NULL;
+    struct coffer_buf b = {0};
+    struct coffer_buf small = {.max = 16};
+    char *json;
+    char *again;
+
+    (void)state;
+    json = usage_json_of(USAGE_DOC("[\"https://b.example.com/x\", \"https://a.example.com\"]",
+                                   "[POST, GET]", TWO_INJECTS),
+                         &p);
+    assert_string_equal(json,
+                        "{\"destinations\":[\"https://a.example.com\",\"https://b.example.com/x\"],"
+                        "\"methods\":[\"GET\",\"POST\"],\"inject\":[{\"header\":\"Authorization\","
+                        "\"value\":\"Bearer \\\"{{t}}\\\" \\\\ x\"},{\"query\":\"key\","
+                        "\"value\":\"{{t}}\"}]}");
+    /* The same spec in another order is the same JSON. */
+    again = usage_json_of(USAGE_DOC("[\"https://a.example.com\", \"https://b.example.com/x\"]",
+                                    "[GET, POST]", TWO_INJECTS),
+                          &q);
+    assert_string_equal(json, again);
+    free(again);
+    coffer_policy_free(&q);
+
+    /* Read back, it is the same spec and writes the same bytes. */
+    assert_int_equal(coffer_arena_new(0, &a), COFFER_OK);
+    assert_int_equal(coffer_policy_usage_from_json(a, json, strlen(json), &u), COFFER_OK);
+    assert_non_null(u);
+    assert_int_equal(u->n_destinations, 2);
+    assert_string_equal(u->destinations[0].url, "https://a.example.com");
+    assert_null(u->destinations[0].pos.file);
+    assert_int_equal(u->n_methods, 2);
+    assert_int_equal(u->n_inject, 2);
+    assert_string_equal(u->inject[0].value, "Bearer \"{{t}}\" \\ x");
+    assert_false(u->inject[0].query);
+    assert_true(u->inject[1].query);
+    assert_int_equal(coffer_policy_usage_json(u, &b), COFFER_OK);
+    assert_int_equal(b.len, strlen(json));
+    assert_memory_equal(b.data, json, b.len);
+    coffer_buf_cleanup(&b);
+    /* No inject entries: an empty list, read back as none. */
+    assert_int_equal(coffer_policy_usage_from_json(a, no_inject, strlen(no_inject), &u), COFFER_OK);
+    assert_int_equal(u->n_inject, 0);
+
+    /* Output past its limit: an error, and nothing half-written is kept. */
+    assert_int_equal(coffer_buf_put(&small, "x", 1), COFFER_OK);
+    assert_int_equal(coffer_policy_usage_json(p->orgs[0].projects[0].creds[0].usage, &small),
+                     COFFER_E_LIMIT);
+    assert_int_equal(small.len, 1);
+    coffer_buf_cleanup(&small);
+    assert_int_equal(coffer_policy_usage_json(NULL, &b), COFFER_E_INVALID);
+    assert_int_equal(coffer_policy_usage_json(p->orgs[0].projects[0].creds[0].usage, NULL),
+                     COFFER_E_INVALID);
+    free(json);
+    coffer_policy_free(&p);
+    coffer_arena_free(&a);
+}
+
+/* Stored JSON that breaks a rule must be refused, naming what is wrong. */
+static void json_refused(const char *json, const char *part)
+{
+    struct coffer_arena *a = NULL;
+    const struct coffer_policy_usage *u = NULL;
+
+    assert_int_equal(coffer_arena_new(0, &a), COFFER_OK);
+    assert_int_equal(coffer_policy_usage_from_json(a, json, strlen(json), &u), COFFER_E_INVALID);
+    assert_null(u);
+    if (strstr(coffer_err_detail(), part) == NULL) {
+        fail_msg("%s: detail \"%s\" lacks \"%s\"", json, coffer_err_detail(), part);
+    }
+    coffer_arena_free(&a);
+}
+
+#define D1 "\"destinations\":[\"https://a.example.com\"]"
+#define M1 "\"methods\":[\"GET\"]"
+#define I0 "\"inject\":[]"
+
+static void test_usage_json_refused(void **state)
+{
+    struct coffer_arena *a = NULL;
+    const struct coffer_policy_usage *u = NULL;
+
+    (void)state;
+    json_refused("{", "is not JSON");
+    json_refused("[]", "must be an object with exactly destinations, methods and inject");
+    json_refused("{" D1 "," M1 "}", "must be an object with exactly");
+    json_refused("{" D1 "," M1 "," I0 ",\"reveal\":false}", "must be an object with exactly");
+    json_refused("{" D1 "," M1 "," I0 "," I0 "}", "is not JSON");
+    json_refused("{\"destinations\":[]," M1 "," I0 "}", "destinations must be an array of 1 to 16");
+    json_refused("{\"destinations\":\"https://a.example.com\"," M1 "," I0 "}",
+                 "destinations must be an array");
+    json_refused("{\"destinations\":[7]," M1 "," I0 "}", "destination 0 is not a string");
+    json_refused("{\"destinations\":[\"http://a.example.com\"]," M1 "," I0 "}",
+                 "destination 0: must use https, not http");
+    json_refused("{\"destinations\":[\"https://a.example.com/../b\"]," M1 "," I0 "}",
+                 "destination 0: is refused by the broker");
+    json_refused("{\"destinations\":[\"https://a.example.com\",\"https://a.example.com\"]," M1
+                 "," I0 "}",
+                 "destination 1 is listed twice");
+    json_refused("{" D1 ",\"methods\":[]," I0 "}", "methods must be an array of 1 to 8");
+    json_refused("{" D1 ",\"methods\":[\"get\"]," I0 "}", "method 0 is not one Coffer allows");
+    json_refused("{" D1 ",\"methods\":[\"GET\",\"GET\"]," I0 "}", "method GET is listed twice");
+    json_refused("{" D1 "," M1 ",\"inject\":{}}", "inject must be an array of at most 8");
+    json_refused("{" D1 "," M1 ",\"inject\":[{\"header\":\"A\"}]}",
+                 "inject 0 must be an object with header or query, and value");
+    json_refused("{" D1 "," M1 ",\"inject\":[{\"header\":\"A\",\"query\":\"a\",\"value\":\"v\"}]}",
+                 "inject 0 must be an object");
+    json_refused("{" D1 "," M1 ",\"inject\":[{\"header\":\"Host\",\"value\":\"v\"}]}",
+                 "the name of inject 0 is set by Coffer itself");
+    json_refused("{" D1 "," M1 ",\"inject\":[{\"query\":\"a b\",\"value\":\"v\"}]}",
+                 "the name of inject 0 may hold only");
+    json_refused("{" D1 "," M1 ",\"inject\":[{\"header\":\"A\",\"value\":\"{{a b}}\"}]}",
+                 "the value of inject 0");
+    json_refused("{" D1 "," M1 ",\"inject\":[{\"header\":\"A\",\"value\":\"\"}]}",
+                 "the value of inject 0 is empty");
+    json_refused("{" D1 "," M1
+                 ",\"inject\":[{\"header\":\"A\",\"value\":\"v\"},{\"header\":\"a\",\"value\":"
+                 "\"w\"}]}",
+                 "inject 1 names the same header as inject 0");
+    assert_int_equal(coffer_arena_new(0, &a), COFFER_OK);
+    assert_int_equal(coffer_policy_usage_from_json(NULL, "{}", 2, &u), COFFER_E_INVALID);
+    assert_int_equal(coffer_policy_usage_from_json(a, NULL, 0, &u), COFFER_E_INVALID);
+    assert_int_equal(coffer_policy_usage_from_json(a, "{}", COFFER_POLICY_USAGE_JSON_MAX + 1, &u),
+                     COFFER_E_INVALID);
+    coffer_arena_free(&a);
 }
 
 /* ---- Diff ---- */
@@ -557,6 +778,104 @@ static void test_diff_ignores_list_order(void **state)
     free(yaml);
 }
 
+#define STRIPE_USAGE                                                                               \
+    "        usage:\n"                                                                             \
+    "          destinations: [\"https://api.stripe.com/v1\", \"https://files.stripe.com\"]\n"      \
+    "          methods: [GET, POST]\n"                                                             \
+    "          inject:\n"                                                                          \
+    "            - header: Authorization\n"                                                        \
+    "              value: \"Bearer {{api_key}}\"\n"
+
+static void test_diff_usage(void **state)
+{
+    char *with = edit("      stripe-live:\n", "      stripe-live:\n" STRIPE_USAGE);
+    struct coffer_policy *a;
+    struct coffer_policy *b;
+    struct coffer_policy_usage *u;
+
+    (void)state;
+    EXPECT(edit("      stripe-live:\n", "      stripe-live:\n" STRIPE_USAGE),
+           "~ credential rule payments/stripe-live: usage (none) -> set");
+    EXPECT(
+        edit("      stripe-live:\n", "      stripe-live:\n" STRIPE_USAGE "        reveal: false\n"),
+        "~ credential rule payments/stripe-live: usage (none) -> set",
+        "~ credential rule payments/stripe-live: reveal true -> false");
+
+    /* From a policy with a usage spec. */
+    a = load_text(with);
+    b = load_text(with);
+    assert_int_equal(count_changes(&a->orgs[0], &b->orgs[0]), 0);
+    /* Destinations and methods are sets: their order (as read from a database) does not matter. */
+    u = (struct coffer_policy_usage *)(uintptr_t)b->orgs[0].projects[1].creds[1].usage;
+    assert_non_null(u);
+    reverse(u->destinations, u->n_destinations, sizeof(*u->destinations));
+    reverse(u->methods, u->n_methods, sizeof(*u->methods));
+    assert_string_equal(u->methods[0], "POST");
+    assert_int_equal(count_changes(&a->orgs[0], &b->orgs[0]), 0);
+    /* What an inject entry puts in does. */
+    u->inject[0].value = "Token {{api_key}}";
+    assert_int_equal(count_changes(&a->orgs[0], &b->orgs[0]), 1);
+    coffer_policy_free(&a);
+    coffer_policy_free(&b);
+    free(with);
+}
+
+/*
+ * From BASE with STRIPE_USAGE and reveal: false, the edit from -> to makes
+ * exactly the changes want and (unless NULL) want2.
+ */
+static void expect_usage_edit(const char *from, const char *to, const char *want, const char *want2)
+{
+    char *with =
+        edit("      stripe-live:\n", "      stripe-live:\n" STRIPE_USAGE "        reveal: false\n");
+    struct coffer_policy *a = load_text(with);
+    const char *at = strstr(with, from);
+    char *changed;
+    struct coffer_policy *b;
+    struct coffer_arena *arena = NULL;
+    struct coffer_policy_changes ch = {0};
+    char line[512];
+
+    assert_non_null(at);
+    changed = calloc(strlen(with) + strlen(to) + 1, 1);
+    assert_non_null(changed);
+    memcpy(changed, with, (size_t)(at - with));
+    strcat(changed, to);
+    strcat(changed, at + strlen(from));
+    b = load_text(changed);
+    assert_int_equal(coffer_arena_new(0, &arena), COFFER_OK);
+    assert_int_equal(coffer_policy_diff(&a->orgs[0], &b->orgs[0], arena, &ch), COFFER_OK);
+    assert_int_equal(ch.n, want2 != NULL ? 2 : 1);
+    for (size_t i = 0; i < ch.n; i++) {
+        snprintf(line, sizeof(line), "%c %s: %s", ch.items[i].op, ch.items[i].what,
+                 ch.items[i].how != NULL ? ch.items[i].how : "(null)");
+        assert_string_equal(line, i == 0 ? want : want2);
+    }
+    coffer_arena_free(&arena);
+    coffer_policy_free(&a);
+    coffer_policy_free(&b);
+    free(changed);
+    free(with);
+}
+
+static void test_diff_usage_fields(void **state)
+{
+    (void)state;
+    expect_usage_edit("[GET, POST]", "[GET]", "~ credential rule payments/stripe-live: usage",
+                      NULL);
+    expect_usage_edit("\"https://files.stripe.com\"]", "\"https://files.stripe.com/v2\"]",
+                      "~ credential rule payments/stripe-live: usage", NULL);
+    expect_usage_edit("header: Authorization", "query: Authorization",
+                      "~ credential rule payments/stripe-live: usage", NULL);
+    expect_usage_edit("Bearer {{api_key}}", "Basic {{api_key}}",
+                      "~ credential rule payments/stripe-live: usage", NULL);
+    expect_usage_edit("        reveal: false\n", "",
+                      "~ credential rule payments/stripe-live: reveal false -> true", NULL);
+    expect_usage_edit(STRIPE_USAGE "        reveal: false\n", "",
+                      "~ credential rule payments/stripe-live: usage set -> (none)",
+                      "~ credential rule payments/stripe-live: reveal false -> true");
+}
+
 static void test_diff_errors(void **state)
 {
     struct coffer_policy *a = load_text(BASE);
@@ -585,6 +904,9 @@ int main(void)
         cmocka_unit_test(test_org_only),
         cmocka_unit_test(test_text_that_needs_quotes),
         cmocka_unit_test(test_emit_errors),
+        cmocka_unit_test(test_usage_round_trip),
+        cmocka_unit_test(test_usage_json),
+        cmocka_unit_test(test_usage_json_refused),
         cmocka_unit_test(test_diff_identical),
         cmocka_unit_test(test_diff_declared_default_tier),
         cmocka_unit_test(test_diff_agent_types),
@@ -594,6 +916,8 @@ int main(void)
         cmocka_unit_test(test_diff_grants),
         cmocka_unit_test(test_diff_order),
         cmocka_unit_test(test_diff_ignores_list_order),
+        cmocka_unit_test(test_diff_usage),
+        cmocka_unit_test(test_diff_usage_fields),
         cmocka_unit_test(test_diff_errors),
     };
 

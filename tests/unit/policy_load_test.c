@@ -1040,6 +1040,22 @@ static void test_acme_model(void **state)
     assert_int_equal(c->n_purposes, 2);
     assert_string_equal(c->purposes[0], "deploy payments *");
     assert_string_equal(c->purposes[1], "reconcile *");
+    /* Used only through Coffer: a usage spec and reveal: false. */
+    assert_true(c->secretless_only);
+    assert_non_null(c->usage);
+    assert_int_equal(c->usage->n_destinations, 2);
+    assert_string_equal(c->usage->destinations[0].url, "https://api.stripe.com/v1");
+    assert_string_equal(c->usage->destinations[1].url, "https://files.stripe.com:443/");
+    assert_int_equal(c->usage->n_methods, 2);
+    assert_string_equal(c->usage->methods[0], "GET");
+    assert_string_equal(c->usage->methods[1], "POST");
+    assert_int_equal(c->usage->n_inject, 1);
+    assert_false(c->usage->inject[0].query);
+    assert_string_equal(c->usage->inject[0].name, "Authorization");
+    assert_string_equal(c->usage->inject[0].value, "Bearer {{api_key}}");
+    assert_null(pr->creds[0].usage);
+    assert_false(pr->creds[0].secretless_only);
+    assert_null(pr->creds[1].usage);
 
     assert_int_equal(o->n_files, 1);
     assert_int_equal(strlen(o->files[0].sha256), 64);
@@ -1212,6 +1228,364 @@ static void test_tiers(void **state)
     assert_int_equal(d.max_ttl, 86400);
 }
 
+/* ---- Usage specs and reveal ---- */
+
+/* A credential rule 'p/c' whose keys start on line 8, column 9. */
+#define CRED HEAD "projects:\n  p:\n    phases: [a]\n    credentials:\n      c:\n"
+#define USAGE "        usage:\n"
+/* Line 9: the list's '[' at column 25, its first item at column 26. */
+#define DESTS(x) "          destinations: " x "\n"
+/* Line 10: the list's '[' at column 20, its first item at column 21. */
+#define METHODS(x) "          methods: " x "\n"
+#define GOOD_DESTS DESTS("[\"https://api.example.com/v1\"]")
+#define GOOD_METHODS METHODS("[GET]")
+/* inject entries start on line 12, their keys at column 15. */
+#define INJECT "          inject:\n"
+
+static void test_usage_valid(void **state)
+{
+    struct coffer_policy *p;
+    const struct coffer_policy_cred *c;
+    const struct coffer_policy_usage *u;
+
+    (void)state;
+    p = load_ok(CRED USAGE "          destinations:\n"
+                           "            - \"https://files.example.com:8443/\"\n"
+                           "            - https://api.example.com/v1\n"
+                           "            - https://*.svc.example.com\n"
+                           "            - \"https://[2001:db8::1]/x\"\n"
+                           "          methods: [POST, GET, DELETE]\n" INJECT
+                           "            - header: Authorization\n"
+                           "              value: \"Bearer {{api_key}}\"\n"
+                           "            - query: key\n"
+                           "              value: \"{{api_key}}\"\n"
+                           "            - query: Authorization\n"
+                           "              value: \"x-{{user}}:{{api_key}}\"\n"
+                           "        reveal: false\n");
+    c = &p->orgs[0].projects[0].creds[0];
+    u = c->usage;
+    assert_non_null(u);
+    assert_true(c->secretless_only);
+    assert_int_equal(u->pos.line, 9);
+    assert_int_equal(u->pos.col, 11);
+    /* Destinations in byte order, methods in the canonical order, injects as declared. */
+    assert_int_equal(u->n_destinations, 4);
+    assert_string_equal(u->destinations[0].url, "https://*.svc.example.com");
+    assert_string_equal(u->destinations[1].url, "https://[2001:db8::1]/x");
+    assert_string_equal(u->destinations[2].url, "https://api.example.com/v1");
+    assert_string_equal(u->destinations[3].url, "https://files.example.com:8443/");
+    assert_int_equal(u->destinations[3].pos.line, 10);
+    assert_int_equal(u->destinations[3].pos.col, 15);
+    assert_int_equal(u->n_methods, 3);
+    assert_string_equal(u->methods[0], "GET");
+    assert_string_equal(u->methods[1], "POST");
+    assert_string_equal(u->methods[2], "DELETE");
+    assert_int_equal(u->n_inject, 3);
+    assert_false(u->inject[0].query);
+    assert_string_equal(u->inject[0].name, "Authorization");
+    assert_string_equal(u->inject[0].value, "Bearer {{api_key}}");
+    assert_int_equal(u->inject[0].pos.line, 16);
+    assert_int_equal(u->inject[0].pos.col, 15);
+    assert_true(u->inject[1].query);
+    assert_string_equal(u->inject[1].name, "key");
+    /* A header and a query parameter of the same name are two places. */
+    assert_true(u->inject[2].query);
+    assert_string_equal(u->inject[2].name, "Authorization");
+    coffer_policy_free(&p);
+
+    /* reveal: true is the default; inject may be left out or empty. */
+    p = load_ok(CRED USAGE GOOD_DESTS GOOD_METHODS "        reveal: true\n");
+    c = &p->orgs[0].projects[0].creds[0];
+    assert_non_null(c->usage);
+    assert_false(c->secretless_only);
+    assert_int_equal(c->usage->n_inject, 0);
+    assert_null(c->usage->inject);
+    coffer_policy_free(&p);
+    p = load_ok(CRED USAGE GOOD_DESTS GOOD_METHODS "          inject: []\n");
+    assert_int_equal(p->orgs[0].projects[0].creds[0].usage->n_inject, 0);
+    coffer_policy_free(&p);
+
+    /* Without usage there is no spec, and the credential is revealed. */
+    p = load_ok(CRED "        description: plain\n");
+    c = &p->orgs[0].projects[0].creds[0];
+    assert_null(c->usage);
+    assert_false(c->secretless_only);
+    coffer_policy_free(&p);
+}
+
+static void test_usage_destinations(void **state)
+{
+    char yaml[4096];
+    size_t o;
+
+    (void)state;
+    add_error(CRED USAGE DESTS("[\"http://api.example.com\"]") GOOD_METHODS, "t.yaml:9:26: ",
+              "destination 'http://api.example.com' of credential rule 'p/c' must use https, not "
+              "http");
+    add_error(CRED USAGE DESTS("[ftp://api.example.com]") GOOD_METHODS, "t.yaml:9:26: ",
+              "destination 'ftp://api.example.com' of credential rule 'p/c' must start with "
+              "https://");
+    add_error(CRED USAGE DESTS("[\"https://api.example.com/v1?x=1\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "holds a query ('?')");
+    add_error(CRED USAGE DESTS("[\"https://api.example.com/v1#top\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "holds a fragment ('#')");
+    add_error(CRED USAGE DESTS("[\"https://me@api.example.com/\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "holds user info ('@')");
+    add_error(CRED USAGE DESTS("[\"https://api.example.com:0/\"]") GOOD_METHODS, "t.yaml:9:26: ",
+              "has a port that is not a number from 1 to 65535 without leading zeros");
+    add_error(CRED USAGE DESTS("[\"https://api.example.com:0443/\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "has a port that is not a number from 1 to 65535");
+    add_error(CRED USAGE DESTS("[\"https://api.example.com:65536\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "has a port that is not a number from 1 to 65535");
+    add_error(CRED USAGE DESTS("[\"https://api.example.com:\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "has a port that is not a number from 1 to 65535");
+    add_error(CRED USAGE DESTS("[\"https:///v1\"]") GOOD_METHODS, "t.yaml:9:26: ", "has no host");
+    add_error(CRED USAGE DESTS("[\"https://[::1/\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "has an IPv6 address without its ']'");
+    add_error(CRED USAGE DESTS("[\"https://api example.com/\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "holds a space, a control character or a byte outside ASCII");
+    add_error(CRED USAGE DESTS("[\"https://b\xc3\xbc"
+                               "cher.example/\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "byte outside ASCII (write an international host name as punycode");
+    /* What only the broker's checker knows: dot segments, bad labels, a one-label wildcard. */
+    add_error(CRED USAGE DESTS("[\"https://api.example.com/v1/../admin\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "of credential rule 'p/c' is refused by the broker: ");
+    add_error(CRED USAGE DESTS("[\"https://api..example.com/\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "is refused by the broker: ");
+    add_error(CRED USAGE DESTS("[\"https://*.com/\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "is refused by the broker: ");
+    add_error(CRED USAGE DESTS("[\"https://api.example.com./\"]") GOOD_METHODS,
+              "t.yaml:9:26: ", "is refused by the broker: ");
+    /* Lists: kinds, emptiness, repeats, the limit. */
+    add_error(CRED USAGE DESTS("https://api.example.com") GOOD_METHODS, "t.yaml:9:25: ",
+              "'destinations' of credential rule 'p/c' must be a sequence of https URLs, not text");
+    add_error(CRED USAGE DESTS("[]") GOOD_METHODS, "t.yaml:9:25: ",
+              "'destinations' of credential rule 'p/c' must list at least one destination");
+    add_error(CRED USAGE DESTS("[[https://a.example.com]]") GOOD_METHODS, "t.yaml:9:26: ",
+              "a destination of credential rule 'p/c' must be a URL, not a sequence");
+    add_error(CRED USAGE DESTS("[https://a.example.com, https://a.example.com]") GOOD_METHODS,
+              "t.yaml:9:49: ",
+              "destination 'https://a.example.com' is listed twice in credential rule 'p/c' (first "
+              "at line 9, column 26)");
+    o = (size_t)snprintf(yaml, sizeof(yaml), "%s", CRED USAGE "          destinations:\n");
+    for (int i = 0; i < COFFER_POLICY_DESTS_MAX + 1; i++) {
+        o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "            - https://h%d.example.com\n",
+                              i);
+    }
+    snprintf(yaml + o, sizeof(yaml) - o, "%s", GOOD_METHODS);
+    add_error(yaml, "t.yaml:26:15: ", "credential rule 'p/c' has more than 16 destinations");
+    /* Exactly the limit loads. */
+    o = (size_t)snprintf(yaml, sizeof(yaml), "%s", CRED USAGE "          destinations:\n");
+    for (int i = 0; i < COFFER_POLICY_DESTS_MAX; i++) {
+        o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "            - https://h%d.example.com\n",
+                              i);
+    }
+    snprintf(yaml + o, sizeof(yaml) - o, "%s", GOOD_METHODS);
+    {
+        struct coffer_policy *p = load_ok(yaml);
+
+        assert_int_equal(p->orgs[0].projects[0].creds[0].usage->n_destinations, 16);
+        coffer_policy_free(&p);
+    }
+}
+
+static void test_usage_dest_length(void **state)
+{
+    char *yaml;
+    char *url;
+    size_t n = COFFER_POLICY_DEST_MAX + 1;
+
+    (void)state;
+    url = calloc(n + 1, 1);
+    yaml = calloc(n + 512, 1);
+    assert_non_null(url);
+    assert_non_null(yaml);
+    memcpy(url, "https://api.example.com/", 24);
+    memset(url + 24, 'a', n - 24);
+    snprintf(yaml, n + 512, CRED USAGE "          destinations: [\"%s\"]\n" GOOD_METHODS, url);
+    add_error(yaml, "t.yaml:9:26: ", "is 2049 bytes; the limit is 2048");
+    free(url);
+    free(yaml);
+}
+
+static void test_usage_methods(void **state)
+{
+    (void)state;
+    add_error(CRED USAGE GOOD_DESTS METHODS("[get]"), "t.yaml:10:21: ",
+              "method 'get' of credential rule 'p/c' is not one of GET, HEAD, POST, PUT, PATCH, "
+              "DELETE, OPTIONS (in upper case)");
+    add_error(CRED USAGE GOOD_DESTS METHODS("[GET, CONNECT]"),
+              "t.yaml:10:26: ", "method 'CONNECT' of credential rule 'p/c' is not one of");
+    add_error(CRED USAGE GOOD_DESTS METHODS("[GET, TRACE]"),
+              "t.yaml:10:26: ", "method 'TRACE' of credential rule 'p/c'");
+    add_error(CRED USAGE GOOD_DESTS METHODS("[GET, [POST]]"),
+              "t.yaml:10:26: ", "method 'a sequence' of credential rule 'p/c' is not one of");
+    add_error(CRED USAGE GOOD_DESTS METHODS("[]"),
+              "t.yaml:10:20: ", "'methods' of credential rule 'p/c' must list at least one method");
+    add_error(CRED USAGE GOOD_DESTS METHODS("GET"), "t.yaml:10:20: ",
+              "'methods' of credential rule 'p/c' must be a sequence of HTTP methods, not text");
+    add_error(CRED USAGE GOOD_DESTS METHODS("[GET, POST, GET]"), "t.yaml:10:32: ",
+              "method GET is listed twice in credential rule 'p/c' (first at line 10, column 21)");
+    add_error(
+        CRED USAGE GOOD_DESTS METHODS("[GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, GET, POST]"),
+        "t.yaml:10:72: ", "credential rule 'p/c' has more than 8 methods");
+}
+
+static void test_usage_shape(void **state)
+{
+    (void)state;
+    add_error(CRED "        usage: yes\n", "t.yaml:8:16: ",
+              "'usage' of credential rule 'p/c' must be a mapping with destinations, methods and "
+              "inject, not text");
+    add_error(CRED USAGE GOOD_METHODS, "t.yaml:8:9: ",
+              "missing required key 'destinations' in the usage of credential rule 'p/c'");
+    add_error(CRED USAGE GOOD_DESTS, "t.yaml:8:9: ",
+              "missing required key 'methods' in the usage of credential rule 'p/c'");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS "          hosts: [a]\n", "t.yaml:11:11: ",
+              "unknown key 'hosts' in the usage of credential rule 'p/c' (known keys: "
+              "destinations, methods, inject)");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS "          inject: {header: A}\n",
+              "t.yaml:11:19: ",
+              "'inject' of credential rule 'p/c' must be a sequence of inject entries, not a "
+              "mapping");
+}
+
+static void test_usage_inject(void **state)
+{
+    char yaml[4096];
+    size_t o;
+
+    (void)state;
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT "            - x\n", "t.yaml:12:15: ",
+              "an inject entry of credential rule 'p/c' must be a mapping with header or query, "
+              "and value, not text");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: X-Key\n              query: key\n"
+              "              value: \"{{k}}\"\n",
+              "t.yaml:13:15: ",
+              "an inject entry of credential rule 'p/c' has both 'header' and 'query'; give one");
+    add_error(
+        CRED USAGE GOOD_DESTS GOOD_METHODS INJECT "            - value: \"{{k}}\"\n",
+        "t.yaml:12:15: ", "an inject entry of credential rule 'p/c' needs 'header' or 'query'");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT "            - header: X-Key\n",
+              "t.yaml:12:15: ",
+              "missing required key 'value' in an inject entry of credential rule 'p/c'");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: X-Key\n              value: \"{{k}}\"\n"
+              "              where: body\n",
+              "t.yaml:14:15: ", "unknown key 'where' in an inject entry of credential rule 'p/c'");
+    /* Header names: RFC 9110 tokens, never the framing headers. */
+    add_error(
+        CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+        "            - header: X Key\n              value: \"{{k}}\"\n",
+        "t.yaml:12:23: ", "header name 'X Key' of credential rule 'p/c' is not an HTTP token");
+    add_error(
+        CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+        "            - header: \"X-Key:\"\n              value: \"{{k}}\"\n",
+        "t.yaml:12:23: ", "header name 'X-Key:' of credential rule 'p/c' is not an HTTP token");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: \"\"\n              value: \"{{k}}\"\n",
+              "t.yaml:12:23: ", "header name '' of credential rule 'p/c' is empty");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: [a]\n              value: \"{{k}}\"\n",
+              "t.yaml:12:23: ",
+              "the header name of an inject entry of credential rule 'p/c' must be text, not a "
+              "sequence");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: Host\n              value: \"{{k}}\"\n",
+              "t.yaml:12:23: ", "header name 'Host' of credential rule 'p/c' is set by Coffer");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: content-length\n              value: \"{{k}}\"\n",
+              "t.yaml:12:23: ", "is set by Coffer itself");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: Transfer-Encoding\n              value: \"{{k}}\"\n",
+              "t.yaml:12:23: ", "is set by Coffer itself");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: CONNECTION\n              value: \"{{k}}\"\n",
+              "t.yaml:12:23: ", "is set by Coffer itself");
+    /* Query parameter names: 1..64 of [A-Za-z0-9._~-]. */
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - query: \"a&b\"\n              value: \"{{k}}\"\n",
+              "t.yaml:12:22: ",
+              "query parameter name 'a&b' of credential rule 'p/c' may hold only letters, digits "
+              "and . _ ~ -");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - query: "
+              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+              "              value: \"{{k}}\"\n",
+              "t.yaml:12:22: ", "must be 1 to 64 bytes");
+    /* Templates: the broker's syntax. */
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: Authorization\n              value: \"Bearer {{api key}}\"\n",
+              "t.yaml:13:22: ",
+              "the value template of an inject entry of credential rule 'p/c' is not valid: ");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: Authorization\n              value: \"Bearer {{api_key\"\n",
+              "t.yaml:13:22: ", "is not valid: ");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: Authorization\n              value: \"Bearer }}\"\n",
+              "t.yaml:13:22: ", "is not valid: ");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: Authorization\n              value: [a]\n",
+              "t.yaml:13:22: ",
+              "the value of an inject entry of credential rule 'p/c' must be a template, not a "
+              "sequence");
+    /* One place once: header names without regard to case, query names exactly. */
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - header: Authorization\n              value: \"{{k}}\"\n"
+              "            - header: authorization\n              value: \"{{j}}\"\n",
+              "t.yaml:14:15: ",
+              "header 'authorization' is injected twice in credential rule 'p/c' (first at line "
+              "12, column 15)");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+              "            - query: key\n              value: \"{{k}}\"\n"
+              "            - query: key\n              value: \"{{j}}\"\n",
+              "t.yaml:14:15: ", "query parameter 'key' is injected twice");
+    {
+        struct coffer_policy *p =
+            load_ok(CRED USAGE GOOD_DESTS GOOD_METHODS INJECT
+                    "            - query: key\n              value: \"{{k}}\"\n"
+                    "            - query: KEY\n              value: \"{{j}}\"\n");
+
+        assert_int_equal(p->orgs[0].projects[0].creds[0].usage->n_inject, 2);
+        coffer_policy_free(&p);
+    }
+    /* At most 8 entries. */
+    o = (size_t)snprintf(yaml, sizeof(yaml), "%s", CRED USAGE GOOD_DESTS GOOD_METHODS INJECT);
+    for (int i = 0; i < COFFER_POLICY_INJECTS_MAX + 1; i++) {
+        o += (size_t)snprintf(yaml + o, sizeof(yaml) - o,
+                              "            - header: X-K%d\n              value: \"{{k}}\"\n", i);
+    }
+    add_error(yaml, "t.yaml:28:15: ", "credential rule 'p/c' has more than 8 inject entries");
+}
+
+static void test_reveal(void **state)
+{
+    (void)state;
+    add_error(CRED "        reveal: false\n", "t.yaml:8:17: ",
+              "'reveal: false' in credential rule 'p/c' needs a 'usage': without one the "
+              "credential could not be used at all");
+    add_error(CRED "        grants: []\n        reveal: false\n",
+              "t.yaml:9:17: ", "needs a 'usage'");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS "        reveal: \"false\"\n", "t.yaml:11:17: ",
+              "'reveal' of credential rule 'p/c' must be true or false, written without quotes");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS "        reveal: no\n", "t.yaml:11:17: ",
+              "'reveal' of credential rule 'p/c' must be true or false, not 'no'");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS "        reveal: False\n",
+              "t.yaml:11:17: ", "must be true or false, not 'False'");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS "        reveal: [false]\n", "t.yaml:11:17: ",
+              "'reveal' of credential rule 'p/c' must be true or false, not a sequence");
+    add_error(CRED USAGE GOOD_DESTS GOOD_METHODS "        reveal:\n",
+              "t.yaml:11:16: ", "must be true or false, not empty");
+    /* reveal: true needs nothing. */
+    {
+        struct coffer_policy *p = load_ok(CRED "        reveal: true\n");
+
+        assert_false(p->orgs[0].projects[0].creds[0].secretless_only);
+        coffer_policy_free(&p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1257,6 +1631,13 @@ int main(void)
         cmocka_unit_test(test_ttl_format),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_tiers),
+        cmocka_unit_test(test_usage_valid),
+        cmocka_unit_test(test_usage_destinations),
+        cmocka_unit_test(test_usage_dest_length),
+        cmocka_unit_test(test_usage_methods),
+        cmocka_unit_test(test_usage_shape),
+        cmocka_unit_test(test_usage_inject),
+        cmocka_unit_test(test_reveal),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
