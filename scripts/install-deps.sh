@@ -16,7 +16,7 @@ packages=(
   libpq-dev postgresql-15 postgresql-client-15
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
   libyaml-dev libevent-dev libjansson-dev libcurl4-openssl-dev
-  libcmocka-dev valgrind curl wrk
+  libcmocka-dev valgrind curl wrk python3
 )
 
 missing=()

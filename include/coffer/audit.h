@@ -55,5 +55,7 @@ struct coffer_audit_event {
 #define COFFER_AUDIT_DENY "deny"       /* an admin denied a request */
 #define COFFER_AUDIT_APPROVE "approve" /* an admin gave a standing approval */
 #define COFFER_AUDIT_APPROVAL_REVOKE "approval_revoke" /* an admin revoked a standing approval */
+/* An agent made a brokered call with a credential it never saw (POST .../use). */
+#define COFFER_AUDIT_USE "use"
 
 #endif

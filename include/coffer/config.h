@@ -68,6 +68,11 @@ struct coffer_config {
     unsigned keys_sweep_batch;       /* sweep_batch: rows per step, default 500 */
     unsigned keys_sweep_interval_ms; /* sweep_interval_ms: pause between steps, default 50 */
     unsigned keys_sweep_idle_ms;     /* sweep_idle_ms: looking for work when none, default 5000 */
+
+    /* broker: brokered calls (POST .../use) */
+    char broker_ca_file[PATH_MAX];      /* ca_file: PEM CAs for upstreams; "" = system CAs */
+    unsigned broker_connect_timeout_ms; /* connect_timeout_ms: default 5 s */
+    unsigned broker_timeout_ms;         /* timeout_ms: the whole call, default 30 s */
 };
 
 /*

@@ -9,6 +9,7 @@
  * header value: it logs method, route, status and request id only.
  */
 #include "api/api_int.h"
+#include "api/use_int.h"
 
 #include "coffer/log.h"
 #include "coffer/mem.h"
@@ -827,7 +828,8 @@ enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_bas
         return coffer_err_set(COFFER_E_NOMEM, "TLS connection data index");
     }
     (void)snprintf(a->trust_domain, sizeof(a->trust_domain), "%s", cfg->trust_domain);
-    if ((r = make_ctx(cfg, &a->ctx)) != COFFER_OK) {
+    if ((r = make_ctx(cfg, &a->ctx)) != COFFER_OK ||
+        (r = coffer_op_use_configure(cfg)) != COFFER_OK) {
         goto fail;
     }
     a->flush_ev = event_new(base, -1, 0, on_flush, a);

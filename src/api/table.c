@@ -8,12 +8,14 @@
  * segment or characters outside [A-Za-z0-9_.-] are refused as malformed.
  */
 #include "api/api_int.h"
+#include "api/use_int.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #define BODY_SMALL (8u * 1024u)        /* purpose, reason, phase */
 #define BODY_CREDENTIAL (320u * 1024u) /* a credential's values and metadata */
+#define BODY_USE (320u * 1024u)        /* a brokered request: purpose, headers, body */
 #define CRED "/v1/orgs/{}/projects/{}/credentials/{}"
 
 /* method, pattern, who may call, body limit, handler, batched (committed with others) */
@@ -21,6 +23,8 @@ static const struct api_route routes[] = {
     {EVHTTP_REQ_GET, "/v1/health", API_ROLE_NONE, 0, api_health, false},
     {EVHTTP_REQ_GET, "/metrics", API_ROLE_NONE, 0, api_metrics, false},
     {EVHTTP_REQ_POST, CRED "/access", API_ROLE_AGENT, BODY_SMALL, api_access, true},
+    /* Brokered use (routes_use.c): one blocking upstream call, bounded by the broker timeouts. */
+    {EVHTTP_REQ_POST, CRED "/use", API_ROLE_AGENT, BODY_USE, api_use, false},
     {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, api_put, false},
     {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, api_revoke, false},
     {EVHTTP_REQ_PUT, "/v1/orgs/{}/projects/{}/phase", API_ROLE_ADMIN, BODY_SMALL, api_phase, false},

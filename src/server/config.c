@@ -874,6 +874,30 @@ static void load_keys(struct ctx *x, const struct coffer_ynode *m)
     }
 }
 
+/*
+ * broker: ca_file (the CAs that upstreams of brokered calls are verified
+ * against; the system's when absent), connect_timeout_ms, timeout_ms.
+ */
+static void load_broker(struct ctx *x, const struct coffer_ynode *m)
+{
+    struct field f[] = {{.key = "ca_file"}, {.key = "connect_timeout_ms"}, {.key = "timeout_ms"}};
+    uint64_t n = 0;
+
+    take_fields(x, m, f, sizeof(f) / sizeof(f[0]), "in broker");
+    if (f[0].v != NULL && !coffer_ytree_null(f[0].v)) {
+        (void)path_value(x, f[0].v, "broker.ca_file", x->c->broker_ca_file,
+                         sizeof(x->c->broker_ca_file));
+    }
+    if (f[1].v != NULL && !coffer_ytree_null(f[1].v) &&
+        number(x, f[1].v, "broker.connect_timeout_ms", 100, 60000, &n)) {
+        x->c->broker_connect_timeout_ms = (unsigned)n;
+    }
+    if (f[2].v != NULL && !coffer_ytree_null(f[2].v) &&
+        number(x, f[2].v, "broker.timeout_ms", 100, 300000, &n)) {
+        x->c->broker_timeout_ms = (unsigned)n;
+    }
+}
+
 static void load_policy(struct ctx *x, const struct coffer_ynode *v)
 {
     struct coffer_config *c = x->c;
@@ -951,14 +975,15 @@ static void load_root(struct ctx *x, const struct coffer_ynode *root)
     struct field f[] = {{.key = "listen"},   {.key = "tls"},     {.key = "pkcs11"},
                         {.key = "database"}, {.key = "workers"}, {.key = "limits"},
                         {.key = "policy"},   {.key = "log"},     {.key = "audit"},
-                        {.key = "keys"}};
+                        {.key = "keys"},     {.key = "broker"}};
     const char *top = "at the top level";
     const struct coffer_ynode *v;
 
     if (root->kind != COFFER_YNODE_MAPPING) {
         problem_at(x, root,
                    "a configuration file must be a mapping with the keys listen, tls, pkcs11, "
-                   "database and optionally workers, limits, policy, log, audit and keys, "
+                   "database and optionally workers, limits, policy, log, audit, keys and "
+                   "broker, "
                    "not %s",
                    kind_of(root));
         return;
@@ -994,6 +1019,9 @@ static void load_root(struct ctx *x, const struct coffer_ynode *root)
     }
     if ((v = section(x, f[9].v, "keys", true)) != NULL) {
         load_keys(x, v);
+    }
+    if ((v = section(x, f[10].v, "broker", true)) != NULL) {
+        load_broker(x, v);
     }
 }
 
@@ -1115,6 +1143,8 @@ out:
 #define DEFAULT_SWEEP_BATCH 500
 #define DEFAULT_SWEEP_INTERVAL_MS 50
 #define DEFAULT_SWEEP_IDLE_MS 5000
+#define DEFAULT_BROKER_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_BROKER_TIMEOUT_MS 30000
 
 static void set_defaults(struct coffer_config *c)
 {
@@ -1132,6 +1162,9 @@ static void set_defaults(struct coffer_config *c)
     c->keys_sweep_batch = DEFAULT_SWEEP_BATCH;
     c->keys_sweep_interval_ms = DEFAULT_SWEEP_INTERVAL_MS;
     c->keys_sweep_idle_ms = DEFAULT_SWEEP_IDLE_MS;
+    c->broker_ca_file[0] = '\0';
+    c->broker_connect_timeout_ms = DEFAULT_BROKER_CONNECT_TIMEOUT_MS;
+    c->broker_timeout_ms = DEFAULT_BROKER_TIMEOUT_MS;
 }
 
 /* workers 0: one per online core, at least 1 and at most COFFER_CONFIG_WORKERS_MAX. */

@@ -385,6 +385,46 @@ static void test_keys_section(void **state)
     coffer_free(yaml);
 }
 
+/* broker: system CAs and 5 s / 30 s by default; a relative ca_file is resolved; bad values refused.
+ */
+static void test_broker_section(void **state)
+{
+    char *yaml = variant(0, 0, NULL, NULL);
+    struct coffer_config *c;
+
+    (void)state;
+    c = load_ok(yaml);
+    assert_string_equal(c->broker_ca_file, "");
+    assert_int_equal(c->broker_connect_timeout_ms, 5000);
+    assert_int_equal(c->broker_timeout_ms, 30000);
+    coffer_free(c);
+    coffer_free(yaml);
+
+    yaml = variant(0, 0, NULL,
+                   "broker:\n  ca_file: /etc/coffer/upstream-ca.pem\n  connect_timeout_ms: 100\n"
+                   "  timeout_ms: 300000\n");
+    c = load_ok(yaml);
+    assert_string_equal(c->broker_ca_file, "/etc/coffer/upstream-ca.pem");
+    assert_int_equal(c->broker_connect_timeout_ms, 100);
+    assert_int_equal(c->broker_timeout_ms, 300000);
+    coffer_free(c);
+    coffer_free(yaml);
+
+    yaml = variant(0, 0, NULL, "broker: ~\n");
+    c = load_ok(yaml);
+    assert_string_equal(c->broker_ca_file, "");
+    assert_int_equal(c->broker_timeout_ms, 30000);
+    coffer_free(c);
+    coffer_free(yaml);
+
+    expect_variant(0, 0, NULL, "broker:\n  connect_timeout_ms: 99\n",
+                   "13:23: ", "broker.connect_timeout_ms is 99; it must be 100 to 60000");
+    expect_variant(0, 0, NULL, "broker:\n  timeout_ms: 300001\n",
+                   "13:15: ", "broker.timeout_ms is 300001; it must be 100 to 300000");
+    expect_variant(0, 0, NULL, "broker:\n  ca_file: [a]\n", "13:12: ", "broker.ca_file");
+    expect_variant(0, 0, NULL, "broker:\n  cafile: x\n", "13:3: ", "cafile");
+}
+
 static void test_listen_forms(void **state)
 {
     static const struct {
@@ -574,7 +614,7 @@ static void test_unknown_keys(void **state)
     (void)state;
     expect_variant(0, 0, NULL, "port: 1\n", "12:1: ",
                    "unknown key 'port' at the top level (known keys: listen, tls, pkcs11, "
-                   "database, workers, limits, policy, log, audit, keys)");
+                   "database, workers, limits, policy, log, audit, keys, broker)");
     expect_variant(0, 0, NULL, "audit:\n  seal_every: 5\n",
                    "13:3: ", "unknown key 'seal_every' in audit");
     expect_variant(0, 0, NULL, "keys:\n  sweep_rate: 5\n", "13:3: ",
@@ -1141,6 +1181,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_minimal_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_optional_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_section, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broker_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_and_log_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_limit, setup, teardown),
