@@ -731,6 +731,49 @@ static const char *outcome_name(enum use_outcome o)
 }
 
 /*
+ * Fail closed: the use is on record, committed, before the secret leaves
+ * Coffer, as event "use" with detail "METHOD https://host -> sending"; a
+ * second event records the outcome after the call. If this one cannot be
+ * written, no call is made. A new transaction is open on return.
+ */
+static enum coffer_err record_intent(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                     const struct use_call *u, const struct coffer_authz_input *in,
+                                     const struct coffer_store_access *acc,
+                                     const struct coffer_keys_read_info *info,
+                                     const struct coffer_broker_url *url)
+{
+    struct coffer_audit_event e;
+    char detail[DETAIL_MAX];
+    int64_t id = 0;
+    enum coffer_err r;
+
+    ops_event_init(&e, COFFER_AUDIT_USE, m, u->org, u->project, u->name);
+    e.allowed = true;
+    e.reason = "granted";
+    e.purpose_unexpected = u->decision.purpose_unexpected;
+    e.version = acc->current_version;
+    e.phase = in->phase;
+    e.org_key_version = info->opened_org_key_version;
+    e.mk_version = info->opened_mk_version;
+    (void)snprintf(detail, sizeof(detail), "%s https://%s", u->method, url->host);
+    if (url->port != 443) {
+        (void)snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), ":%u",
+                       (unsigned)url->port);
+    }
+    (void)snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), " -> sending");
+    e.detail = detail;
+    if (u->purpose != NULL && coffer_authz_purpose_ok(u->purpose, u->purpose_len)) {
+        e.purpose = u->purpose;
+        e.purpose_len = u->purpose_len;
+    }
+    if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK ||
+        (r = coffer_store_commit(o->st)) != COFFER_OK) {
+        return r;
+    }
+    return coffer_store_begin(o->st);
+}
+
+/*
  * Decides, checks and calls. *connected tells whether the credential left
  * Coffer (then the event is "allowed": the call took place). where gets
  * "METHOD https://host[:port] -> STATUS" as far as it is known.
@@ -807,6 +850,9 @@ static enum coffer_err use_in_tx(struct coffer_ops *o, const struct coffer_op_me
         goto out;
     }
     if ((r = ops_key_expiry_withhold(acc, &keys, &expired)) != COFFER_OK) {
+        goto out;
+    }
+    if ((r = record_intent(o, m, u, in, acc, info, &url)) != COFFER_OK) {
         goto out;
     }
     *connected = true;

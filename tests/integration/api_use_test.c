@@ -283,8 +283,11 @@ static void test_header_injection(void **state)
     assert_non_null(strstr(upstream_log(), "\"Accept\": \"application/json\""));
     base64(SECRET, b64);
     assert_non_null(strstr(upstream_log(), "GET"));
-    snprintf(want, sizeof(want), "use/true/granted/GET https://127.0.0.1:%u -> 200",
-             (unsigned)up_port);
+    /* Two events: the use on record before the secret left, then its outcome. */
+    snprintf(want, sizeof(want),
+             "use/true/granted/GET https://127.0.0.1:%u -> sending,"
+             "use/true/granted/GET https://127.0.0.1:%u -> 200",
+             (unsigned)up_port, (unsigned)up_port);
     expect_events(m, want);
 }
 
@@ -391,8 +394,10 @@ static void test_redirects(void **state)
     }
     assert_non_null(strstr(upstream_log(), "/allowed/redirect-out"));
     assert_null(strstr(upstream_log(), "/other/landing"));
-    snprintf(want, sizeof(want), "use/true/granted/GET https://127.0.0.1:%u -> redirect_refused",
-             (unsigned)up_port);
+    snprintf(want, sizeof(want),
+             "use/true/granted/GET https://127.0.0.1:%u -> sending,"
+             "use/true/granted/GET https://127.0.0.1:%u -> redirect_refused",
+             (unsigned)up_port, (unsigned)up_port);
     expect_events(m, want);
     /* Inside the spec it is followed, with the secret injected again. */
     up_url("/allowed/redirect-in", url, sizeof(url));
