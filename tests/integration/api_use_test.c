@@ -554,24 +554,6 @@ static void test_no_secret_leaked(void **state)
 
 /* ---- Processes -------------------------------------------------------------------------- */
 
-static unsigned short free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        fprintf(stderr, "no free port\n");
-        exit(1);
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static bool port_open(unsigned short port)
 {
     struct sockaddr_in a;
@@ -617,7 +599,7 @@ static int start_upstream(void)
                           up_tls.server_key,  up_log,      NULL};
     const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
 
-    up_port = free_port();
+    up_port = https_free_port();
     snprintf(port, sizeof(port), "%u", (unsigned)up_port);
     if (spawn(argv, envp, &upstream) != 0) {
         return -1;
@@ -637,7 +619,7 @@ static int start_server(void)
     const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
     char conf_env[PATH_MAX + 16];
     const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
-    unsigned short port = free_port();
+    unsigned short port = https_free_port();
     static struct reply r;
     FILE *f;
 

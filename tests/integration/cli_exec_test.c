@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "https.h"
 #include "world.h"
 
 #include "coffer/arena.h"
@@ -627,23 +628,6 @@ static void test_no_leak(void **state)
 
 /* ---- Set-up ---------------------------------------------------------------------------- */
 
-static unsigned short free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        return 0;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static int write_config(unsigned short port)
 {
     FILE *f = fopen(config, "w");
@@ -751,9 +735,7 @@ static int setup(void **state)
     coffer_arena_free(&a);
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
-    if ((port = free_port()) == 0) {
-        return -1;
-    }
+    port = https_free_port();
     snprintf(addr, sizeof(addr), "https://127.0.0.1:%u", (unsigned)port);
     if (write_config(port) != 0 || start_server() != 0) {
         return -1;
