@@ -57,5 +57,7 @@ struct coffer_audit_event {
 #define COFFER_AUDIT_APPROVAL_REVOKE "approval_revoke" /* an admin revoked a standing approval */
 /* An agent made a brokered call with a credential it never saw (POST .../use). */
 #define COFFER_AUDIT_USE "use"
+/* Coffer renewed an oauth2 access token for the agent whose access found it expiring. */
+#define COFFER_AUDIT_REFRESH "refresh"
 
 #endif

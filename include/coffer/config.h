@@ -73,6 +73,9 @@ struct coffer_config {
     char broker_ca_file[PATH_MAX];      /* ca_file: PEM CAs for upstreams; "" = system CAs */
     unsigned broker_connect_timeout_ms; /* connect_timeout_ms: default 5 s */
     unsigned broker_timeout_ms;         /* timeout_ms: the whole call, default 30 s */
+    /* oauth2_refresh_margin_s: an access token this close to its expiry is refreshed first
+       (default 60 s, 0 to 86400) */
+    unsigned oauth2_refresh_margin_s;
 };
 
 /*

@@ -55,6 +55,9 @@ enum coffer_err coffer_keyset_add(struct coffer_keyset *ks, const char *name, co
 enum coffer_err coffer_keyset_add_secret(struct coffer_keyset *ks, const char *name,
                                          struct coffer_secret **value) COFFER_MUST_USE;
 
+/* Whether name is a key name: [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}. */
+bool coffer_keys_name_valid(const char *name);
+
 size_t coffer_keyset_count(const struct coffer_keyset *ks);
 /* Name of entry i (< count), in insertion order. */
 const char *coffer_keyset_name(const struct coffer_keyset *ks, size_t i);

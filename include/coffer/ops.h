@@ -38,6 +38,42 @@ struct coffer_op_meta {
     const char *client_addr;
 };
 
+/* ---- OAuth2 refresh ---- */
+
+/* Longest error code of a failed refresh (the provider's, RFC 6749 section 5.2, or Coffer's). */
+#define COFFER_OP_REFRESH_ERROR_MAX 48
+
+/*
+ * How a refresh that an access or a brokered call set off ended, when it
+ * failed and the access token had expired: the access or use is then
+ * refused with refresh_failed. error is the provider's error code
+ * (invalid_grant, ...) or one of Coffer's: unreachable, invalid_response,
+ * busy, no_refresh_token, client_secret_unavailable, provider_invalid.
+ */
+struct coffer_op_refresh {
+    bool failed;
+    char error[COFFER_OP_REFRESH_ERROR_MAX + 1];
+    char message[256]; /* what happened, for the agent; never a value */
+};
+
+/*
+ * Refreshes the access token of an oauth2 credential of the agent's org
+ * that carries a provider, if it is still expired or within the refresh
+ * margin once the credential's refresh lock is held (another server may
+ * have just refreshed it): the refresh-token grant is sent to the
+ * provider's token URL (client authentication basic or post, the client
+ * secret read from its own credential), and the answer is stored as the
+ * next version (the new access token and its expiry, the new refresh token
+ * or the old one), with the provider. Outside a transaction. Events
+ * (action refresh): one committed before the refresh token leaves Coffer,
+ * one with the outcome. A refusal of the provider or a failure to reach it
+ * is not an error: COFFER_OK with out->failed set, and the current version
+ * stays. Errors: database and token failures.
+ */
+enum coffer_err coffer_op_oauth2_refresh(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                         const char *project, const char *name,
+                                         struct coffer_op_refresh *out) COFFER_MUST_USE;
+
 /* ---- access (agents) ---- */
 
 struct coffer_op_access {
@@ -46,7 +82,16 @@ struct coffer_op_access {
     const char *name;
     const char *purpose; /* the bytes the agent sent, NULL if none */
     size_t purpose_len;
+    /* coffer_op_access_batch only: decide without refreshing (refresh_due is never set) */
+    bool no_refresh;
     /* Results: */
+    /*
+     * Batch: an allowed access of an oauth2 credential whose access token
+     * needs a refresh first; nothing was unsealed or written for it: the
+     * caller answers it with coffer_op_access, which refreshes and decides.
+     */
+    bool refresh_due;
+    struct coffer_op_refresh refresh; /* coffer_op_access: the refresh that failed, if one did */
     struct coffer_authz_decision decision;
     uint32_t version;           /* the version read, on allow */
     struct coffer_keyset *keys; /* on allow: the values, owned by the caller */
@@ -65,7 +110,12 @@ struct coffer_op_access {
  * is denied (no_grant). COFFER_OK with a->decision set; a->keys only when
  * allowed. Keys past their own expiry are left out of a->keys and named in
  * a->expired_keys and in the event's detail; when every key has expired the
- * access is denied (expired).
+ * access is denied (expired). An oauth2 credential with a provider is
+ * refreshed first when its access token is expired or within the margin
+ * (coffer_op_oauth2_refresh); its refresh_token is never handed out. If the
+ * refresh fails while the access token is still valid, the current one is
+ * answered; if it fails after its expiry, the access is refused and
+ * audited with the reason refresh_failed (a->refresh.failed).
  */
 enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
                                  struct coffer_op_access *a) COFFER_MUST_USE;
@@ -116,6 +166,14 @@ struct coffer_op_put {
        not after the credential's own expiry. */
     const struct coffer_op_key_expiry *key_expiry;
     size_t n_key_expiry; /* 0..COFFER_KEYS_MAX */
+    /*
+     * For an oauth2 credential that Coffer refreshes: its provider as JSON
+     * text, {"token_url", "client_id", "client_secret": {"credential",
+     * "key"}, "client_auth": "basic"|"post"}; NULL for none. It needs a
+     * refresh_token key and an expiry of access_token's own.
+     */
+    const char *oauth2_provider;
+    size_t oauth2_provider_len;
     /* Results: */
     uint32_t version;
     int64_t expires_us; /* the expiry set, or COFFER_AUTHZ_NO_EXPIRY */

@@ -465,6 +465,12 @@ struct coffer_store_access {
     /* The rule's usage spec as canonical JSON (coffer_policy_usage_from_json reads it), NUL
        terminated, in the arena; NULL when the rule has none. */
     const char *usage;
+    /* The current version's OAuth2 provider as canonical JSON (coffer_op_oauth2_provider_parse
+       reads it), in the arena; NULL when Coffer does not refresh it. */
+    const char *oauth2_provider;
+    /* The current version's access_token's own expiry (microseconds since the epoch); 0 when
+       it has none or the version holds no access_token. */
+    int64_t access_token_expires_us;
 };
 
 /*
@@ -479,7 +485,8 @@ struct coffer_store_access {
  * The same query reads which keys of the current version have passed their
  * own expiry (out->expired_keys) and sets in->keys_expired when all have,
  * and the rule's usage spec and reveal setting (out->usage,
- * out->secretless_only, in->secretless_only; in->brokered is the caller's).
+ * out->secretless_only, in->secretless_only; in->brokered is the caller's),
+ * and the version's OAuth2 provider and access_token expiry.
  * A missing org, project or credential gives found == false and COFFER_OK.
  * Arrays are allocated in a.
  */
@@ -572,6 +579,38 @@ enum coffer_err coffer_store_cred_set_key_expiry(struct coffer_store *s,
                                                  uint32_t version, const char *const *names,
                                                  const int64_t *expires_us,
                                                  size_t n) COFFER_MUST_USE;
+
+/* ---- OAuth2 refresh (oauth2.c) --------------------------------------------------- */
+
+/* Bytes of a provider's canonical JSON (sql/013_oauth2.sql). */
+#define COFFER_OAUTH2_PROVIDER_JSON_MAX 4096
+
+/*
+ * Outside a transaction: tries to take the refresh lock of a credential, a
+ * session-level lock shared by every server on the database, held until
+ * coffer_store_refresh_unlock or the connection's end. *got says whether it
+ * was taken (false: another refresh of it runs). COFFER_E_STATE inside a
+ * transaction; database errors.
+ */
+enum coffer_err coffer_store_refresh_lock_try(struct coffer_store *s,
+                                              const struct coffer_uuid *credential_id,
+                                              bool *got) COFFER_MUST_USE;
+
+/* Releases the lock taken above. COFFER_E_STATE if this connection did not hold it. */
+enum coffer_err
+coffer_store_refresh_unlock(struct coffer_store *s,
+                            const struct coffer_uuid *credential_id) COFFER_MUST_USE;
+
+/*
+ * Inside a transaction: records the OAuth2 provider (canonical JSON, checked
+ * by the caller) of version version, which must have none yet.
+ * COFFER_E_NOT_FOUND when no such version without a provider is in org_id.
+ */
+enum coffer_err coffer_store_cred_set_oauth2(struct coffer_store *s,
+                                             const struct coffer_uuid *org_id,
+                                             const struct coffer_uuid *credential_id,
+                                             uint32_t version,
+                                             const char *provider_json) COFFER_MUST_USE;
 
 /* ---- Credential metadata (never values) ---------------------------------------- */
 

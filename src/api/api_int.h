@@ -113,6 +113,12 @@ void api_access(struct api_req *r);
 bool api_access_prepare(struct api_req *r, struct coffer_op_access *a);
 /* ...and answer with the operation's result (frees a->keys). */
 void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffer_err e);
+
+/* Answers 502 refresh_failed for a refresh that failed after the access token expired. */
+void api_refresh_failed(struct api_req *r, const struct coffer_op_refresh *f);
+
+/* Reads a put's "oauth2" object as compact JSON text (see routes.c); false: answered 400. */
+bool api_read_oauth2(struct api_req *r, char *out, size_t cap, size_t *len);
 void api_put(struct api_req *r);
 void api_revoke(struct api_req *r);
 void api_phase(struct api_req *r);

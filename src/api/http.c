@@ -593,7 +593,15 @@ static void flush_queue(struct coffer_api *a)
             coffer_keyset_free(&q->acc.keys);
             coffer_free(q->acc.expired_keys);
         } else {
-            if (r == COFFER_OK) {
+            enum coffer_err e = r;
+
+            if (e == COFFER_OK && q->acc.refresh_due) {
+                /* Its OAuth2 access token needs a refresh first: refreshed and decided alone. */
+                struct coffer_op_meta m = api_meta(q);
+
+                e = coffer_op_access(a->ops, &m, &q->acc);
+            }
+            if (e == COFFER_OK) {
                 if (q->acc.decision.allow) {
                     stats_of(a)->accesses_granted++;
                 } else {
@@ -601,7 +609,7 @@ static void flush_queue(struct coffer_api *a)
                 }
             }
             evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), NULL, NULL);
-            api_access_answer(q, &q->acc, r);
+            api_access_answer(q, &q->acc, e);
         }
         if (q->body != NULL) {
             json_decref(q->body);

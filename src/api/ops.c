@@ -224,6 +224,10 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         a[i].keys = NULL;
         a[i].expired_keys = NULL;
         a[i].version = 0;
+        a[i].refresh_due = false;
+        if (!a[i].no_refresh) {
+            memset(&a[i].refresh, 0, sizeof(a[i].refresh));
+        }
         deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
         deny(&it->d, COFFER_AUTHZ_NO_GRANT);
         if (ops_check_call(o, &m[i], &a[i], "access") != COFFER_OK) {
@@ -233,6 +237,11 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         if (ops_is_agent(m[i].who) &&
             (r = decide_agent(o, m[i].who, &a[i], arena, &it->in, &it->acc, &it->d)) != COFFER_OK) {
             goto out;
+        }
+        if (it->d.allow && !a[i].no_refresh && ops_oauth2_due(&it->acc, it->in.now_us)) {
+            /* Refreshed and decided again outside this batch; nothing is written for it here. */
+            a[i].refresh_due = true;
+            continue;
         }
         if (it->d.allow) {
             memset(&reqs[nr], 0, sizeof(reqs[nr]));
@@ -257,8 +266,16 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
             items[idx[j]].mk_version = reqs[j].info.opened_mk_version;
             reqs[j].keys = NULL;
             if ((r = ops_key_expiry_withhold(&it->acc, &a[idx[j]].keys, &a[idx[j]].expired_keys)) !=
-                COFFER_OK) {
+                    COFFER_OK ||
+                (r = ops_oauth2_withhold(&it->acc, &a[idx[j]].keys)) != COFFER_OK) {
                 goto out;
+            }
+            if (coffer_keyset_count(a[idx[j]].keys) == 0 ||
+                (it->acc.oauth2_provider != NULL &&
+                 coffer_keyset_get(a[idx[j]].keys, "access_token") == NULL)) {
+                /* The access token has expired (its refresh failed): nothing worth answering. */
+                coffer_keyset_free(&a[idx[j]].keys);
+                deny(&it->d, COFFER_AUTHZ_EXPIRED);
             }
             continue;
         }
@@ -277,6 +294,9 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         char detail[DETAIL_MAX];
         int64_t id = 0;
 
+        if (a[i].refresh_due) {
+            continue;
+        }
         ops_event_init(&e, COFFER_AUDIT_ACCESS, &m[i], a[i].org, a[i].project, a[i].name);
         if (a[i].expired_keys != NULL) {
             ops_key_expiry_detail(a[i].expired_keys, detail, sizeof(detail));
@@ -284,6 +304,9 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         }
         e.allowed = it->d.allow;
         e.reason = coffer_authz_reason_str(it->d.reason);
+        if (!it->d.allow && it->d.reason == COFFER_AUTHZ_EXPIRED && a[i].refresh.failed) {
+            e.reason = "refresh_failed"; /* expired because the refresh it needed failed */
+        }
         e.purpose_unexpected = it->d.purpose_unexpected;
         e.version = it->d.allow ? a[i].version : (it->acc.found ? it->acc.current_version : 0);
         e.phase = it->acc.found ? it->in.phase : NULL;
@@ -318,22 +341,15 @@ out:
     return r;
 }
 
-enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
-                                 struct coffer_op_access *a)
+/* One access in a transaction of its own: a batch of one, as the server's batches decide. */
+static enum coffer_err access_once(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                   struct coffer_op_access *a)
 {
     enum coffer_err r;
 
-    if (a != NULL) {
-        a->keys = NULL;
-        a->expired_keys = NULL;
-        a->version = 0;
-        deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
-    }
-    if ((r = ops_check_call(o, m, a, "access")) != COFFER_OK ||
-        (r = coffer_store_begin(o->st)) != COFFER_OK) {
+    if ((r = coffer_store_begin(o->st)) != COFFER_OK) {
         return r;
     }
-    /* A batch of one: the same decision, unsealing and event as the server's batches. */
     if ((r = coffer_op_access_batch(o, m, a, 1)) != COFFER_OK) {
         coffer_store_rollback(o->st);
         return r;
@@ -345,6 +361,39 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
         a->version = 0;
         deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
     }
+    return r;
+}
+
+enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                 struct coffer_op_access *a)
+{
+    enum coffer_err r;
+
+    if (a != NULL) {
+        a->keys = NULL;
+        a->expired_keys = NULL;
+        a->version = 0;
+        a->no_refresh = false;
+        a->refresh_due = false;
+        memset(&a->refresh, 0, sizeof(a->refresh));
+        deny(&a->decision, COFFER_AUTHZ_NO_GRANT);
+    }
+    if ((r = ops_check_call(o, m, a, "access")) != COFFER_OK ||
+        (r = access_once(o, m, a)) != COFFER_OK || !a->refresh_due) {
+        return r;
+    }
+    /*
+     * Nothing was written for it: refresh (or find it refreshed by another
+     * server), then decide again without refreshing. A failed refresh is
+     * in a->refresh; the second decision answers the current version while
+     * its access token is valid and refuses it (refresh_failed) after.
+     */
+    if ((r = coffer_op_oauth2_refresh(o, m, a->project, a->name, &a->refresh)) != COFFER_OK) {
+        return r;
+    }
+    a->no_refresh = true;
+    r = access_once(o, m, a);
+    a->no_refresh = false;
     return r;
 }
 
@@ -476,7 +525,7 @@ static enum coffer_err check_put(const struct coffer_op_put *p, enum coffer_tier
     if (p->expire_on_phase_end != NULL && !ops_name_ok(p->expire_on_phase_end)) {
         return coffer_err_set(COFFER_E_INVALID, "expire_on_phase_end is not a name");
     }
-    if ((r = ops_key_expiry_check(p)) != COFFER_OK) {
+    if ((r = ops_key_expiry_check(p)) != COFFER_OK || (r = ops_oauth2_put_check(p)) != COFFER_OK) {
         return r;
     }
     return ops_check_grants(p->grants, p->n_grants, "grant");
@@ -714,7 +763,8 @@ enum coffer_err ops_put_in_tx(struct coffer_ops *o, const struct coffer_op_meta 
         (r = coffer_arena_new(0, &arena)) != COFFER_OK) {
         return r;
     }
-    if ((r = put_write(o, m, p, arena, &c)) != COFFER_OK) {
+    if ((r = put_write(o, m, p, arena, &c)) != COFFER_OK ||
+        (r = ops_oauth2_put_write(o, p, &c.org.id, &c.acc.credential_id, c.version)) != COFFER_OK) {
         goto out;
     }
     put_detail(p, c.in.issued_us, c.expires_us, detail, sizeof(detail));

@@ -128,4 +128,33 @@ enum coffer_err ops_key_expiry_withhold(const struct coffer_store_access *acc,
 /* "expired keys: a,b" for an event's detail, cut with " and N more" when it does not fit cap. */
 void ops_key_expiry_detail(const char *names, char *out, size_t cap);
 
+/* ---- OAuth2 credentials (ops_oauth2.c) ---- */
+
+/*
+ * The checks a put makes of p->oauth2_provider (none when NULL): an oauth2
+ * credential with a refresh_token key and an expiry of its access_token,
+ * and a provider that parses (https token URL, client id, the client
+ * secret's credential and key, basic or post). COFFER_E_INVALID saying what.
+ */
+enum coffer_err ops_oauth2_put_check(const struct coffer_op_put *p) COFFER_MUST_USE;
+
+/* Inside put's transaction: records the provider (canonical JSON) with the version written. */
+enum coffer_err ops_oauth2_put_write(struct coffer_ops *o, const struct coffer_op_put *p,
+                                     const struct coffer_uuid *org_id,
+                                     const struct coffer_uuid *credential_id,
+                                     uint32_t version) COFFER_MUST_USE;
+
+/*
+ * Whether the loaded credential carries a provider and its access token
+ * expires within the refresh margin of now_us (the database's clock).
+ */
+bool ops_oauth2_due(const struct coffer_store_access *acc, int64_t now_us);
+
+/*
+ * Leaves refresh_token out of *keys when Coffer refreshes the credential:
+ * that token is Coffer's to use, never an agent's. *keys is replaced.
+ */
+enum coffer_err ops_oauth2_withhold(const struct coffer_store_access *acc,
+                                    struct coffer_keyset **keys) COFFER_MUST_USE;
+
 #endif

@@ -44,8 +44,9 @@ static struct {
     char ca_file[PATH_MAX];
     long connect_ms;
     long total_ms;
+    int64_t refresh_margin_us;
     bool curl_ready;
-} settings = {.connect_ms = 5000, .total_ms = 30000};
+} settings = {.connect_ms = 5000, .total_ms = 30000, .refresh_margin_us = INT64_C(60000000)};
 
 enum coffer_err coffer_op_use_configure(const struct coffer_config *cfg)
 {
@@ -56,6 +57,7 @@ enum coffer_err coffer_op_use_configure(const struct coffer_config *cfg)
     settings.connect_ms =
         cfg->broker_connect_timeout_ms > 0 ? cfg->broker_connect_timeout_ms : 5000;
     settings.total_ms = cfg->broker_timeout_ms > 0 ? cfg->broker_timeout_ms : 30000;
+    settings.refresh_margin_us = (int64_t)cfg->oauth2_refresh_margin_s * INT64_C(1000000);
     if (!settings.curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             return coffer_err_set(COFFER_E_IO, "libcurl could not be initialised");
@@ -63,6 +65,16 @@ enum coffer_err coffer_op_use_configure(const struct coffer_config *cfg)
         settings.curl_ready = true;
     }
     return COFFER_OK;
+}
+
+int64_t use_refresh_margin_us(void)
+{
+    return settings.refresh_margin_us;
+}
+
+long use_total_ms(void)
+{
+    return settings.total_ms;
 }
 
 /* ---- Results ---------------------------------------------------------------------- */
@@ -260,7 +272,7 @@ static enum coffer_err make_redactor(const struct coffer_keyset *ks,
 }
 
 /* Appends len bytes to a secret being built (cap bytes), failing past it. */
-static enum coffer_err put(struct coffer_secret *s, size_t *at, const void *p, size_t len)
+enum coffer_err use_secret_put(struct coffer_secret *s, size_t *at, const void *p, size_t len)
 {
     struct coffer_secret_view v = coffer_secret_view(s);
 
@@ -286,7 +298,7 @@ static enum coffer_err build_url(const struct coffer_broker_url *u,
     *out = NULL;
     if ((r = coffer_broker_url_format(u, &base)) != COFFER_OK ||
         (r = coffer_secret_new(COFFER_BROKER_URL_MAX * 2, out)) != COFFER_OK ||
-        (r = put(*out, &at, base, strlen(base))) != COFFER_OK) {
+        (r = use_secret_put(*out, &at, base, strlen(base))) != COFFER_OK) {
         goto out;
     }
     for (size_t i = 0; i < us->n_inject; i++) {
@@ -301,16 +313,16 @@ static enum coffer_err build_url(const struct coffer_broker_url *u,
             goto out;
         }
         v = coffer_secret_view(val);
-        if ((r = put(*out, &at, has_query ? "&" : "?", 1)) != COFFER_OK ||
-            (r = put(*out, &at, in->name, strlen(in->name))) != COFFER_OK ||
-            (r = put(*out, &at, "=", 1)) != COFFER_OK ||
-            (r = put(*out, &at, v.data, v.len)) != COFFER_OK) {
+        if ((r = use_secret_put(*out, &at, has_query ? "&" : "?", 1)) != COFFER_OK ||
+            (r = use_secret_put(*out, &at, in->name, strlen(in->name))) != COFFER_OK ||
+            (r = use_secret_put(*out, &at, "=", 1)) != COFFER_OK ||
+            (r = use_secret_put(*out, &at, v.data, v.len)) != COFFER_OK) {
             goto out;
         }
         coffer_secret_free(&val);
         has_query = true;
     }
-    r = put(*out, &at, "", 1);
+    r = use_secret_put(*out, &at, "", 1);
 out:
     coffer_secret_free(&val);
     coffer_free(base);
@@ -320,8 +332,7 @@ out:
     return r;
 }
 
-/* Wipes the strings of a header list (libcurl's own copies) and frees it. */
-static void free_headers(struct curl_slist **list)
+void use_free_headers(struct curl_slist **list)
 {
     for (struct curl_slist *it = *list; it != NULL; it = it->next) {
         coffer_wipe(it->data, strlen(it->data));
@@ -330,9 +341,8 @@ static void free_headers(struct curl_slist **list)
     *list = NULL;
 }
 
-/* Appends "name: value" to list through locked memory (libcurl keeps its own copy). */
-static enum coffer_err add_header(struct curl_slist **list, const char *name, const void *value,
-                                  size_t len)
+enum coffer_err use_add_header(struct curl_slist **list, const char *name, const void *value,
+                               size_t len)
 {
     struct coffer_secret *line = NULL;
     struct curl_slist *next;
@@ -340,9 +350,10 @@ static enum coffer_err add_header(struct curl_slist **list, const char *name, co
     enum coffer_err r;
 
     if ((r = coffer_secret_new(strlen(name) + len + 3, &line)) != COFFER_OK ||
-        (r = put(line, &at, name, strlen(name))) != COFFER_OK ||
-        (r = put(line, &at, ": ", 2)) != COFFER_OK ||
-        (r = put(line, &at, value, len)) != COFFER_OK || (r = put(line, &at, "", 1)) != COFFER_OK) {
+        (r = use_secret_put(line, &at, name, strlen(name))) != COFFER_OK ||
+        (r = use_secret_put(line, &at, ": ", 2)) != COFFER_OK ||
+        (r = use_secret_put(line, &at, value, len)) != COFFER_OK ||
+        (r = use_secret_put(line, &at, "", 1)) != COFFER_OK) {
         goto out;
     }
     next = curl_slist_append(*list, (const char *)coffer_secret_view(line).data);
@@ -364,7 +375,7 @@ static enum coffer_err build_headers(const struct use_call *u, const struct coff
     enum coffer_err r = COFFER_OK;
 
     for (size_t i = 0; r == COFFER_OK && i < u->n_headers; i++) {
-        r = add_header(list, u->headers[i].name, u->headers[i].value, u->headers[i].value_len);
+        r = use_add_header(list, u->headers[i].name, u->headers[i].value, u->headers[i].value_len);
     }
     for (size_t i = 0; r == COFFER_OK && i < us->n_inject; i++) {
         const struct coffer_policy_inject *in = &us->inject[i];
@@ -374,7 +385,8 @@ static enum coffer_err build_headers(const struct use_call *u, const struct coff
         }
         if ((r = coffer_broker_template_expand(in->value, strlen(in->value), ks,
                                                COFFER_BROKER_ENC_HEADER, &val)) == COFFER_OK) {
-            r = add_header(list, in->name, coffer_secret_view(val).data, coffer_secret_len(val));
+            r = use_add_header(list, in->name, coffer_secret_view(val).data,
+                               coffer_secret_len(val));
         }
         coffer_secret_free(&val);
     }
@@ -389,24 +401,16 @@ static enum coffer_err build_headers(const struct use_call *u, const struct coff
         }
     }
     if (r != COFFER_OK) {
-        free_headers(list);
+        use_free_headers(list);
     }
     return r;
 }
 
 /* ---- The call ----------------------------------------------------------------------- */
 
-/* What one request collects: the raw answer, wiped after redaction. */
-struct answer {
-    struct coffer_buf head; /* "name\0value\0" per header of the last response */
-    size_t n_head;
-    struct coffer_buf body;
-    bool too_large;
-};
-
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
-    struct answer *a = arg;
+    struct use_answer *a = arg;
     size_t len = size * n;
 
     if (len > USE_RESPONSE_MAX - a->body.len || coffer_buf_put(&a->body, p, len) != COFFER_OK) {
@@ -418,7 +422,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
-    struct answer *a = arg;
+    struct use_answer *a = arg;
     size_t len = size * n;
     size_t full = len;
     const char *colon;
@@ -465,7 +469,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return full;
 }
 
-static void answer_cleanup(struct answer *a)
+void use_answer_cleanup(struct use_answer *a)
 {
     coffer_buf_cleanup(&a->head);
     coffer_buf_cleanup(&a->body);
@@ -473,8 +477,7 @@ static void answer_cleanup(struct answer *a)
     a->too_large = false;
 }
 
-/* The value of the first header called name in a, or NULL. */
-static const char *answer_header(const struct answer *a, const char *name, size_t *len)
+const char *use_answer_header(const struct use_answer *a, const char *name, size_t *len)
 {
     const char *p = (const char *)a->head.data;
 
@@ -490,15 +493,8 @@ static const char *answer_header(const struct answer *a, const char *name, size_
     return NULL;
 }
 
-/*
- * One HTTPS request without following redirects. COFFER_OK with the status
- * in *status when an answer came; COFFER_E_LIMIT when it passed a limit;
- * COFFER_E_IO when none came (the detail names the libcurl error, never a
- * URL).
- */
-static enum coffer_err perform(const char *url, const char *method, const struct use_call *u,
-                               bool with_body, const struct curl_slist *headers, struct answer *a,
-                               long *status)
+enum coffer_err use_perform(const char *url, const char *method, const void *body, size_t body_len,
+                            const struct curl_slist *headers, struct use_answer *a, long *status)
 {
     CURL *c = curl_easy_init();
     CURLcode cc;
@@ -531,9 +527,9 @@ static enum coffer_err perform(const char *url, const char *method, const struct
         }
         if (strcmp(method, "HEAD") == 0) {
             (void)curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-        } else if (with_body && u->body != NULL) {
-            (void)curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)u->body_len);
-            (void)curl_easy_setopt(c, CURLOPT_POSTFIELDS, u->body);
+        } else if (body != NULL) {
+            (void)curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            (void)curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
             (void)curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
         } else if (strcmp(method, "GET") != 0) {
             (void)curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -554,7 +550,7 @@ static enum coffer_err perform(const char *url, const char *method, const struct
 
 /* The redacted headers and body of a into u's results. */
 static enum coffer_err redact_answer(const struct coffer_broker_redactor *red,
-                                     const struct answer *a, struct use_call *u)
+                                     const struct use_answer *a, struct use_call *u)
 {
     const char *p = (const char *)a->head.data;
     enum coffer_err r;
@@ -599,7 +595,7 @@ static enum coffer_err call(struct use_call *u, const struct coffer_policy_usage
     struct coffer_secret *url = NULL;
     struct coffer_broker_url cur = {0};
     struct coffer_broker_url next = {0};
-    struct answer a = {0};
+    struct use_answer a = {0};
     const char *method = u->method;
     bool with_body = true;
     char *canon = NULL;
@@ -616,7 +612,7 @@ static enum coffer_err call(struct use_call *u, const struct coffer_policy_usage
         size_t loc_len = 0;
         bool allowed = false;
 
-        answer_cleanup(&a);
+        use_answer_cleanup(&a);
         coffer_secret_free(&url);
         if ((r = build_url(&cur, us, ks, &url)) != COFFER_OK) {
             goto out;
@@ -627,8 +623,8 @@ static enum coffer_err call(struct use_call *u, const struct coffer_policy_usage
             (void)snprintf(where + strlen(where), where_len - strlen(where), "%u",
                            (unsigned)cur.port);
         }
-        r = perform((const char *)coffer_secret_view(url).data, method, u, with_body, headers, &a,
-                    &u->status);
+        r = use_perform((const char *)coffer_secret_view(url).data, method,
+                        with_body ? u->body : NULL, u->body_len, headers, &a, &u->status);
         if (r == COFFER_E_LIMIT) {
             refuse(u, USE_TOO_LARGE, "the upstream's answer is larger than %u bytes",
                    USE_RESPONSE_MAX);
@@ -645,7 +641,7 @@ static enum coffer_err call(struct use_call *u, const struct coffer_policy_usage
         if (r != COFFER_OK) {
             goto out;
         }
-        loc = answer_header(&a, "location", &loc_len);
+        loc = use_answer_header(&a, "location", &loc_len);
         if (u->status < 300 || u->status > 399 || u->status == 304 || loc == NULL) {
             break;
         }
@@ -678,11 +674,11 @@ static enum coffer_err call(struct use_call *u, const struct coffer_policy_usage
     }
     u->outcome = USE_DONE;
 out:
-    answer_cleanup(&a);
+    use_answer_cleanup(&a);
     coffer_secret_free(&url);
     coffer_broker_url_cleanup(&cur);
     coffer_broker_url_cleanup(&next);
-    free_headers(&headers);
+    use_free_headers(&headers);
     coffer_broker_redactor_free(&red);
     coffer_free(canon);
     return r;
@@ -702,6 +698,8 @@ static const char *outcome_reason(const struct use_call *u)
         return "destination_refused";
     case USE_BAD_REQUEST:
         return "request_refused";
+    case USE_REFRESH_FAILED:
+        return "refresh_failed";
     case USE_REDIRECT_REFUSED:
     case USE_TOO_LARGE:
     case USE_UPSTREAM_FAILED:
@@ -725,6 +723,7 @@ static const char *outcome_name(enum use_outcome o)
     case USE_NO_USAGE:
     case USE_DEST_REFUSED:
     case USE_BAD_REQUEST:
+    case USE_REFRESH_FAILED:
     default:
         return "";
     }
@@ -781,8 +780,8 @@ static enum coffer_err record_intent(struct coffer_ops *o, const struct coffer_o
 static enum coffer_err use_in_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
                                  struct use_call *u, struct coffer_arena *arena,
                                  struct coffer_authz_input *in, struct coffer_store_access *acc,
-                                 struct coffer_keys_read_info *info, bool *connected, char *where,
-                                 size_t where_len)
+                                 struct coffer_keys_read_info *info, bool *connected,
+                                 bool *refresh_due, char *where, size_t where_len)
 {
     const struct coffer_policy_usage *us = NULL;
     struct coffer_broker_dest dests[COFFER_POLICY_DESTS_MAX];
@@ -836,6 +835,11 @@ static enum coffer_err use_in_tx(struct coffer_ops *o, const struct coffer_op_me
         }
         goto out;
     }
+    if (refresh_due != NULL && ops_oauth2_due(acc, in->now_us)) {
+        /* Refreshed outside this transaction first; nothing is written here. */
+        *refresh_due = true;
+        goto out;
+    }
     r = coffer_keys_cred_read(o->k, o->st, &acc->org_id, &acc->project_id, u->name,
                               acc->current_version, &keys, info);
     if (r != COFFER_OK) {
@@ -850,6 +854,11 @@ static enum coffer_err use_in_tx(struct coffer_ops *o, const struct coffer_op_me
         goto out;
     }
     if ((r = ops_key_expiry_withhold(acc, &keys, &expired)) != COFFER_OK) {
+        goto out;
+    }
+    if (u->refresh.failed && acc->oauth2_provider != NULL &&
+        coffer_keyset_get(keys, "access_token") == NULL) {
+        refuse(u, USE_REFRESH_FAILED, "the access token has expired and could not be refreshed");
         goto out;
     }
     if ((r = record_intent(o, m, u, in, acc, info, &url)) != COFFER_OK) {
@@ -882,6 +891,7 @@ enum coffer_err coffer_op_use(struct coffer_ops *o, const struct coffer_op_meta 
     char where[DETAIL_MAX] = "";
     char detail[DETAIL_MAX];
     bool connected = false;
+    bool refresh_due = false;
     int64_t id = 0;
     enum coffer_err r;
 
@@ -895,6 +905,7 @@ enum coffer_err coffer_op_use(struct coffer_ops *o, const struct coffer_op_meta 
     u->decision = (struct coffer_authz_decision){.reason = COFFER_AUTHZ_NO_GRANT, .grant = -1};
     u->message[0] = '\0';
     u->status = 0;
+    memset(&u->refresh, 0, sizeof(u->refresh));
     if (u->method == NULL || u->url == NULL || (u->n_headers > 0 && u->headers == NULL)) {
         return coffer_err_set(COFFER_E_INVALID, "use: missing method, url or headers");
     }
@@ -904,7 +915,24 @@ enum coffer_err coffer_op_use(struct coffer_ops *o, const struct coffer_op_meta 
     if ((r = coffer_store_begin(o->st)) != COFFER_OK) {
         goto out;
     }
-    r = use_in_tx(o, m, u, arena, &in, &acc, &info, &connected, where, sizeof(where));
+    r = use_in_tx(o, m, u, arena, &in, &acc, &info, &connected, &refresh_due, where, sizeof(where));
+    if (r == COFFER_OK && refresh_due) {
+        /*
+         * Nothing is written yet: refresh (or find it refreshed by another
+         * server) with no transaction open, then check and call again
+         * without refreshing; a failed refresh is in u->refresh.
+         */
+        coffer_store_rollback(o->st);
+        if ((r = coffer_op_oauth2_refresh(o, m, u->project, u->name, &u->refresh)) != COFFER_OK ||
+            (r = coffer_store_begin(o->st)) != COFFER_OK) {
+            goto out;
+        }
+        memset(&in, 0, sizeof(in));
+        memset(&acc, 0, sizeof(acc));
+        memset(&info, 0, sizeof(info));
+        where[0] = '\0';
+        r = use_in_tx(o, m, u, arena, &in, &acc, &info, &connected, NULL, where, sizeof(where));
+    }
     if (r != COFFER_OK) {
         coffer_store_rollback(o->st);
         goto out;

@@ -210,6 +210,17 @@ static void access_denied(struct api_req *r, enum coffer_authz_reason reason)
     }
 }
 
+void api_refresh_failed(struct api_req *r, const struct coffer_op_refresh *f)
+{
+    char msg[COFFER_OP_REFRESH_ERROR_MAX + 320];
+
+    /* Only an agent that holds a grant gets here: it may know the credential exists. */
+    (void)snprintf(msg, sizeof(msg),
+                   "the access token has expired and could not be refreshed (%s): %s", f->error,
+                   f->message);
+    api_error(r, 502, "refresh_failed", msg);
+}
+
 void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffer_err e)
 {
     json_t *out = NULL;
@@ -227,6 +238,10 @@ void api_access_answer(struct api_req *r, struct coffer_op_access *a, enum coffe
         coffer_keyset_free(&a->keys);
         coffer_free(a->expired_keys);
         a->expired_keys = NULL;
+        if (a->refresh.failed && a->decision.reason == COFFER_AUTHZ_EXPIRED) {
+            api_refresh_failed(r, &a->refresh);
+            return;
+        }
         access_denied(r, a->decision.reason);
         return;
     }
@@ -418,16 +433,45 @@ bool api_read_key_expiry(struct api_req *r, struct coffer_op_key_expiry *out, si
     return true;
 }
 
+/*
+ * The "oauth2" object of a put, as compact JSON text into out (cap bytes),
+ * *len 0 when absent. Its fields are the operation's to check.
+ */
+bool api_read_oauth2(struct api_req *r, char *out, size_t cap, size_t *len)
+{
+    json_t *v = json_object_get(r->body, "oauth2");
+    size_t n;
+
+    *len = 0;
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+    if (!json_is_object(v)) {
+        api_error(r, 400, "invalid_request",
+                  "'oauth2' must be an object: token_url, client_id, client_secret, client_auth");
+        return false;
+    }
+    n = json_dumpb(v, out, cap - 1, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (n == 0 || n >= cap) {
+        api_error(r, 400, "invalid_request", "'oauth2' is larger than 4096 bytes");
+        return false;
+    }
+    out[n] = '\0';
+    *len = n;
+    return true;
+}
+
 void api_put(struct api_req *r)
 {
     static const char *const known[] = {
         "type",           "tier",   "keys",        "ttl",
         "expires_at",     "grants", "description", "expire_on_phase_end",
-        "key_expires_at", NULL};
+        "key_expires_at", "oauth2", NULL};
     /* A worker runs one request at a time, so these can live outside the stack. */
     static struct coffer_policy_grant grants[COFFER_POLICY_GRANTS_MAX];
     static const char *phases[COFFER_POLICY_GRANTS_MAX][32];
     struct coffer_op_key_expiry key_expiry[COFFER_KEYS_MAX];
+    char provider[COFFER_OAUTH2_PROVIDER_JSON_MAX + 1];
     struct coffer_op_put p = {0};
     struct coffer_op_meta m = api_meta(r);
     struct coffer_keyset *ks = NULL;
@@ -450,6 +494,10 @@ void api_put(struct api_req *r)
         return;
     }
     p.key_expiry = key_expiry;
+    if (!api_read_oauth2(r, provider, sizeof(provider), &p.oauth2_provider_len)) {
+        return;
+    }
+    p.oauth2_provider = p.oauth2_provider_len > 0 ? provider : NULL;
     if (p.type == NULL || p.tier == NULL) {
         api_error(r, 400, "invalid_request", "'type' and 'tier' are required");
         return;

@@ -152,6 +152,9 @@ static void refused(struct api_req *r, const struct use_call *u)
     case USE_UPSTREAM_FAILED:
         api_error(r, 502, "upstream_failed", u->message);
         return;
+    case USE_REFRESH_FAILED:
+        api_refresh_failed(r, &u->refresh);
+        return;
     case USE_DONE:
     default:
         api_error(r, 500, "internal", "internal error");

@@ -67,8 +67,13 @@ enum opt {
     O_FROM,
     O_PRINCIPAL,
     O_KEY_EXPIRES,
+    O_OAUTH2_TOKEN_URL,
+    O_OAUTH2_CLIENT_ID,
+    O_OAUTH2_CLIENT_SECRET,
+    O_OAUTH2_CLIENT_AUTH,
     O_COUNT,
 };
+_Static_assert(O_COUNT <= 32, "options are bits of an unsigned");
 
 #define BIT(o) (1u << (o))
 #define COMMON                                                                                     \
@@ -107,6 +112,10 @@ static const struct {
     [O_FROM] = {"--from", true, false},
     [O_PRINCIPAL] = {"--principal", true, false},
     [O_KEY_EXPIRES] = {"--key-expires", true, true},
+    [O_OAUTH2_TOKEN_URL] = {"--oauth2-token-url", true, false},
+    [O_OAUTH2_CLIENT_ID] = {"--oauth2-client-id", true, false},
+    [O_OAUTH2_CLIENT_SECRET] = {"--oauth2-client-secret", true, false},
+    [O_OAUTH2_CLIENT_AUTH] = {"--oauth2-client-auth", true, false},
 };
 
 /* A command's arguments after parsing. */
@@ -780,7 +789,53 @@ static const char put_usage[] =
     "usage: coffer put ORG/PROJECT/NAME --type TYPE --tier TIER [--ttl D | --expires-at T]\n"
     "         [--description TEXT] [--grant TYPE[/INSTANCE][@PHASE,...]]...\n"
     "         [--expire-on-phase-end PHASE] [--key-expires NAME=T]...\n"
+    "         [--oauth2-token-url URL --oauth2-client-id ID\n"
+    "          [--oauth2-client-secret CREDENTIAL:KEY [--oauth2-client-auth basic|post]]]\n"
     "         (--key NAME... | --from-file NAME=PATH... | --stdin) [connection options]\n";
+
+#define OAUTH2                                                                                     \
+    (BIT(O_OAUTH2_TOKEN_URL) | BIT(O_OAUTH2_CLIENT_ID) | BIT(O_OAUTH2_CLIENT_SECRET) |             \
+     BIT(O_OAUTH2_CLIENT_AUTH))
+
+/*
+ * The "oauth2" object of a put from the --oauth2-* options: the provider
+ * that refreshes the credential. The server checks every field.
+ */
+static bool add_oauth2(const struct args *a, json_t *body)
+{
+    json_t *o;
+    const char *ref = a->one[O_OAUTH2_CLIENT_SECRET];
+    const char *colon = ref != NULL ? strchr(ref, ':') : NULL;
+
+    if (!a->set[O_OAUTH2_TOKEN_URL] && !a->set[O_OAUTH2_CLIENT_ID] &&
+        !a->set[O_OAUTH2_CLIENT_SECRET] && !a->set[O_OAUTH2_CLIENT_AUTH]) {
+        return true;
+    }
+    if (!a->set[O_OAUTH2_TOKEN_URL] || !a->set[O_OAUTH2_CLIENT_ID]) {
+        (void)usage_error(put_usage, "%s", "--oauth2-token-url and --oauth2-client-id go together");
+        return false;
+    }
+    if (ref != NULL && (colon == NULL || colon == ref || colon[1] == '\0')) {
+        (void)usage_error(put_usage, "%s", "--oauth2-client-secret wants CREDENTIAL:KEY");
+        return false;
+    }
+    if ((o = json_object()) == NULL || json_object_set_new(body, "oauth2", o) != 0 ||
+        json_object_set_new(o, "token_url", json_string(a->one[O_OAUTH2_TOKEN_URL])) != 0 ||
+        json_object_set_new(o, "client_id", json_string(a->one[O_OAUTH2_CLIENT_ID])) != 0) {
+        return false;
+    }
+    if (ref != NULL) {
+        json_t *s = json_object();
+
+        if (s == NULL || json_object_set_new(o, "client_secret", s) != 0 ||
+            json_object_set_new(s, "credential", json_stringn(ref, (size_t)(colon - ref))) != 0 ||
+            json_object_set_new(s, "key", json_string(colon + 1)) != 0) {
+            return false;
+        }
+    }
+    return !a->set[O_OAUTH2_CLIENT_AUTH] ||
+           json_object_set_new(o, "client_auth", json_string(a->one[O_OAUTH2_CLIENT_AUTH])) == 0;
+}
 
 static int cmd_put(int argc, char **argv)
 {
@@ -792,7 +847,7 @@ static int cmd_put(int argc, char **argv)
     int rc;
 
     if ((rc = parse(argc, argv,
-                    COMMON | VALUES | LIFETIME | BIT(O_TYPE) | BIT(O_TIER) |
+                    COMMON | VALUES | LIFETIME | OAUTH2 | BIT(O_TYPE) | BIT(O_TIER) |
                         BIT(O_EXPIRE_ON_PHASE_END),
                     1, put_usage, &a)) != 0) {
         return rc;
@@ -811,7 +866,7 @@ static int cmd_put(int argc, char **argv)
         !set_opt(body, &a, O_EXPIRES_AT, "expires_at") ||
         !set_opt(body, &a, O_DESCRIPTION, "description") ||
         !set_opt(body, &a, O_EXPIRE_ON_PHASE_END, "expire_on_phase_end") ||
-        !add_grants(&a, body, "grants") || !add_key_expiry(&a, body)) {
+        !add_grants(&a, body, "grants") || !add_key_expiry(&a, body) || !add_oauth2(&a, body)) {
         json_decref(body);
         return CLI_EXIT_TROUBLE;
     }

@@ -49,9 +49,6 @@ enum coffer_err coffer_keys_payload_decode(const unsigned char *p, size_t len, c
 /* The names of ks, in order (coffer_keyset_count of them); borrowed. */
 char *const *coffer_keys_keyset_names(const struct coffer_keyset *ks);
 
-/* True if name is a valid key name. */
-bool coffer_keys_name_valid(const char *name);
-
 /* Handle of MK version (a cached session copy of the token object). */
 enum coffer_err coffer_keys_mk_handle(struct coffer_keys *k, struct coffer_p11_session *s,
                                       struct coffer_store *st, uint32_t version,

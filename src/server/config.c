@@ -875,12 +875,16 @@ static void load_keys(struct ctx *x, const struct coffer_ynode *m)
 }
 
 /*
- * broker: ca_file (the CAs that upstreams of brokered calls are verified
- * against; the system's when absent), connect_timeout_ms, timeout_ms.
+ * broker: ca_file (the CAs that upstreams of brokered calls and OAuth2
+ * token endpoints are verified against; the system's when absent),
+ * connect_timeout_ms, timeout_ms, oauth2_refresh_margin_s.
  */
 static void load_broker(struct ctx *x, const struct coffer_ynode *m)
 {
-    struct field f[] = {{.key = "ca_file"}, {.key = "connect_timeout_ms"}, {.key = "timeout_ms"}};
+    struct field f[] = {{.key = "ca_file"},
+                        {.key = "connect_timeout_ms"},
+                        {.key = "timeout_ms"},
+                        {.key = "oauth2_refresh_margin_s"}};
     uint64_t n = 0;
 
     take_fields(x, m, f, sizeof(f) / sizeof(f[0]), "in broker");
@@ -895,6 +899,10 @@ static void load_broker(struct ctx *x, const struct coffer_ynode *m)
     if (f[2].v != NULL && !coffer_ytree_null(f[2].v) &&
         number(x, f[2].v, "broker.timeout_ms", 100, 300000, &n)) {
         x->c->broker_timeout_ms = (unsigned)n;
+    }
+    if (f[3].v != NULL && !coffer_ytree_null(f[3].v) &&
+        number(x, f[3].v, "broker.oauth2_refresh_margin_s", 0, 86400, &n)) {
+        x->c->oauth2_refresh_margin_s = (unsigned)n;
     }
 }
 
@@ -1145,6 +1153,7 @@ out:
 #define DEFAULT_SWEEP_IDLE_MS 5000
 #define DEFAULT_BROKER_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_BROKER_TIMEOUT_MS 30000
+#define DEFAULT_OAUTH2_REFRESH_MARGIN_S 60
 
 static void set_defaults(struct coffer_config *c)
 {
@@ -1165,6 +1174,7 @@ static void set_defaults(struct coffer_config *c)
     c->broker_ca_file[0] = '\0';
     c->broker_connect_timeout_ms = DEFAULT_BROKER_CONNECT_TIMEOUT_MS;
     c->broker_timeout_ms = DEFAULT_BROKER_TIMEOUT_MS;
+    c->oauth2_refresh_margin_s = DEFAULT_OAUTH2_REFRESH_MARGIN_S;
 }
 
 /* workers 0: one per online core, at least 1 and at most COFFER_CONFIG_WORKERS_MAX. */

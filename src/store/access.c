@@ -40,7 +40,10 @@ static const struct store_stmt access_load = {
            "ARRAY(SELECT u.k FROM unnest(v.key_names, v.key_expires_at) WITH ORDINALITY "
            "AS u(k, e, i) WHERE u.e <= statement_timestamp() ORDER BY u.i), "
            /* How the rule lets the credential be used, and whether it is ever revealed. */
-           "r.usage, COALESCE(r.secretless_only, false) "
+           "r.usage, COALESCE(r.secretless_only, false), "
+           /* The provider that refreshes the version, and its access_token's own expiry. */
+           "v.oauth2_provider, (SELECT (extract(epoch FROM u.e) * 1000000)::int8 "
+           "FROM unnest(v.key_names, v.key_expires_at) AS u(k, e) WHERE u.k = 'access_token') "
            "FROM coffer.orgs o "
            "JOIN coffer.projects p ON p.org_id = o.id AND p.name = $2 AND p.removed_at IS NULL "
            "LEFT JOIN coffer.credentials c "
@@ -67,7 +70,7 @@ static const struct store_stmt access_load = {
            "WHERE o.name = $1",
     .nparams = 3,
     .types = {STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
-    .ncols = 25,
+    .ncols = 27,
 };
 _Static_assert(COFFER_APPROVALS_MAX == 256, "the LIMIT of access_load's approvals");
 
@@ -325,6 +328,30 @@ static enum coffer_err read_usage(const PGresult *res, struct coffer_arena *a,
     return COFFER_OK;
 }
 
+/*
+ * The version's OAuth2 provider and its access_token's own expiry. The
+ * provider is checked where it is used (ops), as the usage spec is parsed
+ * where it is used; here only its size and kind of text.
+ */
+static enum coffer_err read_oauth2(const PGresult *res, struct coffer_arena *a,
+                                   struct coffer_store_access *out)
+{
+    bool null = false;
+    enum coffer_err r;
+
+    if ((r = store_col_string(res, 0, 25, "coffer.credential_versions.oauth2_provider", a,
+                              COFFER_OAUTH2_PROVIDER_JSON_MAX, STORE_TEXT_TEXT, true,
+                              &out->oauth2_provider)) != COFFER_OK ||
+        (r = store_col_int8_opt(res, 0, 26, "coffer.credential_versions.key_expires_at", &null,
+                                &out->access_token_expires_us)) != COFFER_OK) {
+        return r;
+    }
+    if (null) {
+        out->access_token_expires_us = 0;
+    }
+    return COFFER_OK;
+}
+
 static enum coffer_err read_access(const PGresult *res, const char *org, struct coffer_arena *a,
                                    struct coffer_authz_input *in, struct coffer_store_access *out)
 {
@@ -376,7 +403,8 @@ static enum coffer_err read_access(const PGresult *res, const char *org, struct 
         (r = read_grants(res, a, in)) != COFFER_OK ||
         (r = store_read_approvals(res, 0, 17, a, in)) != COFFER_OK ||
         (r = read_key_expiry(res, a, in, out)) != COFFER_OK ||
-        (r = read_usage(res, a, in, out)) != COFFER_OK) {
+        (r = read_usage(res, a, in, out)) != COFFER_OK ||
+        (r = read_oauth2(res, a, out)) != COFFER_OK) {
         return r;
     }
     in->purposes = purposes;

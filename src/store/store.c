@@ -40,7 +40,7 @@ static const struct store_stmt *const *const all_stmts[] = {
     store_stmts_orgs,      store_stmts_master_keys, store_stmts_org_keys, store_stmts_creds,
     store_stmts_policy,    store_stmts_phase,       store_stmts_access,   store_stmts_audit,
     store_stmts_meta,      store_stmts_tokens,      store_stmts_requests, store_stmts_key_expiry,
-    store_stmts_audit_log, store_stmts_audit_keys,
+    store_stmts_audit_log, store_stmts_audit_keys,  store_stmts_oauth2,
 };
 
 const char *coffer_key_state_str(enum coffer_key_state s)

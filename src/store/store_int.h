@@ -74,6 +74,7 @@ extern const struct store_stmt *const store_stmts_requests[];
 extern const struct store_stmt *const store_stmts_key_expiry[];
 extern const struct store_stmt *const store_stmts_audit_log[];
 extern const struct store_stmt *const store_stmts_audit_keys[];
+extern const struct store_stmt *const store_stmts_oauth2[];
 
 /* Bound parameters of one execution. Binary ints are stored inside the struct. */
 struct store_params {

@@ -280,3 +280,77 @@ int https_issue_cert(const struct coffer_dev_tls *tls, const char *dir, struct h
     }
     return 0;
 }
+
+static bool port_open(unsigned short port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+int https_upstream_start(const char *script, const struct coffer_dev_tls *tls,
+                         const char *request_log, const char *out_log, const char *const *extra,
+                         unsigned short *port, pid_t *pid)
+{
+    const char *argv[16];
+    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    struct coffer_proc_spec spec;
+    char port_text[16];
+    size_t n = 0;
+    int status;
+    int fd;
+
+    *pid = 0;
+    *port = https_free_port();
+    snprintf(port_text, sizeof(port_text), "%u", (unsigned)*port);
+    argv[n++] = "/usr/bin/python3";
+    argv[n++] = script;
+    argv[n++] = port_text;
+    argv[n++] = tls->server_cert;
+    argv[n++] = tls->server_key;
+    argv[n++] = request_log;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < sizeof(argv) / sizeof(argv[0]) - 1;
+         i++) {
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    fd = open(out_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "https: cannot open %s for the upstream's output\n", out_log);
+        return -1;
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    if (coffer_proc_spawn(&spec, pid) != COFFER_OK) {
+        fprintf(stderr, "https: cannot start %s: %s\n", script, coffer_err_detail());
+        close(fd);
+        *pid = 0;
+        return -1;
+    }
+    close(fd);
+    for (int i = 0; i < 100; i++) {
+        if (port_open(*port)) {
+            return 0;
+        }
+        usleep(HEALTH_PAUSE_US);
+    }
+    if (coffer_proc_stop(*pid, SIGKILL, 10000, &status) != COFFER_OK) {
+        fprintf(stderr, "https: the upstream (PID %ld) did not exit\n", (long)*pid);
+    }
+    *pid = 0;
+    fprintf(stderr, "https: the upstream did not start; see %s\n", out_log);
+    return -1;
+}

@@ -84,6 +84,18 @@ int https_server_start(const char *cofferd, const char *config, const char *soft
  */
 int https_server_stop(pid_t *pid, int sig, int timeout_ms);
 
+/*
+ * Starts a local HTTPS upstream written in Python (script, run by
+ * /usr/bin/python3 with a plain PATH) as `script PORT CERT KEY REQUEST_LOG
+ * EXTRA...` on a free loopback port, with the server certificate of tls
+ * (its own CA), its output appended to out_log; extra is NULL-terminated or
+ * NULL. Waits up to 10 seconds for the port to accept. Returns 0 with the
+ * port and the PID (stop it with https_server_stop), or -1 after printing why.
+ */
+int https_upstream_start(const char *script, const struct coffer_dev_tls *tls,
+                         const char *request_log, const char *out_log, const char *const *extra,
+                         unsigned short *port, pid_t *pid);
+
 /* A client certificate issued by the test CA for one SPIFFE ID. */
 struct https_cert {
     const char *who;    /* names the files: DIR/<who>.pem, DIR/<who>.key */

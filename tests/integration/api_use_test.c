@@ -554,23 +554,6 @@ static void test_no_secret_leaked(void **state)
 
 /* ---- Processes -------------------------------------------------------------------------- */
 
-static bool port_open(unsigned short port)
-{
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bool ok;
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0) {
-        close(fd);
-    }
-    return ok;
-}
-
 static int spawn(const char *const *argv, const char *const *envp, pid_t *pid)
 {
     struct coffer_proc_spec spec;
@@ -594,24 +577,7 @@ static int spawn(const char *const *argv, const char *const *envp, pid_t *pid)
 
 static int start_upstream(void)
 {
-    char port[16];
-    const char *argv[] = {"/usr/bin/python3", UPSTREAM_PY, port, up_tls.server_cert,
-                          up_tls.server_key,  up_log,      NULL};
-    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-
-    up_port = https_free_port();
-    snprintf(port, sizeof(port), "%u", (unsigned)up_port);
-    if (spawn(argv, envp, &upstream) != 0) {
-        return -1;
-    }
-    for (int i = 0; i < 100; i++) {
-        if (port_open(up_port)) {
-            return 0;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "the upstream did not start; see %s\n", log_path);
-    return -1;
+    return https_upstream_start(UPSTREAM_PY, &up_tls, up_log, log_path, NULL, &up_port, &upstream);
 }
 
 static int start_server(void)

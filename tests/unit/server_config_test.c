@@ -397,16 +397,18 @@ static void test_broker_section(void **state)
     assert_string_equal(c->broker_ca_file, "");
     assert_int_equal(c->broker_connect_timeout_ms, 5000);
     assert_int_equal(c->broker_timeout_ms, 30000);
+    assert_int_equal(c->oauth2_refresh_margin_s, 60);
     coffer_free(c);
     coffer_free(yaml);
 
     yaml = variant(0, 0, NULL,
                    "broker:\n  ca_file: /etc/coffer/upstream-ca.pem\n  connect_timeout_ms: 100\n"
-                   "  timeout_ms: 300000\n");
+                   "  timeout_ms: 300000\n  oauth2_refresh_margin_s: 0\n");
     c = load_ok(yaml);
     assert_string_equal(c->broker_ca_file, "/etc/coffer/upstream-ca.pem");
     assert_int_equal(c->broker_connect_timeout_ms, 100);
     assert_int_equal(c->broker_timeout_ms, 300000);
+    assert_int_equal(c->oauth2_refresh_margin_s, 0);
     coffer_free(c);
     coffer_free(yaml);
 
@@ -421,6 +423,8 @@ static void test_broker_section(void **state)
                    "13:23: ", "broker.connect_timeout_ms is 99; it must be 100 to 60000");
     expect_variant(0, 0, NULL, "broker:\n  timeout_ms: 300001\n",
                    "13:15: ", "broker.timeout_ms is 300001; it must be 100 to 300000");
+    expect_variant(0, 0, NULL, "broker:\n  oauth2_refresh_margin_s: 86401\n",
+                   "13:28: ", "broker.oauth2_refresh_margin_s is 86401; it must be 0 to 86400");
     expect_variant(0, 0, NULL, "broker:\n  ca_file: [a]\n", "13:12: ", "broker.ca_file");
     expect_variant(0, 0, NULL, "broker:\n  cafile: x\n", "13:3: ", "cafile");
 }
