@@ -6,6 +6,7 @@
  */
 #include "cli/cli.h"
 #include "cli/client.h"
+#include "cli/mcp.h"
 
 #include "coffer/log.h"
 #include "coffer/secret.h"
@@ -43,6 +44,10 @@ static const char usage[] =
     "                                  credential; COFFER_* variables are not passed on.\n"
     "                                  Exit: COMMAND's, else 1 refused, 2 usage or trouble,\n"
     "                                  126/127 COMMAND not runnable. See docs/agents.md.\n"
+    "  mcp [--org ORG] [--project PROJECT] [connection options]\n"
+    "                                  a Model Context Protocol server on stdin/stdout for\n"
+    "                                  agent runtimes: list, request and use credentials;\n"
+    "                                  never returns a value. See docs/agents.md.\n"
     "\n"
     "On the host that reaches the token and the database:\n"
     "  demo [DIR]                      provision the embedded default in DIR and show the\n"
@@ -224,6 +229,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "exec") == 0) {
         return cli_exec(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "mcp") == 0) {
+        return cli_mcp(argc - 1, argv + 1);
     }
     for (size_t i = 0; i < sizeof(api_commands) / sizeof(api_commands[0]); i++) {
         if (strcmp(argv[1], api_commands[i]) == 0) {
