@@ -820,6 +820,11 @@ static enum coffer_err refresh_locked(struct coffer_ops *o, const struct coffer_
         goto failed;
     }
     if ((r = store_next(o, project, name, f, &version)) != COFFER_OK) {
+        /* The provider may have rotated the refresh token this version still holds. */
+        coffer_warn(LOG_MOD,
+                    "the refreshed tokens of %s/%s/%s could not be stored: %s; if the provider "
+                    "rotates refresh tokens, store a new version",
+                    m->who->org, project, name, coffer_err_detail());
         goto out;
     }
     (void)snprintf(what, sizeof(what), "%ld, version %" PRIu32, f->status, version);
