@@ -465,8 +465,8 @@ struct coffer_store_access {
     /* The rule's usage spec as canonical JSON (coffer_policy_usage_from_json reads it), NUL
        terminated, in the arena; NULL when the rule has none. */
     const char *usage;
-    /* The current version's OAuth2 provider as canonical JSON (coffer_op_oauth2_provider_parse
-       reads it), in the arena; NULL when Coffer does not refresh it. */
+    /* The current version's OAuth2 provider as canonical JSON (the refresh of ops parses it),
+       in the arena; NULL when Coffer does not refresh it. */
     const char *oauth2_provider;
     /* The current version's access_token's own expiry (microseconds since the epoch); 0 when
        it has none or the version holds no access_token. */
