@@ -30,6 +30,10 @@ void coffer_freezero(void *p, size_t len);
 void *coffer_wipe_malloc(size_t n);
 /* Wipes and releases a coffer_wipe_malloc allocation (NULL is fine). */
 void coffer_wipe_free(void *p);
+/* calloc, realloc and strdup of the same kind; realloc always moves and wipes the old block. */
+void *coffer_wipe_calloc(size_t n, size_t size);
+void *coffer_wipe_realloc(void *p, size_t n);
+char *coffer_wipe_strdup(const char *s);
 
 /* strdup that reports failure with NULL. */
 char *coffer_strdup(const char *s);

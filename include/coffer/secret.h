@@ -35,6 +35,15 @@ struct coffer_secret_view {
  * locked secret heap. Call once at start, before any secret exists.
  * Returns COFFER_OK or COFFER_E_IO if the kernel refuses the limits.
  */
+/*
+ * Makes OpenSSL, libevent, libcurl and jansson allocate through wiping
+ * functions (coffer_wipe_malloc and its kin), so that nothing they free
+ * keeps a secret. Call first in main, before any of them allocates:
+ * COFFER_E_STATE if OpenSSL already has, COFFER_E_IO if libcurl cannot
+ * start.
+ */
+enum coffer_err coffer_wipe_libraries(void) COFFER_MUST_USE;
+
 enum coffer_err coffer_harden_process(void) COFFER_MUST_USE;
 
 /*

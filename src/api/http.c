@@ -119,6 +119,12 @@ static enum coffer_err make_ctx(const struct coffer_config *cfg, SSL_CTX **out)
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_COMPRESSION);
+    /*
+     * An idle connection gives its record buffers back (wiped by the
+     * allocator), rather than keeping the last decrypted request, which
+     * may carry values, until the next one overwrites it.
+     */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
         r = coffer_err_set(COFFER_E_CONFIG, "tls.cert %s: %s", cfg->tls_cert, ssl_reason());
         goto out;

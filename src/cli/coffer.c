@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 {
     enum coffer_err r;
 
-    if ((r = coffer_harden_process()) != COFFER_OK) {
+    if ((r = coffer_wipe_libraries()) != COFFER_OK || (r = coffer_harden_process()) != COFFER_OK) {
         return cli_fail("hardening the process", r);
     }
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {

@@ -80,14 +80,80 @@ void coffer_wipe_free(void *p)
     free(base);
 }
 
+void *coffer_wipe_calloc(size_t n, size_t size)
+{
+    unsigned char *p;
+
+    if (size != 0 && n > SIZE_MAX / size) {
+        return NULL;
+    }
+    if ((p = coffer_wipe_malloc(n * size)) != NULL) {
+        memset(p, 0, n * size);
+    }
+    return p;
+}
+
+void *coffer_wipe_realloc(void *p, size_t n)
+{
+    unsigned char *q;
+    size_t old;
+
+    if (p == NULL) {
+        return coffer_wipe_malloc(n);
+    }
+    if (n == 0) {
+        coffer_wipe_free(p);
+        return NULL;
+    }
+    /* Never realloc in place: the block left behind would keep what it held. */
+    if ((q = coffer_wipe_malloc(n)) == NULL) {
+        return NULL;
+    }
+    memcpy(&old, (unsigned char *)p - WIPE_HEADER, sizeof(old));
+    memcpy(q, p, old < n ? old : n);
+    coffer_wipe_free(p);
+    return q;
+}
+
+char *coffer_wipe_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = coffer_wipe_malloc(n);
+
+    if (p != NULL) {
+        memcpy(p, s, n);
+    }
+    return p;
+}
+
 char *coffer_strdup(const char *s)
 {
     return s == NULL ? NULL : strdup(s);
 }
 
+/*
+ * Callers copy fields out of buffers that are not NUL-terminated (a URL
+ * within a request, an array element of a row). glibc's strndup reads at
+ * most n bytes, but a sanitizer checking strings strictly treats its
+ * argument as a whole C string and reports a read past such a buffer; so
+ * the length is found with strnlen and the bytes copied explicitly.
+ */
 char *coffer_strndup(const char *s, size_t n)
 {
-    return s == NULL ? NULL : strndup(s, n);
+    size_t len;
+    char *p;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    len = strnlen(s, n);
+    p = malloc(len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
 }
 
 void coffer_memcpy(void *dst, const void *src, size_t n)

@@ -219,8 +219,11 @@ int main(int argc, char **argv)
 {
     enum coffer_err r;
 
-    /* Before anything else: no core dumps, no ptrace, locked secret memory. */
-    if ((r = coffer_harden_process()) != COFFER_OK) {
+    /*
+     * Before anything else: the libraries' allocators wipe what they free,
+     * then no core dumps, no ptrace, locked secret memory.
+     */
+    if ((r = coffer_wipe_libraries()) != COFFER_OK || (r = coffer_harden_process()) != COFFER_OK) {
         return fail(r);
     }
     if (argc == 2 && strcmp(argv[1], "--help") == 0) {

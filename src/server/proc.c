@@ -416,8 +416,9 @@ void coffer_proc_status_str(int status, char *out, size_t outlen)
     } else if (WIFSIGNALED(status)) {
         const char *name = sigabbrev_np(WTERMSIG(status));
 
-        snprintf(out, outlen, "killed by signal %d (SIG%s)", WTERMSIG(status),
-                 name != NULL ? name : "?");
+        /* WCOREDUMP is the kernel's word that a core file was written: Coffer forbids them. */
+        snprintf(out, outlen, "killed by signal %d (SIG%s)%s", WTERMSIG(status),
+                 name != NULL ? name : "?", WCOREDUMP(status) ? ", core dumped" : ", no core");
     } else {
         snprintf(out, outlen, "stopped with wait status 0x%x", (unsigned)status);
     }

@@ -59,7 +59,8 @@ enum coffer_err coffer_proc_stop(pid_t pid, int sig, int timeout_ms, int *status
 enum coffer_err coffer_proc_run(const struct coffer_proc_spec *spec, int timeout_ms,
                                 int *status) COFFER_MUST_USE;
 
-/* Writes "exited with status N" or "killed by signal N (NAME)" into out. */
+/* Writes "exited with status N" or "killed by signal N (NAME), no core" (or ", core dumped") into
+ * out. */
 void coffer_proc_status_str(int status, char *out, size_t outlen);
 
 /*

@@ -7,6 +7,7 @@
  * runs its own libevent loop serving the shared socket: SoftHSMv2 serialises
  * the threads of one process, so processes, not threads, use the cores.
  */
+#include "server/proc.h"
 #include "server/serve.h"
 
 #include "coffer/api.h"
@@ -451,6 +452,7 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
         int sig = sigtimedwait(set, &info, &tick);
         pid_t pid;
         int status;
+        char how[96];
 
         if (sig == SIGINT || sig == SIGTERM) {
             coffer_info(LOG_MOD, "received SIG%s; draining and stopping the workers",
@@ -478,11 +480,9 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
             }
             if (slots[n].pid > 0 && pid == slots[n].pid) {
                 slots[n].pid = 0;
-                coffer_warn(LOG_MOD,
-                            "the background process (PID %ld) ended (%s %d); starting "
-                            "another",
-                            (long)pid, WIFSIGNALED(status) ? "signal" : "status",
-                            WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                coffer_proc_status_str(status, how, sizeof(how));
+                coffer_warn(LOG_MOD, "the background process (PID %ld) %s; starting another",
+                            (long)pid, how);
                 if (time(NULL) - slots[n].started < 2) {
                     (void)sleep(1);
                 }
@@ -502,9 +502,8 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
                     return coffer_err_set(COFFER_E_CONFIG,
                                           "worker %u could not start (see the log above)", i);
                 }
-                coffer_warn(LOG_MOD, "worker %u (PID %ld) ended (%s %d); starting another", i,
-                            (long)pid, WIFSIGNALED(status) ? "signal" : "status",
-                            WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                coffer_proc_status_str(status, how, sizeof(how));
+                coffer_warn(LOG_MOD, "worker %u (PID %ld) %s; starting another", i, (long)pid, how);
                 if (time(NULL) - slots[i].started < 2) {
                     (void)sleep(1); /* a worker that dies at once would otherwise spin */
                 }

@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -49,6 +50,12 @@ void https_target_init(struct https_target *t, unsigned short port, const char *
     memset(t, 0, sizeof(*t));
     snprintf(t->base_url, sizeof(t->base_url), "https://127.0.0.1:%u", (unsigned)port);
     t->ca = ca;
+}
+
+void https_target_dev(struct https_target *t, unsigned short port, const struct coffer_dev_tls *tls)
+{
+    https_target_init(t, port, tls->ca);
+    t->ids = tls;
 }
 
 bool https_dev_identity(const struct coffer_dev_tls *tls, const char *who, const char **cert,
@@ -144,23 +151,21 @@ void https_read_log(const char *path, char *buf, size_t cap)
     }
 }
 
-int https_server_start(const char *cofferd, const char *config, const char *softhsm_conf,
-                       const char *log_path, const struct https_target *t, pid_t *pid)
+/*
+ * Starts argv with exactly envp, its output appended to log_path. what names
+ * the program in a diagnostic. 0 with the PID in *pid, or -1 after printing
+ * why (and *pid is 0).
+ */
+static int spawn_logged(const char *const *argv, const char *const *envp, const char *log_path,
+                        const char *what, pid_t *pid)
 {
-    const char *argv[] = {cofferd, "-c", config, NULL};
-    char conf_env[PATH_MAX + 16];
-    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
     struct coffer_proc_spec spec;
-    static struct https_reply r;
-    static char log[8192];
-    int status;
     int fd;
 
     *pid = 0;
-    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", softhsm_conf);
     fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
-        fprintf(stderr, "https: cannot open %s for cofferd's output\n", log_path);
+        fprintf(stderr, "https: cannot open %s for the output of %s\n", log_path, what);
         return -1;
     }
     memset(&spec, 0, sizeof(spec));
@@ -169,12 +174,29 @@ int https_server_start(const char *cofferd, const char *config, const char *soft
     spec.out_fd = fd;
     spec.err_fd = fd;
     if (coffer_proc_spawn(&spec, pid) != COFFER_OK) {
-        fprintf(stderr, "https: cannot start %s: %s\n", cofferd, coffer_err_detail());
+        fprintf(stderr, "https: cannot start %s: %s\n", what, coffer_err_detail());
         close(fd);
         *pid = 0;
         return -1;
     }
     close(fd);
+    return 0;
+}
+
+int https_server_start(const char *cofferd, const char *config, const char *softhsm_conf,
+                       const char *log_path, const struct https_target *t, pid_t *pid)
+{
+    const char *argv[] = {cofferd, "-c", config, NULL};
+    char conf_env[PATH_MAX + 16];
+    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
+    static struct https_reply r;
+    static char log[8192];
+    int status;
+
+    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", softhsm_conf);
+    if (spawn_logged(argv, envp, log_path, cofferd, pid) != 0) {
+        return -1;
+    }
     for (int i = 0; i < HEALTH_TRIES; i++) {
         if (https_request(t, "GET", "/v1/health", NULL, NULL, NULL, NULL, &r) == CURLE_OK &&
             r.status == 200) {
@@ -304,11 +326,9 @@ int https_upstream_start(const char *script, const struct coffer_dev_tls *tls,
 {
     const char *argv[16];
     const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-    struct coffer_proc_spec spec;
     char port_text[16];
     size_t n = 0;
     int status;
-    int fd;
 
     *pid = 0;
     *port = https_free_port();
@@ -324,23 +344,9 @@ int https_upstream_start(const char *script, const struct coffer_dev_tls *tls,
         argv[n++] = extra[i];
     }
     argv[n] = NULL;
-    fd = open(out_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fprintf(stderr, "https: cannot open %s for the upstream's output\n", out_log);
+    if (spawn_logged(argv, envp, out_log, script, pid) != 0) {
         return -1;
     }
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (coffer_proc_spawn(&spec, pid) != COFFER_OK) {
-        fprintf(stderr, "https: cannot start %s: %s\n", script, coffer_err_detail());
-        close(fd);
-        *pid = 0;
-        return -1;
-    }
-    close(fd);
     for (int i = 0; i < 100; i++) {
         if (port_open(*port)) {
             return 0;
@@ -353,4 +359,58 @@ int https_upstream_start(const char *script, const struct coffer_dev_tls *tls,
     *pid = 0;
     fprintf(stderr, "https: the upstream did not start; see %s\n", out_log);
     return -1;
+}
+
+int https_write_config(const char *path, unsigned short port, const struct coffer_dev_tls *tls,
+                       const struct harness *h, const char *extra_fmt, ...)
+{
+    FILE *f = fopen(path, "w");
+    va_list ap;
+    int rc = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "https: cannot write %s\n", path);
+        return -1;
+    }
+    fprintf(f,
+            "listen: 127.0.0.1:%u\n"
+            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
+            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
+            "database: \"%s\"\n",
+            (unsigned)port, tls->server_cert, tls->server_key, tls->ca, COFFER_DEV_TRUST_DOMAIN,
+            h->p11.module, h->p11.token_uri, h->p11.pin_source, h->db_app);
+    va_start(ap, extra_fmt);
+    if (vfprintf(f, extra_fmt, ap) < 0) {
+        rc = -1;
+    }
+    va_end(ap);
+    if (fclose(f) != 0 || rc != 0) {
+        fprintf(stderr, "https: cannot write %s\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+void https_process_stop(pid_t *pid)
+{
+    int status;
+
+    if (*pid <= 0) {
+        return;
+    }
+    (void)kill(*pid, SIGTERM);
+    if (coffer_proc_wait(*pid, 20000, &status) != COFFER_OK) {
+        (void)kill(*pid, SIGKILL);
+        if (coffer_proc_wait(*pid, 10000, &status) != COFFER_OK) {
+            fprintf(stderr, "https: PID %ld did not exit\n", (long)*pid);
+        }
+    }
+    *pid = 0;
+}
+
+void https_remove_dir(const char *dir)
+{
+    if (coffer_dev_remove_tree(dir) != COFFER_OK) {
+        fprintf(stderr, "could not remove %s: %s\n", dir, coffer_err_detail());
+    }
 }

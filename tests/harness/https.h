@@ -16,6 +16,10 @@
 #include <curl/curl.h>
 
 #include "coffer/dev.h"
+#include "coffer/err.h"
+
+struct harness;
+struct https_cert;
 
 /* One answer: its status and the start of its body, NUL-terminated. */
 struct https_reply {
@@ -31,10 +35,14 @@ struct https_reply {
  */
 size_t https_collect(char *p, size_t size, size_t n, void *arg);
 
-/* Where requests go and which CA certifies the server. */
+/* Where requests go, which CA certifies the server, and who may call it by name. */
 struct https_target {
     char base_url[64]; /* https://127.0.0.1:<port> */
     const char *ca;    /* PEM file of the CA that signed the server's certificate */
+    /* For the expect.h helpers: the dev identities, and certificates named by their who. */
+    const struct coffer_dev_tls *ids; /* NULL: none */
+    const struct https_cert *const *certs;
+    size_t n_certs;
 };
 
 /* A loopback port nobody listens on right now. Prints the reason and exits 1 if there is none. */
@@ -42,6 +50,10 @@ unsigned short https_free_port(void);
 
 /* Fills t for 127.0.0.1:port, trusting the CA in ca (which must outlive t). */
 void https_target_init(struct https_target *t, unsigned short port, const char *ca);
+
+/* Fills t for 127.0.0.1:port, trusting tls's CA and calling as its identities (tls outlives t). */
+void https_target_dev(struct https_target *t, unsigned short port,
+                      const struct coffer_dev_tls *tls);
 
 /*
  * The client certificate and key of the dev identities "admin", "agent" and
@@ -111,5 +123,24 @@ struct https_cert {
  */
 int https_issue_cert(const struct coffer_dev_tls *tls, const char *dir, struct https_cert *c,
                      unsigned serial);
+
+/*
+ * Writes cofferd's configuration to path: listening on 127.0.0.1:port with
+ * the server certificate and client CA of tls, this test's token and its
+ * database as coffer_app (from h), followed by extra_fmt (YAML lines,
+ * formatted like printf). 0, or -1 with the reason on stderr.
+ */
+int https_write_config(const char *path, unsigned short port, const struct coffer_dev_tls *tls,
+                       const struct harness *h, const char *extra_fmt, ...) COFFER_PRINTF(5, 6);
+
+/*
+ * Ends the child *pid (if > 0): SIGTERM, up to 20 seconds, then SIGKILL and
+ * up to 10 seconds more; sets *pid to 0. Prints the PID if it never exited.
+ * For teardown, where how it ended does not matter (see https_server_stop).
+ */
+void https_process_stop(pid_t *pid);
+
+/* Removes the directory tree dir (a test's mkdtemp directory), printing what failed. */
+void https_remove_dir(const char *dir);
 
 #endif

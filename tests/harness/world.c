@@ -4,7 +4,9 @@
  */
 #include "world.h"
 
+#include "coffer/arena.h"
 #include "coffer/mem.h"
+#include "coffer/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,4 +162,77 @@ uint32_t world_put(struct world *w, const struct coffer_org *org, const struct c
     }
     coffer_keyset_free(&ks);
     return version;
+}
+
+void world_add_project(struct world *w, const char *name, struct coffer_project *out)
+{
+    struct coffer_project p;
+    enum coffer_err r;
+
+    if ((r = coffer_store_project_insert(w->st, &w->org.id, name, out != NULL ? out : &p)) !=
+        COFFER_OK) {
+        die("coffer_store_project_insert", r);
+    }
+}
+
+int world_apply_policy(struct world *w, const char *yaml)
+{
+    struct coffer_policy *p = NULL;
+    struct coffer_policy_diags d = {0};
+    struct coffer_arena *a = NULL;
+    struct coffer_store_policy_result res;
+    int rc = 0;
+
+    if (coffer_policy_new(&p) != COFFER_OK ||
+        coffer_policy_add_buffer(p, "policy.yaml", yaml, strlen(yaml), &d) != COFFER_OK ||
+        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
+        coffer_store_policy_apply(w->st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
+        fprintf(stderr, "world: policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+        rc = -1;
+    }
+    coffer_policy_diags_cleanup(&d);
+    coffer_policy_free(&p);
+    coffer_arena_free(&a);
+    return rc;
+}
+
+long world_audit_mark(struct world *w)
+{
+    char *v = world_sql_value(w, "SELECT coalesce(max(id), 0) FROM coffer.audit_events");
+    long n = atol(v);
+
+    coffer_free(v);
+    return n;
+}
+
+/* Compares the events after mark, each as the SQL expression item, joined by ",". */
+static bool events_are(struct world *w, long mark, const char *item, const char *expected)
+{
+    char sql[512];
+    char *got;
+    bool same;
+
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(string_agg(%s, ',' ORDER BY id), '') FROM coffer.audit_events "
+             "WHERE id > %ld",
+             item, mark);
+    got = world_sql_value(w, sql);
+    same = strcmp(got, expected) == 0;
+    if (!same) {
+        fprintf(stderr, "world: events: got '%s', want '%s'\n", got, expected);
+    }
+    coffer_free(got);
+    return same;
+}
+
+bool world_events_are(struct world *w, long mark, const char *expected)
+{
+    return events_are(w, mark,
+                      "action || '/' || allowed || '/' || reason || '/' || coalesce(detail, '-')",
+                      expected);
+}
+
+bool world_reasons_are(struct world *w, long mark, const char *expected)
+{
+    return events_are(w, mark, "action || '/' || allowed || '/' || reason", expected);
 }

@@ -55,4 +55,26 @@ uint32_t world_put(struct world *w, const struct coffer_org *org, const struct c
                    const char *cred, size_t n, const char *const *names, const char *const *values,
                    const size_t *lens);
 
+/* Adds project name to w's org (its row in *out unless NULL); exits 1 with a reason on failure. */
+void world_add_project(struct world *w, const char *name, struct coffer_project *out);
+
+/*
+ * Parses the policy text yaml (one org, which must exist) and applies it
+ * through w's store as "test". 0, or -1 with the first diagnostic on stderr.
+ */
+int world_apply_policy(struct world *w, const char *yaml);
+
+/* The highest audit event id so far: the events after it belong to what follows. */
+long world_audit_mark(struct world *w);
+
+/*
+ * True if the audit events after mark, each as "action/allowed/reason/detail"
+ * (detail "-" when NULL) joined by ",", are exactly expected; otherwise
+ * prints both to stderr. Audit details never hold a secret.
+ */
+bool world_events_are(struct world *w, long mark, const char *expected);
+
+/* The same with each event as "action/allowed/reason". */
+bool world_reasons_are(struct world *w, long mark, const char *expected);
+
 #endif

@@ -18,12 +18,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "https.h"
+#include "expect.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
-#include "coffer/policy.h"
 #include "server/proc.h"
 
 #include <curl/curl.h>
@@ -62,27 +60,13 @@ static const char policy[] = "version: 1\n"
 static void request(const char *method, const char *path, const char *body, const char *who,
                     struct https_reply *out)
 {
-    const char *cert = NULL;
-    const char *key = NULL;
-    CURLcode rc;
-
-    (void)https_dev_identity(&tls, who, &cert, &key);
-    rc = https_request(&target, method, path, body, cert, key, NULL, out);
-    if (rc != CURLE_OK) {
-        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
-    }
+    expect_request(&target, method, path, body, who, NULL, out);
 }
 
 static void expect(const char *method, const char *path, const char *body, const char *who,
                    long status, const char *needle)
 {
-    struct https_reply r;
-
-    request(method, path, body, who, &r);
-    if (r.status != status || strstr(r.body, needle) == NULL) {
-        fail_msg("%s %s as %s: %ld %s (want %ld with '%s')", method, path,
-                 who != NULL ? who : "nobody", r.status, r.body, status, needle);
-    }
+    expect_answer(&target, method, path, body, who, NULL, status, needle, NULL);
 }
 
 static void start_server(void)
@@ -479,48 +463,28 @@ static void test_sigterm_stops_cleanly(void **state)
 
 static void write_config(unsigned short port)
 {
-    FILE *f = fopen(config, "w");
-
-    assert_non_null(f);
-    fprintf(f,
-            "listen: 127.0.0.1:%u\n"
-            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
-            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
-            "database: \"%s\"\n"
-            "workers: 2\n"
-            "limits: {max_connections: 4}\n"
-            "log: info\n",
-            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
-            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app);
-    assert_int_equal(fclose(f), 0);
+    assert_int_equal(https_write_config(config, port, &tls, &w.h,
+                                        "workers: 2\n"
+                                        "limits: {max_connections: 4}\n"
+                                        "log: info\n"),
+                     0);
 }
 
 static int setup(void **state)
 {
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
     unsigned short port;
 
     (void)state;
     if (mkdtemp(dir) == NULL || coffer_dev_tls_provision(dir, &tls) != COFFER_OK) {
         return -1;
     }
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+    if (world_apply_policy(&w, policy) != 0) {
         return -1;
     }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
     port = https_free_port();
-    https_target_init(&target, port, tls.ca);
+    https_target_dev(&target, port, &tls);
     write_config(port);
     start_server();
     return 0;
@@ -528,14 +492,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-
     (void)state;
     (void)https_server_stop(&server, SIGKILL, 10000);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", dir);
-    }
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -560,14 +519,7 @@ int main(void)
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     world_open("api_http", "dev", &w);
-    {
-        struct coffer_project demo;
-
-        if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
-            fprintf(stderr, "api_http_test: %s\n", coffer_err_detail());
-            return 1;
-        }
-    }
+    world_add_project(&w, "demo", NULL);
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
     curl_global_cleanup();

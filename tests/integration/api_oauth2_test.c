@@ -26,13 +26,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "https.h"
+#include "expect.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
 #include "coffer/mem.h"
-#include "coffer/policy.h"
 
 #include <curl/curl.h>
 #include <signal.h>
@@ -68,27 +66,13 @@ static pid_t upstream;
 static void request(const struct https_target *t, const char *method, const char *path,
                     const char *body, const char *who, struct https_reply *out)
 {
-    const char *cert = NULL;
-    const char *key = NULL;
-    CURLcode rc;
-
-    (void)https_dev_identity(&tls, who, &cert, &key);
-    rc = https_request(t, method, path, body, cert, key, NULL, out);
-    if (rc != CURLE_OK) {
-        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
-    }
+    expect_request(t, method, path, body, who, NULL, out);
 }
 
 static void expect(const char *method, const char *path, const char *body, const char *who,
                    long status, const char *needle)
 {
-    static struct https_reply r;
-
-    request(&a_srv, method, path, body, who, &r);
-    if (r.status != status || strstr(r.body, needle) == NULL) {
-        fail_msg("%s %s as %s: %ld %s (want %ld with '%s')", method, path, who, r.status, r.body,
-                 status, needle);
-    }
+    expect_answer(&a_srv, method, path, body, who, NULL, status, needle, NULL);
 }
 
 static void access_cred(const struct https_target *t, const char *name, struct https_reply *r)
@@ -101,28 +85,13 @@ static void access_cred(const struct https_target *t, const char *name, struct h
 
 static long mark(void)
 {
-    char *v = world_sql_value(&w, "SELECT coalesce(max(id), 0) FROM coffer.audit_events");
-    long n = atol(v);
-
-    coffer_free(v);
-    return n;
+    return world_audit_mark(&w);
 }
 
 /* The events after m as "action/allowed/reason/detail" joined by ",". */
 static void expect_events(long m, const char *expected)
 {
-    char sql[512];
-    char *got;
-
-    snprintf(sql, sizeof(sql),
-             "SELECT coalesce(string_agg(action || '/' || allowed || '/' || reason || '/' || "
-             "coalesce(detail, '-'), ',' ORDER BY id), '') FROM coffer.audit_events WHERE id > %ld",
-             m);
-    got = world_sql_value(&w, sql);
-    if (strcmp(got, expected) != 0) {
-        fail_msg("events: got '%s', want '%s'", got, expected);
-    }
-    coffer_free(got);
+    assert_true(world_events_are(&w, m, expected));
 }
 
 static const char *upstream_log(void)
@@ -614,11 +583,6 @@ static void test_no_secret_leaked(void **state)
 static int apply_policy(void)
 {
     static char policy[4096];
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
-    int rc = 0;
 
     snprintf(policy, sizeof(policy),
              "version: 1\n"
@@ -649,17 +613,7 @@ static int apply_policy(void)
              "      gh-client: {}\n"
              "      bad: {grants: [{agent_type: deployer}]}\n",
              (unsigned)up_port, (unsigned)up_port);
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
-        rc = -1;
-    }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
-    return rc;
+    return world_apply_policy(&w, policy);
 }
 
 /* A server on its own port with this test's token and database; its output goes to log_path. */
@@ -667,27 +621,18 @@ static int start_server(const char *name, struct https_target *t, pid_t *pid)
 {
     char config[PATH_MAX];
     unsigned short port = https_free_port();
-    FILE *f;
 
     snprintf(config, sizeof(config), "%s/%s.yaml", dir, name);
-    https_target_init(t, port, tls.ca);
-    if ((f = fopen(config, "w")) == NULL) {
-        return -1;
-    }
-    fprintf(f,
-            "listen: 127.0.0.1:%u\n"
-            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
-            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
-            "database: \"%s\"\n"
-            "workers: 1\n"
-            "log: info\n"
-            "audit: {seal: false}\n"
-            "keys: {sweep: false}\n"
-            "broker:\n  ca_file: %s\n  connect_timeout_ms: 2000\n  timeout_ms: 10000\n"
-            "  oauth2_refresh_margin_s: 60\n",
-            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
-            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app, up_tls.ca);
-    if (fclose(f) != 0) {
+    https_target_dev(t, port, &tls);
+    if (https_write_config(config, port, &tls, &w.h,
+                           "workers: 1\n"
+                           "log: info\n"
+                           "audit: {seal: false}\n"
+                           "keys: {sweep: false}\n"
+                           "broker:\n  ca_file: %s\n  connect_timeout_ms: 2000\n"
+                           "  timeout_ms: 10000\n"
+                           "  oauth2_refresh_margin_s: 60\n",
+                           up_tls.ca) != 0) {
         return -1;
     }
     return https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, t, pid);
@@ -721,16 +666,11 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-
     (void)state;
     (void)https_server_stop(&server_a, SIGTERM, 20000);
     (void)https_server_stop(&server_b, SIGTERM, 20000);
     (void)https_server_stop(&upstream, SIGKILL, 10000);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", dir);
-    }
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -751,14 +691,7 @@ int main(void)
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     world_open("api_oauth2", "dev", &w);
-    {
-        struct coffer_project demo;
-
-        if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
-            fprintf(stderr, "api_oauth2_test: %s\n", coffer_err_detail());
-            return 1;
-        }
-    }
+    world_add_project(&w, "demo", NULL);
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
     curl_global_cleanup();

@@ -24,13 +24,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "https.h"
+#include "expect.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
 #include "coffer/mem.h"
-#include "coffer/policy.h"
 #include "server/proc.h"
 
 #include <arpa/inet.h>
@@ -67,7 +65,7 @@ static struct coffer_dev_tls tls;
 static char dir[] = "/tmp/coffer-reasons-test.XXXXXX";
 static char config[PATH_MAX];
 static char log_path[PATH_MAX];
-static char base_url[64];
+static struct https_target target;
 static pid_t server;
 
 /* Certificates issued by this test, beside those of coffer_dev_tls_provision. */
@@ -107,141 +105,28 @@ static const char policy[] = "version: 1\n"
                              "{{api_key}}\"}]\n"
                              "        reveal: false\n";
 
-struct reply {
-    long status;
-    char body[8192];
-    size_t len;
-};
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    struct reply *r = arg;
-    size_t len = size * n;
-    size_t room = sizeof(r->body) - 1 - r->len;
-
-    if (len > room) {
-        len = room;
-    }
-    coffer_memcpy(r->body + r->len, p, len);
-    r->len += len;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-/* The certificate and key of who; false for nobody. */
-static bool identity(const char *who, const char **cert, const char **key)
-{
-    static struct https_cert *const extra[] = {&outsider, &fresh, &stale};
-
-    if (who == NULL) {
-        return false;
-    }
-    if (strcmp(who, "admin") == 0) {
-        *cert = tls.admin_cert;
-        *key = tls.admin_key;
-        return true;
-    }
-    if (strcmp(who, "agent") == 0) {
-        *cert = tls.agent_cert;
-        *key = tls.agent_key;
-        return true;
-    }
-    if (strcmp(who, "agent2") == 0) {
-        *cert = tls.agent2_cert;
-        *key = tls.agent2_key;
-        return true;
-    }
-    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
-        if (strcmp(who, extra[i]->who) == 0) {
-            *cert = extra[i]->cert;
-            *key = extra[i]->key;
-            return true;
-        }
-    }
-    fail_msg("no identity %s", who);
-    return false;
-}
-
-/* One request; its transfer result (the answer is in *out only on CURLE_OK). */
-static CURLcode try_request(const char *method, const char *path, const char *body, const char *who,
-                            struct reply *out)
-{
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    const char *cert = NULL;
-    const char *key = NULL;
-    char url[1024];
-    CURLcode rc;
-
-    assert_non_null(c);
-    memset(out, 0, sizeof(*out));
-    snprintf(url, sizeof(url), "%s%s", base_url, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    if (identity(who, &cert, &key)) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, key);
-    }
-    if (body != NULL) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    rc = curl_easy_perform(c);
-    if (rc == CURLE_OK) {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    }
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return rc;
-}
-
 static void request(const char *method, const char *path, const char *body, const char *who,
-                    struct reply *out)
+                    struct https_reply *out)
 {
-    CURLcode rc = try_request(method, path, body, who, out);
-
-    if (rc != CURLE_OK) {
-        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
-    }
+    expect_request(&target, method, path, body, who, NULL, out);
 }
 
 static void expect(const char *method, const char *path, const char *body, const char *who,
                    long status, const char *needle)
 {
-    static struct reply r;
-
-    request(method, path, body, who, &r);
-    if (r.status != status || strstr(r.body, needle) == NULL) {
-        fail_msg("%s %s as %s: %ld %s (want %ld with '%s')", method, path,
-                 who != NULL ? who : "nobody", r.status, r.body, status, needle);
-    }
+    expect_answer(&target, method, path, body, who, NULL, status, needle, NULL);
 }
 
 /* The highest audit event id so far: events after it belong to what follows. */
 static long mark(void)
 {
-    char *v = world_sql_value(&w, "SELECT coalesce(max(id), 0) FROM coffer.audit_events");
-    long n = atol(v);
-
-    coffer_free(v);
-    return n;
+    return world_audit_mark(&w);
 }
 
 /* Asserts the events written after m, as "action/allowed/reason" joined by ",". */
 static void expect_events(long m, const char *expected)
 {
-    char sql[512];
-
-    snprintf(sql, sizeof(sql),
-             "SELECT coalesce(string_agg(action || '/' || allowed || '/' || reason, ',' "
-             "ORDER BY id), '') FROM coffer.audit_events WHERE id > %ld",
-             m);
-    assert_true(world_sql_is(&w, sql, expected));
+    assert_true(world_reasons_are(&w, m, expected));
 }
 
 /*
@@ -252,7 +137,7 @@ static void expect_events(long m, const char *expected)
 static void access_is(const char *who, const char *name, const char *body, const char *reason,
                       const char *value)
 {
-    static struct reply r;
+    static struct https_reply r;
     char path[256];
     char want[128];
     long m = mark();
@@ -262,8 +147,7 @@ static void access_is(const char *who, const char *name, const char *body, const
     request("POST", path, body, who, &r);
     if (granted) {
         if (r.status != 200 || strstr(r.body, value) == NULL) {
-            fail_msg("access to %s as %s: %ld %s (want 200 with the value)", name, who, r.status,
-                     r.body);
+            fail_msg("access to %s as %s: %ld (want 200 with the value)", name, who, r.status);
         }
     } else {
         /* The agent learns nothing but the denial: not the reason, not the value. */
@@ -420,7 +304,7 @@ static void test_integrity_error(void **state)
 
 static void test_secretless_only(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     long m;
 
     (void)state;
@@ -534,7 +418,9 @@ out:
 /* A certificate whose validity ended is refused; the same one made valid now is accepted. */
 static void test_expired_certificate(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
+    const char *cert;
+    const char *key;
     CURLcode rc;
     long m;
 
@@ -542,8 +428,9 @@ static void test_expired_certificate(void **state)
     /* The helper's certificates work when their dates are right. */
     access_is("fresh", "stripe", "{\"purpose\":\"deploy payments\"}", "granted", SECRET_STRIPE);
     m = mark();
-    rc = try_request("POST", CREDS "/stripe/access", "{\"purpose\":\"deploy payments\"}", "stale",
-                     &r);
+    expect_identity(&target, "stale", &cert, &key);
+    rc = https_request(&target, "POST", CREDS "/stripe/access", "{\"purpose\":\"deploy payments\"}",
+                       cert, key, NULL, &r);
     /* Either the handshake fails or the request is refused as unauthenticated. */
     if (rc == CURLE_OK && r.status != 401) {
         fail_msg("an expired certificate got %ld %s", r.status, r.body);
@@ -559,95 +446,28 @@ static void test_expired_certificate(void **state)
 
 /* ---- The server ------------------------------------------------------------------------ */
 
-static unsigned short free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        fprintf(stderr, "no free port\n");
-        exit(1);
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int write_config(unsigned short port, int workers)
-{
-    FILE *f = fopen(config, "w");
-
-    if (f == NULL) {
-        return -1;
-    }
-    fprintf(f,
-            "listen: 127.0.0.1:%u\n"
-            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
-            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
-            "database: \"%s\"\n"
-            "workers: %d\n"
-            "log: info\n",
-            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
-            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app, workers);
-    return fclose(f) == 0 ? 0 : -1;
-}
-
 /* Starts cofferd with workers workers on a fresh port and waits until it is healthy. */
 static int start_server(int workers)
 {
-    const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
-    char conf_env[PATH_MAX + 16];
-    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
-    struct coffer_proc_spec spec;
-    unsigned short port = free_port();
-    int fd;
-    static struct reply r;
+    static const struct https_cert *const certs[] = {&outsider, &fresh, &stale};
+    unsigned short port = https_free_port();
 
-    snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%u", (unsigned)port);
-    if (write_config(port, workers) != 0) {
+    https_target_dev(&target, port, &tls);
+    target.certs = certs;
+    target.n_certs = sizeof(certs) / sizeof(certs[0]);
+    if (https_write_config(config, port, &tls, &w.h,
+                           "workers: %d\n"
+                           "log: info\n",
+                           workers) != 0) {
         return -1;
     }
-    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
-    fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return -1;
-    }
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (coffer_proc_spawn(&spec, &server) != COFFER_OK) {
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    for (int i = 0; i < 300; i++) {
-        if (try_request("GET", "/v1/health", NULL, NULL, &r) == CURLE_OK && r.status == 200) {
-            return 0;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "cofferd did not become healthy; see %s\n", log_path);
-    return -1;
+    return https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, &target,
+                              &server);
 }
 
 static int stop_server(void)
 {
-    int status = 0;
-
-    if (server <= 0) {
-        return 0;
-    }
-    if (kill(server, SIGTERM) != 0 || coffer_proc_wait(server, 30000, &status) != COFFER_OK) {
-        return -1;
-    }
-    server = 0;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    return https_server_stop(&server, SIGTERM, 30000);
 }
 
 /* ---- token_unavailable ---------------------------------------------------------------- */
@@ -815,7 +635,7 @@ static int flip_check_values(const char *token_dir)
  */
 static void test_token_unavailable(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char token_dir[PATH_MAX];
     long m;
 
@@ -880,11 +700,6 @@ static void test_sigterm_stops_cleanly(void **state)
 
 static int setup(void **state)
 {
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
-
     (void)state;
     if (mkdtemp(dir) == NULL || coffer_dev_tls_provision(dir, &tls) != COFFER_OK) {
         return -1;
@@ -895,16 +710,9 @@ static int setup(void **state)
         fprintf(stderr, "could not issue the test's certificates\n");
         return -1;
     }
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+    if (world_apply_policy(&w, policy) != 0) {
         return -1;
     }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
     return start_server(2);
@@ -912,20 +720,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-    int status;
-
     (void)state;
-    if (server > 0) {
-        (void)kill(server, SIGKILL);
-        if (coffer_proc_wait(server, 10000, &status) != COFFER_OK) {
-            fprintf(stderr, "cofferd (PID %ld) did not exit\n", (long)server);
-        }
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", dir);
-    }
+    (void)https_server_stop(&server, SIGKILL, 10000);
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -952,14 +749,7 @@ int main(void)
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     world_open("api_reasons", "dev", &w);
-    {
-        struct coffer_project demo;
-
-        if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
-            fprintf(stderr, "api_reasons_test: %s\n", coffer_err_detail());
-            return 1;
-        }
-    }
+    world_add_project(&w, "demo", NULL);
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
     curl_global_cleanup();

@@ -24,27 +24,19 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "https.h"
+#include "expect.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
-#include "coffer/mem.h"
-#include "coffer/policy.h"
-#include "server/proc.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* '+', '/' and '=' make the raw, base64 and URL-encoded spellings all differ. */
@@ -61,134 +53,40 @@ static char up_dir[PATH_MAX];
 static char config[PATH_MAX];
 static char log_path[PATH_MAX];
 static char up_log[PATH_MAX];
-static char base_url[64];
+static struct https_target target;
 static unsigned short up_port;
 static pid_t server;
 static pid_t upstream;
 
-struct reply {
-    long status;
-    char body[1 << 16];
-    size_t len;
-};
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    struct reply *r = arg;
-    size_t len = size * n;
-    size_t room = sizeof(r->body) - 1 - r->len;
-
-    if (len > room) {
-        len = room;
-    }
-    coffer_memcpy(r->body + r->len, p, len);
-    r->len += len;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-static CURLcode try_request(const char *method, const char *path, const char *body, const char *who,
-                            struct reply *out)
-{
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    char url[1024];
-    CURLcode rc;
-
-    assert_non_null(c);
-    memset(out, 0, sizeof(*out));
-    snprintf(url, sizeof(url), "%s%s", base_url, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    if (who != NULL && strcmp(who, "admin") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.admin_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.admin_key);
-    } else if (who != NULL && strcmp(who, "agent") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.agent_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.agent_key);
-    } else if (who != NULL && strcmp(who, "agent2") == 0) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, tls.agent2_cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, tls.agent2_key);
-    }
-    if (body != NULL) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    rc = curl_easy_perform(c);
-    if (rc == CURLE_OK) {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    }
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return rc;
-}
-
 static void request(const char *method, const char *path, const char *body, const char *who,
-                    struct reply *out)
+                    struct https_reply *out)
 {
-    CURLcode rc = try_request(method, path, body, who, out);
-
-    if (rc != CURLE_OK) {
-        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
-    }
+    expect_request(&target, method, path, body, who, NULL, out);
 }
 
 static void expect(const char *method, const char *path, const char *body, const char *who,
                    long status, const char *needle)
 {
-    static struct reply r;
-
-    request(method, path, body, who, &r);
-    if (r.status != status || strstr(r.body, needle) == NULL) {
-        fail_msg("%s %s as %s: %ld %s (want %ld with '%s')", method, path,
-                 who != NULL ? who : "nobody", r.status, r.body, status, needle);
-    }
+    expect_answer(&target, method, path, body, who, NULL, status, needle, NULL);
 }
 
 static long mark(void)
 {
-    char *v = world_sql_value(&w, "SELECT coalesce(max(id), 0) FROM coffer.audit_events");
-    long n = atol(v);
-
-    coffer_free(v);
-    return n;
+    return world_audit_mark(&w);
 }
 
 /* The events after m as "action/allowed/reason/detail" joined by ",". */
 static void expect_events(long m, const char *expected)
 {
-    char sql[512];
-    char *got;
-
-    snprintf(sql, sizeof(sql),
-             "SELECT coalesce(string_agg(action || '/' || allowed || '/' || reason || '/' || "
-             "coalesce(detail, '-'), ',' ORDER BY id), '') FROM coffer.audit_events WHERE id > %ld",
-             m);
-    got = world_sql_value(&w, sql);
-    if (strcmp(got, expected) != 0) {
-        fail_msg("events: got '%s', want '%s'", got, expected);
-    }
-    coffer_free(got);
+    assert_true(world_events_are(&w, m, expected));
 }
 
 /* The whole upstream log, read afresh. */
 static const char *upstream_log(void)
 {
     static char buf[1 << 20];
-    ssize_t n = 0;
-    int fd = open(up_log, O_RDONLY | O_CLOEXEC);
 
-    buf[0] = '\0';
-    if (fd >= 0) {
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-    }
-    buf[n > 0 ? n : 0] = '\0';
+    https_read_log(up_log, buf, sizeof(buf));
     return buf;
 }
 
@@ -204,7 +102,7 @@ static size_t upstream_requests(void)
 
 /* {"purpose": ..., "request": {"method": method, "url": url <extra>}} as one use by who. */
 static void use(const char *who, const char *name, const char *method, const char *url,
-                const char *extra, struct reply *r)
+                const char *extra, struct https_reply *r)
 {
     char path[256];
     static char body[4096];
@@ -227,7 +125,7 @@ static void base64(const char *s, char *out)
 }
 
 /* The answer r holds the secret in none of its spellings, and shows [REDACTED] instead. */
-static void assert_redacted(const struct reply *r, const char *secret)
+static void assert_redacted(const struct https_reply *r, const char *secret)
 {
     char b64[128];
 
@@ -262,7 +160,7 @@ static void test_store(void **state)
 
 static void test_header_injection(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
     char want[512];
     char b64[128];
@@ -293,7 +191,7 @@ static void test_header_injection(void **state)
 
 static void test_query_injection(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
 
     (void)state;
@@ -313,7 +211,7 @@ static void test_query_injection(void **state)
 
 static void test_post_body(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
 
     (void)state;
@@ -350,7 +248,7 @@ static void test_destinations_refused(void **state)
     snprintf(urls[n++], 256, "https://127.0.0.1.:%u/allowed/echo", (unsigned)up_port);
     snprintf(urls[n++], 256, "https://0x7f.0.0.1:%u/allowed/echo", (unsigned)up_port);
     for (size_t i = 0; i < n; i++) {
-        static struct reply r;
+        static struct https_reply r;
 
         use("agent", "api", "GET", urls[i], NULL, &r);
         if (r.status != 403 || strstr(r.body, "\"error\":\"destination_refused\"") == NULL) {
@@ -380,7 +278,7 @@ static void test_destinations_refused(void **state)
 
 static void test_redirects(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
     char want[512];
     long m;
@@ -410,7 +308,7 @@ static void test_redirects(void **state)
 
 static void test_method_not_allowed(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
     size_t before = upstream_requests();
 
@@ -441,7 +339,7 @@ static void test_agent_placeholders_and_headers(void **state)
         ",\"headers\":{\"X-Bad\":\"a\\r\\nX-Injected: 1\"}",
         ",\"headers\":{\"Bad Name\":\"a\"}",
     };
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
     size_t before = upstream_requests();
 
@@ -462,7 +360,7 @@ static void test_agent_placeholders_and_headers(void **state)
 
 static void test_no_usage(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
     long m = mark();
 
@@ -477,7 +375,7 @@ static void test_no_usage(void **state)
 
 static void test_denied_like_access(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
     long m = mark();
 
@@ -495,7 +393,7 @@ static void test_denied_like_access(void **state)
 
 static void test_reveal_false(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
 
     (void)state;
@@ -512,7 +410,7 @@ static void test_reveal_false(void **state)
 
 static void test_too_large(void **state)
 {
-    static struct reply r;
+    static struct https_reply r;
     char url[256];
 
     (void)state;
@@ -554,27 +452,6 @@ static void test_no_secret_leaked(void **state)
 
 /* ---- Processes -------------------------------------------------------------------------- */
 
-static int spawn(const char *const *argv, const char *const *envp, pid_t *pid)
-{
-    struct coffer_proc_spec spec;
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-    if (fd < 0) {
-        return -1;
-    }
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = (const char **)argv;
-    spec.envp = (const char **)envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (coffer_proc_spawn(&spec, pid) != COFFER_OK) {
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
 static int start_upstream(void)
 {
     return https_upstream_start(UPSTREAM_PY, &up_tls, up_log, log_path, NULL, &up_port, &upstream);
@@ -582,52 +459,24 @@ static int start_upstream(void)
 
 static int start_server(void)
 {
-    const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
-    char conf_env[PATH_MAX + 16];
-    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
     unsigned short port = https_free_port();
-    static struct reply r;
-    FILE *f;
 
-    snprintf(base_url, sizeof(base_url), "https://127.0.0.1:%u", (unsigned)port);
-    if ((f = fopen(config, "w")) == NULL) {
+    https_target_dev(&target, port, &tls);
+    if (https_write_config(config, port, &tls, &w.h,
+                           "workers: 2\n"
+                           "log: info\n"
+                           "broker:\n  ca_file: %s\n  connect_timeout_ms: 2000\n"
+                           "  timeout_ms: 10000\n",
+                           up_tls.ca) != 0) {
         return -1;
     }
-    fprintf(f,
-            "listen: 127.0.0.1:%u\n"
-            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
-            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
-            "database: \"%s\"\n"
-            "workers: 2\n"
-            "log: info\n"
-            "broker:\n  ca_file: %s\n  connect_timeout_ms: 2000\n  timeout_ms: 10000\n",
-            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
-            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app, up_tls.ca);
-    if (fclose(f) != 0) {
-        return -1;
-    }
-    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
-    if (spawn(argv, envp, &server) != 0) {
-        return -1;
-    }
-    for (int i = 0; i < 300; i++) {
-        if (try_request("GET", "/v1/health", NULL, NULL, &r) == CURLE_OK && r.status == 200) {
-            return 0;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "cofferd did not become healthy; see %s\n", log_path);
-    return -1;
+    return https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, &target,
+                              &server);
 }
 
 static int apply_policy(void)
 {
     static char policy[4096];
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
-    int rc = 0;
 
     snprintf(policy, sizeof(policy),
              "version: 1\n"
@@ -660,33 +509,7 @@ static int apply_policy(void)
              "          inject: [{header: Authorization, value: \"Bearer {{api_key}}\"}]\n"
              "        reveal: false\n",
              (unsigned)up_port, (unsigned)up_port, (unsigned)up_port);
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
-        rc = -1;
-    }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
-    return rc;
-}
-
-static void stop(pid_t *pid)
-{
-    int status;
-
-    if (*pid > 0) {
-        (void)kill(*pid, SIGTERM);
-        if (coffer_proc_wait(*pid, 20000, &status) != COFFER_OK) {
-            (void)kill(*pid, SIGKILL);
-            if (coffer_proc_wait(*pid, 10000, &status) != COFFER_OK) {
-                fprintf(stderr, "PID %ld did not exit\n", (long)*pid);
-            }
-        }
-        *pid = 0;
-    }
+    return world_apply_policy(&w, policy);
 }
 
 static int setup(void **state)
@@ -711,15 +534,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-
     (void)state;
-    stop(&server);
-    stop(&upstream);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", dir);
-    }
+    https_process_stop(&server);
+    https_process_stop(&upstream);
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -744,14 +562,7 @@ int main(void)
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     world_open("api_use", "dev", &w);
-    {
-        struct coffer_project demo;
-
-        if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
-            fprintf(stderr, "api_use_test: %s\n", coffer_err_detail());
-            return 1;
-        }
-    }
+    world_add_project(&w, "demo", NULL);
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
     curl_global_cleanup();

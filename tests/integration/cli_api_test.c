@@ -18,11 +18,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "https.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
-#include "coffer/policy.h"
 #include "server/proc.h"
 
 #include <arpa/inet.h>
@@ -832,84 +831,22 @@ static void test_audit_and_no_leak(void **state)
 
 /* ---- Set-up ---------------------------------------------------------------------------- */
 
-static unsigned short free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        return 0;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static int write_config(unsigned short port)
 {
-    FILE *f = fopen(config, "w");
-
-    if (f == NULL) {
-        return -1;
-    }
-    fprintf(f,
-            "listen: 127.0.0.1:%u\n"
-            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
-            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
-            "database: \"%s\"\n"
-            "workers: 2\n"
-            "log: info\n",
-            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
-            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app);
-    return fclose(f) == 0 ? 0 : -1;
+    return https_write_config(config, port, &tls, &w.h, "workers: 2\nlog: info\n");
 }
 
-/* Starts cofferd and waits until `coffer list` reaches it (any answer over TLS will do). */
-static int start_server(void)
+/* Starts cofferd on port and waits until it is healthy. */
+static int start_server(unsigned short port)
 {
-    const char *argv[] = {COFFERD_BIN, "-c", config, NULL};
-    char conf_env[PATH_MAX + 16];
-    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
-    const char *args[] = {"list", "dev/demo", NULL};
-    struct coffer_proc_spec spec;
-    struct harness_run r;
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    struct https_target t;
 
-    snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
-    if (fd < 0) {
-        return -1;
-    }
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (coffer_proc_spawn(&spec, &server) != COFFER_OK) {
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    for (int i = 0; i < 300; i++) {
-        run("admin", args, &r);
-        if (r.status == 0) {
-            return 0;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "cofferd did not answer; last client output:\n%s\n", r.out);
-    return -1;
+    https_target_dev(&t, port, &tls);
+    return https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, &t, &server);
 }
 
 static int setup(void **state)
 {
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
     unsigned short port;
 
     (void)state;
@@ -921,44 +858,24 @@ static int setup(void **state)
         coffer_dev_tls_provision(other_dir, &other_tls) != COFFER_OK) {
         return -1;
     }
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+    if (world_apply_policy(&w, policy) != 0) {
         return -1;
     }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
-    if ((port = free_port()) == 0) {
-        return -1;
-    }
+    port = https_free_port();
     snprintf(addr, sizeof(addr), "https://127.0.0.1:%u", (unsigned)port);
     if (write_config(port) != 0) {
         return -1;
     }
-    return start_server();
+    return start_server(port);
 }
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-    int status;
-
     (void)state;
-    if (server > 0) {
-        if (coffer_proc_stop(server, SIGTERM, 10000, &status) != COFFER_OK) {
-            fprintf(stderr, "cofferd (PID %ld) did not stop\n", (long)server);
-        }
-        server = 0;
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", dir);
-    }
+    https_process_stop(&server);
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -979,16 +896,14 @@ int main(void)
         cmocka_unit_test(test_approve),
         cmocka_unit_test(test_audit_and_no_leak),
     };
-    struct coffer_project proj;
     int rc;
 
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     world_open("cli_api", "dev", &w);
-    if (coffer_store_project_insert(w.st, &w.org.id, "demo", &proj) != COFFER_OK ||
-        coffer_store_project_insert(w.st, &w.org.id, "ops", &proj) != COFFER_OK) {
-        fprintf(stderr, "cli_api_test: %s\n", coffer_err_detail());
-        return 1;
-    }
+    world_add_project(&w, "demo", NULL);
+    world_add_project(&w, "ops", NULL);
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
+    curl_global_cleanup();
     return rc;
 }

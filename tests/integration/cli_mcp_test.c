@@ -26,26 +26,20 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "https.h"
+#include "expect.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
-#include "coffer/mem.h"
-#include "coffer/policy.h"
 #include "server/proc.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,23 +86,14 @@ static int start_upstream(void)
 static int start_server(void)
 {
     unsigned short port = https_free_port();
-    FILE *f;
 
-    https_target_init(&target, port, tls.ca);
-    if ((f = fopen(config, "w")) == NULL) {
-        return -1;
-    }
-    fprintf(f,
-            "listen: 127.0.0.1:%u\n"
-            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
-            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
-            "database: \"%s\"\n"
-            "workers: 2\n"
-            "log: info\n"
-            "broker:\n  ca_file: %s\n  connect_timeout_ms: 2000\n  timeout_ms: 10000\n",
-            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
-            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app, up_tls.ca);
-    if (fclose(f) != 0) {
+    https_target_dev(&target, port, &tls);
+    if (https_write_config(config, port, &tls, &w.h,
+                           "workers: 2\n"
+                           "log: info\n"
+                           "broker:\n  ca_file: %s\n  connect_timeout_ms: 2000\n"
+                           "  timeout_ms: 10000\n",
+                           up_tls.ca) != 0) {
         return -1;
     }
     return https_server_start(COFFERD_BIN, config, w.h.env.softhsm_conf, log_path, &target,
@@ -118,11 +103,6 @@ static int start_server(void)
 static int apply_policy(void)
 {
     static char policy[4096];
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
-    int rc = 0;
 
     snprintf(policy, sizeof(policy),
              "version: 1\n"
@@ -147,17 +127,7 @@ static int apply_policy(void)
              "          inject: [{header: Authorization, value: \"Bearer {{api_key}}\"}]\n"
              "        reveal: false\n",
              (unsigned)up_port, (unsigned)up_port);
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
-        rc = -1;
-    }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
-    return rc;
+    return world_apply_policy(&w, policy);
 }
 
 /*
@@ -381,15 +351,7 @@ static bool upstream_saw(const char *needle)
 /* As the admin, through the API; asserts the status. */
 static void admin(const char *method, const char *path, const char *body, long status)
 {
-    static struct https_reply r;
-    const char *cert;
-    const char *key;
-
-    assert_true(https_dev_identity(&tls, "admin", &cert, &key));
-    if (https_request(&target, method, path, body, cert, key, NULL, &r) != CURLE_OK ||
-        r.status != status) {
-        fail_msg("%s %s: %ld %s (want %ld)", method, path, r.status, r.body, status);
-    }
+    expect_answer(&target, method, path, body, "admin", NULL, status, "", NULL);
 }
 
 /* ---- The conversation -------------------------------------------------------------------------
@@ -806,40 +768,19 @@ static int setup(void **state)
     return start_server();
 }
 
-static void stop(pid_t *pid)
-{
-    int status;
-
-    if (*pid > 0) {
-        (void)kill(*pid, SIGTERM);
-        if (coffer_proc_wait(*pid, 20000, &status) != COFFER_OK) {
-            (void)kill(*pid, SIGKILL);
-            if (coffer_proc_wait(*pid, 10000, &status) != COFFER_OK) {
-                fprintf(stderr, "PID %ld did not exit\n", (long)*pid);
-            }
-        }
-        *pid = 0;
-    }
-}
-
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-
     (void)state;
     if (mcp.in >= 0) {
         close(mcp.in);
     }
-    stop(&mcp.pid);
+    https_process_stop(&mcp.pid);
     if (mcp.out >= 0) {
         close(mcp.out);
     }
-    stop(&server);
-    stop(&upstream);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", dir);
-    }
+    https_process_stop(&server);
+    https_process_stop(&upstream);
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -865,14 +806,7 @@ int main(void)
     (void)signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     world_open("cli_mcp", "dev", &w);
-    {
-        struct coffer_project demo;
-
-        if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
-            fprintf(stderr, "cli_mcp_test: %s\n", coffer_err_detail());
-            return 1;
-        }
-    }
+    world_add_project(&w, "demo", NULL);
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
     curl_global_cleanup();

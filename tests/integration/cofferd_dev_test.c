@@ -420,7 +420,7 @@ static void test_background_seals(void **state)
     (void)wait_sealed(&c, last);
     slurp(log, out, sizeof(out));
     again = sealer_pid(out);
-    assert_non_null(strstr(out, "ended (signal 9); starting another"));
+    assert_non_null(strstr(out, "killed by signal 9 (SIGKILL), no core; starting another"));
     assert_true(again > 0 && again != sealer);
     assert_true(coffer_proc_alive(again));
     assert_int_equal(parent_of(again), pid);

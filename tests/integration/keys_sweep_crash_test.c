@@ -27,9 +27,7 @@
 #include "https.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
-#include "coffer/policy.h"
 #include "server/proc.h"
 
 #include <curl/curl.h>
@@ -354,25 +352,13 @@ static void *load_main(void *arg)
 
 static int write_config(unsigned short port, bool sweep, bool seal)
 {
-    FILE *f = fopen(config, "w");
-
-    if (f == NULL) {
-        return -1;
-    }
-    fprintf(f,
-            "listen: 127.0.0.1:%u\n"
-            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
-            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
-            "database: \"%s\"\n"
-            "workers: 2\n"
-            "log: info\n"
-            "audit:\n  seal: %s\n"
-            "keys:\n  sweep: %s\n  sweep_batch: 50\n  sweep_interval_ms: 10\n"
-            "  sweep_idle_ms: 200\n",
-            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
-            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app,
-            seal ? "true" : "false", sweep ? "true" : "false");
-    return fclose(f) == 0 ? 0 : -1;
+    return https_write_config(config, port, &tls, &w.h,
+                              "workers: 2\n"
+                              "log: info\n"
+                              "audit:\n  seal: %s\n"
+                              "keys:\n  sweep: %s\n  sweep_batch: 50\n  sweep_interval_ms: 10\n"
+                              "  sweep_idle_ms: 200\n",
+                              seal ? "true" : "false", sweep ? "true" : "false");
 }
 
 static void start_server(bool sweep, bool seal)
@@ -549,25 +535,13 @@ static void test_no_background_when_both_off(void **state)
 
 static int setup(void **state)
 {
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
-
     (void)state;
     if (mkdtemp(dir) == NULL || coffer_dev_tls_provision(dir, &tls) != COFFER_OK) {
         return -1;
     }
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+    if (world_apply_policy(&w, policy) != 0) {
         return -1;
     }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
     cli_env_init();
@@ -580,9 +554,7 @@ static int teardown(void **state)
     load_join();
     /* SIGTERM: the supervisor stops its workers; killed outright, it would leave them behind. */
     (void)https_server_stop(&server, SIGTERM, 30000);
-    if (coffer_dev_remove_tree(dir) != COFFER_OK) {
-        fprintf(stderr, "could not remove %s: %s\n", dir, coffer_err_detail());
-    }
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -601,10 +573,7 @@ int main(void)
     srand(seed);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     world_open("sweep_crash", "dev", &w);
-    if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
-        fprintf(stderr, "keys_sweep_crash_test: %s\n", coffer_err_detail());
-        return 1;
-    }
+    world_add_project(&w, "demo", &demo);
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
     curl_global_cleanup();

@@ -27,14 +27,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "https.h"
+#include "expect.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
 #include "coffer/mem.h"
 #include "coffer/ops.h"
-#include "coffer/policy.h"
 #include "server/proc.h"
 
 #include <curl/curl.h>
@@ -80,66 +78,14 @@ static const char policy[] = "version: 1\n"
                              "    members: [deployer, analyst]\n";
 
 /* The certificate and key of who; false for nobody. */
-static bool identity(const char *who, const char **cert, const char **key)
-{
-    if (who == NULL) {
-        return false;
-    }
-    if (strcmp(who, "admin") == 0) {
-        *cert = tls.admin_cert;
-        *key = tls.admin_key;
-        return true;
-    }
-    if (strcmp(who, "agent") == 0) {
-        *cert = tls.agent_cert;
-        *key = tls.agent_key;
-        return true;
-    }
-    if (strcmp(who, "agent2") == 0) {
-        *cert = tls.agent2_cert;
-        *key = tls.agent2_key;
-        return true;
-    }
-    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
-        if (strcmp(who, extra[i].who) == 0) {
-            *cert = extra[i].cert;
-            *key = extra[i].key;
-            return true;
-        }
-    }
-    fail_msg("no identity %s", who);
-    return false;
-}
-
-/* One request; who is "admin", "agent", "agent2", an extra certificate's name, or NULL. */
-static void request(const char *method, const char *path, const char *body, const char *who,
-                    struct https_reply *out)
-{
-    const char *cert = NULL;
-    const char *key = NULL;
-    CURLcode rc;
-
-    (void)identity(who, &cert, &key);
-    rc = https_request(&target, method, path, body, cert, key, NULL, out);
-    if (rc != CURLE_OK) {
-        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
-    }
-}
-
-/* A request that must answer status with a body containing needle; the reply in *out if given. */
+/*
+ * A request as who ("admin", "agent", "agent2", an extra certificate's name, or NULL) that must
+ * answer status with a body containing needle; the reply in *out if given.
+ */
 static void expect_r(const char *method, const char *path, const char *body, const char *who,
                      long status, const char *needle, struct https_reply *out)
 {
-    static struct https_reply r;
-
-    request(method, path, body, who, &r);
-    if (r.status != status || strstr(r.body, needle) == NULL) {
-        fail_msg("%s %s as %s: %ld %s (want %ld with '%s')", method, path,
-                 who != NULL ? who : "nobody", r.status, r.body, status, needle);
-    }
-    if (out != NULL) {
-        *out = r;
-    }
+    expect_answer(&target, method, path, body, who, NULL, status, needle, out);
 }
 
 static void expect(const char *method, const char *path, const char *body, const char *who,
@@ -175,23 +121,13 @@ static void file_request(const char *who, const char *body, char id[64])
 /* The highest audit event id so far: events after it belong to what follows. */
 static long mark(void)
 {
-    char *v = world_sql_value(&w, "SELECT coalesce(max(id), 0) FROM coffer.audit_events");
-    long n = atol(v);
-
-    coffer_free(v);
-    return n;
+    return world_audit_mark(&w);
 }
 
 /* Asserts the events written after m, as "action/allowed/reason" joined by ",". */
 static void expect_events(long m, const char *expected)
 {
-    char sql[512];
-
-    snprintf(sql, sizeof(sql),
-             "SELECT coalesce(string_agg(action || '/' || allowed || '/' || reason, ',' "
-             "ORDER BY id), '') FROM coffer.audit_events WHERE id > %ld",
-             m);
-    assert_true(world_sql_is(&w, sql, expected));
+    assert_true(world_reasons_are(&w, m, expected));
 }
 
 /* Asserts a one-value query formatted like printf. */
@@ -967,29 +903,12 @@ static int start_server(void)
 
 static int write_config(unsigned short port)
 {
-    FILE *f = fopen(config, "w");
-
-    if (f == NULL) {
-        return -1;
-    }
-    fprintf(f,
-            "listen: 127.0.0.1:%u\n"
-            "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
-            "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
-            "database: \"%s\"\n"
-            "workers: 2\n"
-            "log: info\n",
-            (unsigned)port, tls.server_cert, tls.server_key, tls.ca, COFFER_DEV_TRUST_DOMAIN,
-            w.h.p11.module, w.h.p11.token_uri, w.h.p11.pin_source, w.h.db_app);
-    return fclose(f) == 0 ? 0 : -1;
+    return https_write_config(config, port, &tls, &w.h, "workers: 2\nlog: info\n");
 }
 
 static int setup(void **state)
 {
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
+    static const struct https_cert *certs[sizeof(extra) / sizeof(extra[0])];
     unsigned short port;
 
     (void)state;
@@ -1001,20 +920,18 @@ static int setup(void **state)
             return -1;
         }
     }
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
+    if (world_apply_policy(&w, policy) != 0) {
         return -1;
     }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
     snprintf(config, sizeof(config), "%s/coffer.yaml", dir);
     snprintf(log_path, sizeof(log_path), "%s/cofferd.log", dir);
     port = https_free_port();
-    https_target_init(&target, port, tls.ca);
+    https_target_dev(&target, port, &tls);
+    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+        certs[i] = &extra[i];
+    }
+    target.certs = certs;
+    target.n_certs = sizeof(extra) / sizeof(extra[0]);
     if (write_config(port) != 0) {
         return -1;
     }
@@ -1023,12 +940,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-
     (void)state;
     (void)https_server_stop(&server, SIGKILL, 10000);
-    if (coffer_dev_remove_tree(dir) != COFFER_OK) {
-        fprintf(stderr, "could not remove %s: %s\n", dir, coffer_err_detail());
-    }
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -1042,15 +956,11 @@ int main(void)
         cmocka_unit_test(test_store_rules),        cmocka_unit_test(test_limits),
         cmocka_unit_test(test_no_secret_leaked),   cmocka_unit_test(test_sigterm_stops_cleanly),
     };
-    struct coffer_project demo;
     int rc;
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     world_open("requests", "dev", &w);
-    if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
-        fprintf(stderr, "requests_test: %s\n", coffer_err_detail());
-        return 1;
-    }
+    world_add_project(&w, "demo", NULL);
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
     curl_global_cleanup();
