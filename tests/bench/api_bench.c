@@ -15,12 +15,15 @@
  *     api_bench [SECONDS_PER_RUN [WORKERS]]   (default 10 s, one worker per core)
  *     api_bench SECONDS WORKERS seal [CONNECTIONS]
  *     api_bench SECONDS WORKERS sweep [CONNECTIONS [ROWS]]
+ *     api_bench SECONDS WORKERS soak [CONNECTIONS]
  *
  * The seal mode measures accesses with the audit sealer running against it
  * paused; the sweep mode stores ROWS (default 20000) more credentials once,
  * rotates the org key before every run so that all of them are stale, and
  * measures accesses with the background sweeper running (keys.sweep: true,
- * the default rate) against it off.
+ * the default rate) against it off. The soak mode runs a mixed load
+ * (writes, revocations, denials, accesses, rotations) for SECONDS and
+ * samples the memory of cofferd's processes (see soak()).
  */
 #include "coffer/dev.h"
 #include "coffer/err.h"
@@ -523,6 +526,258 @@ static int sweep_compare(int seconds, int conns, int rows, const char *lua, cons
     return 0;
 }
 
+/* ---- Soak: a long mixed load, errors counted, memory sampled ---- */
+
+/* The mixed load, per connection turn: writes, create-then-revoke, denials, accesses. */
+static const char soak_lua[] =
+    "local threads = {}\n"
+    "function setup(thread)\n"
+    "  thread:set('id', #threads + 1)\n"
+    "  table.insert(threads, thread)\n"
+    "end\n"
+    /* Globals of each thread's state: done() reads them with thread:get. */
+    "n, revokes, unexpected, granted, denied, writes, revoked = 0, {}, 0, 0, 0, 0, 0\n"
+    "local base = '/v1/orgs/dev/projects/demo/credentials/'\n"
+    "local agent = {['Content-Type'] = 'application/json', ['Authorization'] = 'Bearer %s'}\n"
+    "local admin = {['Content-Type'] = 'application/json', ['Authorization'] = 'Bearer %s'}\n"
+    "local value = '{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":"
+    "{\"api_key\":\"soak-value-0123456789abcdef\"}}'\n"
+    "local purpose = '{\"purpose\":\"deploy demo soak\"}'\n"
+    "request = function()\n"
+    "  n = n + 1\n"
+    "  if #revokes > 0 then\n"
+    "    local name = table.remove(revokes)\n"
+    "    return wrk.format('POST', base .. name .. '/revoke', admin, "
+    "'{\"reason\":\"soak\"}')\n"
+    "  end\n"
+    "  local k = n %% 25\n"
+    "  if k == 0 then return wrk.format('PUT', base .. 'demo-api-key', admin, value) end\n"
+    "  if k == 1 then return wrk.format('PUT', base .. 'soak-r-' .. id .. '-' .. n, admin, "
+    "value) end\n"
+    "  if k == 2 or k == 3 then return wrk.format('POST', base .. 'soak-missing/access', agent, "
+    "purpose) end\n"
+    "  return wrk.format('POST', base .. 'demo-api-key/access', agent, purpose)\n"
+    "end\n"
+    "response = function(status, headers, body)\n"
+    "  local name = body:match('\"credential\":\"(soak%%-r%%-[^\"]+)\"')\n"
+    "  if (status == 200 or status == 201) and body:find('\"keys\"', 1, true) then\n"
+    "    granted = granted + 1\n"
+    "  elseif status == 201 and name then\n"
+    "    writes = writes + 1\n"
+    "    table.insert(revokes, name)\n"
+    "  elseif status == 200 and name then\n"
+    "    revoked = revoked + 1\n"
+    "  elseif (status == 200 or status == 201) and body:find('\"version\"', 1, true) then\n"
+    "    writes = writes + 1\n"
+    "  elseif status == 403 and body:find('permission_denied', 1, true) then\n"
+    "    denied = denied + 1\n"
+    "  else\n"
+    "    unexpected = unexpected + 1\n"
+    "    if unexpected <= 5 then io.stderr:write('unexpected: ' .. status .. ' ' .. "
+    "body:sub(1, 200) .. '\\n') end\n"
+    "  end\n"
+    "end\n"
+    "done = function(summary, latency, requests)\n"
+    "  local t = {0, 0, 0, 0, 0}\n"
+    "  for _, th in ipairs(threads) do\n"
+    "    t[1] = t[1] + th:get('unexpected'); t[2] = t[2] + th:get('granted')\n"
+    "    t[3] = t[3] + th:get('denied'); t[4] = t[4] + th:get('writes')\n"
+    "    t[5] = t[5] + th:get('revoked')\n"
+    "  end\n"
+    "  io.write(string.format('soak: unexpected %%d granted %%d denied %%d writes %%d "
+    "revoked %%d\\n', t[1], t[2], t[3], t[4], t[5]))\n"
+    "end\n";
+
+/* Resident memory of pid in KiB, or -1. */
+static long rss_kib(pid_t pid)
+{
+    char path[64];
+    char line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+    if ((f = fopen(path, "r")) == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+/* The PIDs of cofferd's children (workers and background process), at most cap. */
+static size_t server_children(pid_t *out, size_t cap)
+{
+    char path[64];
+    char buf[4096];
+    size_t n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", (long)server, (long)server);
+    if ((f = fopen(path, "r")) == NULL) {
+        return 0;
+    }
+    if (fgets(buf, sizeof(buf), f) != NULL) {
+        for (char *t = strtok(buf, " \n"); t != NULL && n < cap; t = strtok(NULL, " \n")) {
+            out[n++] = (pid_t)atol(t);
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/*
+ * The mixed load for seconds at conns connections (wrk with a script that
+ * writes versions, creates and revokes credentials, is denied and
+ * accesses), with the org key rotated every 30 s by this process; the
+ * resident memory of every cofferd process is sampled every 10 s. Fails
+ * on any unexpected answer, a replaced process, or memory that keeps
+ * growing after the warm-up (the first fifth of the run, at least 60 s).
+ */
+static int soak(int seconds, int conns, const char *agent_token, const char *log)
+{
+    enum { SAMPLES_MAX = 128, PROCS_MAX = 16 };
+    static long rss[SAMPLES_MAX][PROCS_MAX + 1];
+    static char out[65536];
+    pid_t kids[PROCS_MAX];
+    pid_t now[PROCS_MAX];
+    size_t n_kids = server_children(kids, PROCS_MAX);
+    char lua[PATH_MAX];
+    char wout[PATH_MAX];
+    char admin_token[128];
+    char c[8];
+    char d[16];
+    const char *tok;
+    struct reply r;
+    struct core core;
+    struct coffer_proc_spec spec;
+    pid_t wrk_pid = 0;
+    int samples = 0;
+    int warm;
+    int status = 0;
+    int fd;
+    int rc = 0;
+    FILE *f;
+    const char *wargv[] = {"/usr/bin/wrk", "-t", "2", "-c", c,   "-d", d,
+                           "--latency",    "-s", lua, BASE, NULL};
+    const char *wenv[] = {"PATH=/usr/bin:/bin", NULL};
+
+    admin("POST", "/v1/orgs/dev/tokens", "{\"principal\":\"admin/soak\",\"ttl\":\"1d\"}", &r);
+    tok = strstr(r.body, "\"token\":\"");
+    if (r.status != 201 || tok == NULL || n_kids == 0) {
+        fprintf(stderr, "api_bench soak: admin token or children: %ld\n", r.status);
+        return 1;
+    }
+    tok += strlen("\"token\":\"");
+    snprintf(admin_token, sizeof(admin_token), "%.*s", (int)strcspn(tok, "\""), tok);
+    snprintf(lua, sizeof(lua), "%s/soak.lua", dir);
+    if ((f = fopen(lua, "w")) == NULL || fprintf(f, soak_lua, agent_token, admin_token) < 0 ||
+        fclose(f) != 0) {
+        die("writing the soak script");
+    }
+    OPENSSL_cleanse(admin_token, sizeof(admin_token));
+    snprintf(c, sizeof(c), "%d", conns);
+    snprintf(d, sizeof(d), "%ds", seconds);
+    snprintf(wout, sizeof(wout), "%s/wrk-soak.out", dir);
+    core_open(&core);
+    fd = open(wout, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = wargv;
+    spec.envp = wenv;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    if (fd < 0 || coffer_proc_spawn(&spec, &wrk_pid) != COFFER_OK) {
+        die("starting wrk");
+    }
+    close(fd);
+    printf("api_bench soak: %d s, %d connections, wrk with a mixed script (4%% writes of new "
+           "versions, 4%% credentials created then revoked, 8%% denials, the rest accesses), the "
+           "org key rotated every 30 s; %s\n\n",
+           seconds, conns, dir);
+    printf("%6s", "t (s)");
+    for (size_t i = 0; i < n_kids; i++) {
+        printf("  %10s", "RSS KiB");
+    }
+    printf("   (cofferd's children: PIDs");
+    for (size_t i = 0; i < n_kids; i++) {
+        printf(" %ld", (long)kids[i]);
+    }
+    printf(")\n");
+    for (int t = 10; t <= seconds && samples < SAMPLES_MAX; t += 10) {
+        (void)sleep(10);
+        if (t % 30 == 0) {
+            struct coffer_keys_created created;
+
+            if (coffer_keys_org_rotate(core.k, core.st, &core.org.id, &created) != COFFER_OK) {
+                fprintf(stderr, "api_bench soak: rotation failed: %s\n", coffer_err_detail());
+                rc = 1;
+            }
+        }
+        printf("%6d", t);
+        for (size_t i = 0; i < n_kids; i++) {
+            rss[samples][i] = rss_kib(kids[i]);
+            printf("  %10ld", rss[samples][i]);
+        }
+        printf("\n");
+        fflush(stdout);
+        samples++;
+    }
+    if (coffer_proc_wait(wrk_pid, 120000, &status) != COFFER_OK) {
+        die("waiting for wrk");
+    }
+    core_close(&core);
+    fd = open(wout, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, out, sizeof(out) - 1);
+
+        out[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+    {
+        char rate[32];
+        char p50[32];
+        char p99[32];
+        const char *line = strstr(out, "soak: ");
+        long unexpected = line != NULL ? atol(line + strlen("soak: unexpected ")) : -1;
+
+        printf("\n%s", line != NULL ? line : "soak: wrk printed no totals\n");
+        printf("requests/s %s, p50 %s, p99 %s\n", field(out, "Requests/sec:", rate, sizeof(rate)),
+               field(out, "50%", p50, sizeof(p50)), field(out, "99%", p99, sizeof(p99)));
+        if (unexpected != 0) {
+            printf("FAIL: %ld unexpected answers (see %s)\n", unexpected, wout);
+            rc = 1;
+        }
+    }
+    if (server_children(now, PROCS_MAX) != n_kids || memcmp(now, kids, n_kids * sizeof(*kids))) {
+        printf("FAIL: a cofferd process was replaced during the run (see %s)\n", log);
+        rc = 1;
+    }
+    warm = samples / 5 > 6 ? samples / 5 : 6;
+    for (size_t i = 0; i < n_kids && samples > warm; i++) {
+        long lo = rss[warm][i];
+        long hi = rss[warm][i];
+
+        for (int s = warm; s < samples; s++) {
+            lo = rss[s][i] < lo ? rss[s][i] : lo;
+            hi = rss[s][i] > hi ? rss[s][i] : hi;
+        }
+        printf("PID %ld: RSS after warm-up %ld..%ld KiB (%+ld KiB)\n", (long)kids[i], lo, hi,
+               rss[samples - 1][i] - rss[warm][i]);
+        /* Flat: the last sample within 4 MiB or 5% of the first one after warm-up. */
+        if (rss[samples - 1][i] - rss[warm][i] >
+            (rss[warm][i] / 20 > 4096 ? rss[warm][i] / 20 : 4096)) {
+            printf("FAIL: PID %ld kept growing after the warm-up\n", (long)kids[i]);
+            rc = 1;
+        }
+    }
+    printf("%s\n", rc == 0 ? "soak: PASS" : "soak: FAIL");
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int seconds = argc > 1 ? atoi(argv[1]) : 10;
@@ -538,11 +793,12 @@ int main(int argc, char **argv)
     static char base_config[65536];
     bool seal_mode = argc > 3 && strcmp(argv[3], "seal") == 0;
     bool sweep_mode = argc > 3 && strcmp(argv[3], "sweep") == 0;
+    bool soak_mode = argc > 3 && strcmp(argv[3], "soak") == 0;
     FILE *f;
 
     if (seconds < 1 || seconds > 600 || n_workers < 0 || n_workers > 64) {
-        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal|sweep [CONNECTIONS "
-                        "[ROWS]]]]]\n");
+        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal|sweep|soak "
+                        "[CONNECTIONS [ROWS]]]]]\n");
         return 2;
     }
     if (coffer_harden_process() != COFFER_OK || mkdtemp(dir) == NULL || chmod(dir, 0755) != 0) {
@@ -594,6 +850,19 @@ int main(int argc, char **argv)
             "wrk.headers[\"Authorization\"] = \"Bearer %s\"\n",
             token);
     fclose(f);
+    if (soak_mode) {
+        int n_conns = argc > 4 ? atoi(argv[4]) : 64;
+        int rc = n_conns >= 1 && n_conns <= 1024 ? soak(seconds, n_conns, token, log) : 2;
+
+        OPENSSL_cleanse(token, sizeof(token));
+        stop_server();
+        if (coffer_dev_pg_stop(&env) != COFFER_OK ||
+            (rc == 0 && coffer_dev_remove_tree(dir) != COFFER_OK)) {
+            die("cleaning up");
+        }
+        curl_global_cleanup();
+        return rc;
+    }
     OPENSSL_cleanse(token, sizeof(token));
 
     if (seal_mode || sweep_mode) {
