@@ -26,6 +26,7 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define LOG_MOD "api"
 
@@ -49,7 +50,9 @@ struct coffer_api {
     size_t n_queued;
     struct event *flush_ev;
     unsigned max_connections;
-    struct coffer_api_stats own; /* when no shared slots are given */
+    struct timeval request_timeout; /* limits.request_timeout_ms */
+    struct timeval idle_timeout;    /* limits.idle_timeout_ms */
+    struct coffer_api_stats own;    /* when no shared slots are given */
     struct coffer_api_stats_view stats;
 };
 
@@ -67,6 +70,16 @@ static struct coffer_api_stats *stats_of(struct coffer_api *a)
 struct conn_mark {
     struct coffer_api *api;
     bool over_limit; /* opened past max_connections: answer 503 and close */
+    /*
+     * The request deadline: armed when the connection opens (the first
+     * request in request_timeout) and after each answer (the next one in
+     * idle_timeout), disarmed when a whole request has arrived. libevent's own
+     * timeout only measures silence, so a client that sends a byte now and
+     * then (during the TLS handshake or the request) would hold the
+     * connection for ever; this bounds the whole request instead.
+     */
+    struct event *deadline;
+    struct bufferevent *bev;
 };
 
 static int conn_index = -1;
@@ -83,6 +96,9 @@ static void conn_mark_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
     (void)argp;
     if (m != NULL) {
         stats_of(m->api)->connections_open--;
+        if (m->deadline != NULL) {
+            event_free(m->deadline);
+        }
         coffer_free(m);
     }
 }
@@ -159,25 +175,56 @@ out:
     return r;
 }
 
+/*
+ * A connection that has not sent a whole request in time: shutting its
+ * socket down makes libevent read an end of file, and libevent then closes
+ * and frees the connection the way it does for any client that goes away.
+ */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_mark *m = arg;
+    evutil_socket_t sock = m->bev != NULL ? bufferevent_getfd(m->bev) : -1;
+
+    (void)fd;
+    (void)what;
+    if (sock >= 0) {
+        coffer_debug(LOG_MOD, "closing a connection that sent no whole request within %ld ms",
+                     (long)m->api->request_timeout.tv_sec * 1000 +
+                         (long)m->api->request_timeout.tv_usec / 1000);
+        (void)shutdown(sock, SHUT_RDWR);
+    }
+}
+
 static struct bufferevent *new_connection(struct event_base *base, void *arg)
 {
     struct coffer_api *a = arg;
     SSL *ssl = SSL_new(a->ctx);
     struct conn_mark *m = coffer_calloc(1, sizeof(*m));
+    struct event *deadline = evtimer_new(base, on_deadline, m);
+    struct bufferevent *bev;
 
-    if (ssl == NULL || m == NULL || SSL_set_ex_data(ssl, conn_index, m) != 1) {
+    if (ssl == NULL || m == NULL || deadline == NULL || SSL_set_ex_data(ssl, conn_index, m) != 1) {
+        if (deadline != NULL) {
+            event_free(deadline);
+        }
         coffer_free(m);
         SSL_free(ssl);
         return NULL;
     }
     m->api = a;
+    m->deadline = deadline;
     stats_of(a)->connections_open++;
     if (stats_of(a)->connections_open > a->max_connections) {
         m->over_limit = true;
         stats_of(a)->connections_refused++;
     }
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                          BEV_OPT_CLOSE_ON_FREE);
+    bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev != NULL) {
+        m->bev = bev;
+        (void)evtimer_add(m->deadline, &a->request_timeout);
+    }
+    return bev;
 }
 
 /* "address:port" of the peer. */
@@ -673,15 +720,33 @@ static void enqueue(struct coffer_api *a, struct api_req *r)
     event_active(a->flush_ev, EV_TIMEOUT, 0);
 }
 
-/* Whether the request came on a connection opened past the limit. */
-static bool over_limit(struct evhttp_request *req)
+/* The mark of the connection req came on, or NULL. */
+static struct conn_mark *mark_of(struct evhttp_request *req)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
     SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
-    struct conn_mark *m = ssl != NULL ? SSL_get_ex_data(ssl, conn_index) : NULL;
+
+    return ssl != NULL ? SSL_get_ex_data(ssl, conn_index) : NULL;
+}
+
+/* Whether the request came on a connection opened past the limit. */
+static bool over_limit(struct evhttp_request *req)
+{
+    struct conn_mark *m = mark_of(req);
 
     return m != NULL && m->over_limit;
+}
+
+/* An answer went out: a kept-alive connection may wait idle_timeout for its next whole request. */
+static void on_answered(struct evhttp_request *req, void *arg)
+{
+    struct conn_mark *m = mark_of(req);
+
+    (void)arg;
+    if (m != NULL && m->deadline != NULL) {
+        (void)evtimer_add(m->deadline, &m->api->idle_timeout);
+    }
 }
 
 void api_metrics(struct api_req *r)
@@ -753,6 +818,7 @@ static void handle(struct evhttp_request *req, void *arg)
     struct coffer_api *a = arg;
     struct api_req r;
     const char *uri = evhttp_request_get_uri(req);
+    struct conn_mark *mark;
     enum api_match m;
 
     memset(&r, 0, sizeof(r));
@@ -762,6 +828,12 @@ static void handle(struct evhttp_request *req, void *arg)
     r.method = evhttp_request_get_command(req);
     request_id(r.id);
     peer_of(req, r.client_addr, sizeof(r.client_addr));
+    /* The whole request is here: however long answering takes, the deadline no longer applies. */
+    mark = mark_of(req);
+    if (mark != NULL && mark->deadline != NULL) {
+        (void)evtimer_del(mark->deadline);
+    }
+    evhttp_request_set_on_complete_cb(req, on_answered, NULL);
     if (over_limit(req)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         api_error(&r, 503, "too_many_connections", "this worker is at its connection limit");
@@ -860,6 +932,21 @@ enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_bas
     evhttp_set_max_body_size(a->http, (ev_ssize_t)cfg->max_body_bytes);
     tv.tv_sec = cfg->request_timeout_ms / 1000;
     tv.tv_usec = (suseconds_t)(cfg->request_timeout_ms % 1000) * 1000;
+    a->request_timeout = tv;
+    tv.tv_sec = cfg->idle_timeout_ms / 1000;
+    tv.tv_usec = (suseconds_t)(cfg->idle_timeout_ms % 1000) * 1000;
+    a->idle_timeout = tv;
+    /* A configuration made in code rather than loaded: the documented defaults. */
+    if (!evutil_timerisset(&a->request_timeout)) {
+        a->request_timeout.tv_sec = 10;
+    }
+    if (!evutil_timerisset(&a->idle_timeout)) {
+        a->idle_timeout.tv_sec = 60;
+    }
+    /* libevent's own timeout measures silence only: the longer of the two, the deadline does the
+     * rest. */
+    tv = evutil_timercmp(&a->request_timeout, &a->idle_timeout, >) ? a->request_timeout
+                                                                   : a->idle_timeout;
     evhttp_set_timeout_tv(a->http, &tv);
     a->bound = evhttp_accept_socket_with_handle(a->http, listen_fd);
     if (a->bound == NULL) {

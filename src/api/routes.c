@@ -44,6 +44,8 @@ void api_fail_op(struct api_req *r, enum coffer_err e)
         api_error(r, 409, "conflict", detail[0] != '\0' ? detail : "conflict");
         return;
     case COFFER_E_DB_UNAVAILABLE:
+        /* The operator needs the cause (a lost connection, a full disk); the client does not. */
+        coffer_warn(LOG_MOD, "request %s refused: %s", r->id, detail);
         api_error(r, 503, "database_unavailable", "the database is unavailable");
         return;
     case COFFER_E_TOKEN_UNAVAILABLE:
@@ -179,11 +181,13 @@ static json_t *expired_json(const char *names)
 }
 
 /*
- * The answer to a denied access, by reason. Every reason but one is
+ * The answer to a denied access, by reason. Every reason but two is
  * "permission_denied", so that a missing credential looks like a forbidden
- * one. secretless_only is decided only for an agent that holds a grant for
- * the current phase, which may know that the credential exists; it is told
- * to use the credential through Coffer, since asking again cannot succeed.
+ * one. secretless_only and token_unavailable are decided only for an agent
+ * that holds a grant for the current phase, which may know that the
+ * credential exists: the first is told to use the credential through
+ * Coffer, since asking again cannot succeed; the second that the token
+ * could not open it, a fault of the server worth retrying (503).
  */
 static void access_denied(struct api_req *r, enum coffer_authz_reason reason)
 {
@@ -192,6 +196,10 @@ static void access_denied(struct api_req *r, enum coffer_authz_reason reason)
         api_error(r, 403, "secretless_only",
                   "this credential is never revealed; use it through Coffer (POST "
                   ".../credentials/{name}/use) instead of reading its values");
+        return;
+    case COFFER_AUTHZ_TOKEN_UNAVAILABLE:
+        api_error(r, 503, "token_unavailable",
+                  "the key token could not open this credential; try again later");
         return;
     case COFFER_AUTHZ_GRANTED:
     case COFFER_AUTHZ_NO_GRANT:
@@ -203,7 +211,6 @@ static void access_denied(struct api_req *r, enum coffer_authz_reason reason)
     case COFFER_AUTHZ_PURPOSE_MISSING:
     case COFFER_AUTHZ_APPROVAL_REQUIRED:
     case COFFER_AUTHZ_INTEGRITY_ERROR:
-    case COFFER_AUTHZ_TOKEN_UNAVAILABLE:
     default:
         api_error(r, 403, "permission_denied", "permission denied");
         return;

@@ -51,8 +51,10 @@ enum coffer_err coffer_buf_put(struct coffer_buf *b, const void *p, size_t n)
     if ((r = reserve(b, n)) != COFFER_OK) {
         return r;
     }
-    coffer_memcpy(b->data + b->len, p, n);
-    b->len += n;
+    if (n > 0) { /* an empty buffer may have no data pointer to add an offset to */
+        coffer_memcpy(b->data + b->len, p, n);
+        b->len += n;
+    }
     return COFFER_OK;
 }
 

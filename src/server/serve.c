@@ -221,6 +221,11 @@ static int worker_main(const struct serve_opts *o, int fd, int index, const sigs
         (r = coffer_store_open(cfg->database, &ops.st)) != COFFER_OK) {
         coffer_error(LOG_MOD, "worker %d cannot start: %s: %s", index, coffer_err_str(r),
                      coffer_err_detail());
+        /* An outage is not a configuration error: the supervisor tries again. */
+        if (r == COFFER_E_DB_UNAVAILABLE || r == COFFER_E_TOKEN_UNAVAILABLE ||
+            r == COFFER_E_TOKEN) {
+            status = SERVE_EXIT_UNAVAILABLE;
+        }
         goto out;
     }
     ops.k = k;
@@ -502,7 +507,13 @@ enum coffer_err serve_run(const struct serve_opts *o, const sigset_t *set)
                     return coffer_err_set(COFFER_E_CONFIG,
                                           "worker %u could not start (see the log above)", i);
                 }
-                coffer_proc_status_str(status, how, sizeof(how));
+                if (WIFEXITED(status) && WEXITSTATUS(status) == SERVE_EXIT_UNAVAILABLE) {
+                    (void)snprintf(how, sizeof(how),
+                                   "could not start: the database or the token "
+                                   "is unavailable");
+                } else {
+                    coffer_proc_status_str(status, how, sizeof(how));
+                }
                 coffer_warn(LOG_MOD, "worker %u (PID %ld) %s; starting another", i, (long)pid, how);
                 if (time(NULL) - slots[i].started < 2) {
                     (void)sleep(1); /* a worker that dies at once would otherwise spin */

@@ -13,6 +13,8 @@
 
 /* Exit status of a worker that cannot start because of its configuration. */
 #define SERVE_EXIT_CONFIG 3
+/* A worker could not start because the database or the token is unavailable: start it again. */
+#define SERVE_EXIT_UNAVAILABLE 4
 
 struct serve_opts {
     const char *config_path;  /* read again on SIGHUP */

@@ -324,13 +324,26 @@ enum coffer_err store_pg_error(PGconn *conn, const PGresult *res, const char *wh
     } else {
         store_conn_message(conn, message, sizeof(message));
     }
+    /*
+     * A failed result without a SQLSTATE is libpq's own report that the
+     * server never answered (a write to a closed socket, say): libpq may
+     * mark the connection bad only on its next read, so the status alone
+     * does not tell.
+     */
     if (conn == NULL || PQstatus(conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 ||
-        strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0) {
+        strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+        (res != NULL && state[0] == '\0' && PQresultStatus(res) == PGRES_FATAL_ERROR)) {
         return coffer_err_set(COFFER_E_DB_UNAVAILABLE, "%s: lost the database connection: %s", what,
                               message);
     }
     if (res == NULL) {
         return coffer_err_set(COFFER_E_NOMEM, "%s: libpq returned no result: %s", what, message);
+    }
+    /* Class 53, insufficient resources (a full disk, no memory): refused until there is room. */
+    if (strncmp(state, "53", 2) == 0) {
+        return coffer_err_set(COFFER_E_DB_UNAVAILABLE,
+                              "%s: the database is out of resources (SQLSTATE %s): %s", what, state,
+                              message);
     }
     if (strcmp(state, "23505") == 0) {
         const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);

@@ -152,12 +152,12 @@ void https_read_log(const char *path, char *buf, size_t cap)
 }
 
 /*
- * Starts argv with exactly envp, its output appended to log_path. what names
- * the program in a diagnostic. 0 with the PID in *pid, or -1 after printing
- * why (and *pid is 0).
+ * Starts argv with exactly envp, its output appended to log_path, in a
+ * session of its own if new_session. what names the program in a diagnostic.
+ * 0 with the PID in *pid, or -1 after printing why (and *pid is 0).
  */
-static int spawn_logged(const char *const *argv, const char *const *envp, const char *log_path,
-                        const char *what, pid_t *pid)
+static int spawn_logged_in(const char *const *argv, const char *const *envp, const char *log_path,
+                           const char *what, bool new_session, pid_t *pid)
 {
     struct coffer_proc_spec spec;
     int fd;
@@ -173,6 +173,7 @@ static int spawn_logged(const char *const *argv, const char *const *envp, const 
     spec.envp = envp;
     spec.out_fd = fd;
     spec.err_fd = fd;
+    spec.new_session = new_session;
     if (coffer_proc_spawn(&spec, pid) != COFFER_OK) {
         fprintf(stderr, "https: cannot start %s: %s\n", what, coffer_err_detail());
         close(fd);
@@ -183,18 +184,43 @@ static int spawn_logged(const char *const *argv, const char *const *envp, const 
     return 0;
 }
 
+/* spawn_logged_in, in the caller's session. */
+static int spawn_logged(const char *const *argv, const char *const *envp, const char *log_path,
+                        const char *what, pid_t *pid)
+{
+    return spawn_logged_in(argv, envp, log_path, what, false, pid);
+}
+
 int https_server_start(const char *cofferd, const char *config, const char *softhsm_conf,
                        const char *log_path, const struct https_target *t, pid_t *pid)
 {
+    return https_server_start_ex(cofferd, config, softhsm_conf, log_path, t, NULL, false, pid);
+}
+
+int https_server_start_ex(const char *cofferd, const char *config, const char *softhsm_conf,
+                          const char *log_path, const struct https_target *t,
+                          const char *const *extra_env, bool new_session, pid_t *pid)
+{
     const char *argv[] = {cofferd, "-c", config, NULL};
     char conf_env[PATH_MAX + 16];
-    const char *envp[] = {conf_env, "PATH=/usr/bin:/bin", NULL};
+    const char *envp[3 + HTTPS_EXTRA_ENV_MAX] = {conf_env, "PATH=/usr/bin:/bin"};
+    size_t n = 2;
     static struct https_reply r;
     static char log[8192];
     int status;
 
     snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", softhsm_conf);
-    if (spawn_logged(argv, envp, log_path, cofferd, pid) != 0) {
+    for (size_t i = 0; extra_env != NULL && extra_env[i] != NULL; i++) {
+        if (i == HTTPS_EXTRA_ENV_MAX) {
+            fprintf(stderr, "https: more than %d extra environment entries for cofferd\n",
+                    HTTPS_EXTRA_ENV_MAX);
+            *pid = 0;
+            return -1;
+        }
+        envp[n++] = extra_env[i];
+    }
+    envp[n] = NULL;
+    if (spawn_logged_in(argv, envp, log_path, cofferd, new_session, pid) != 0) {
         return -1;
     }
     for (int i = 0; i < HEALTH_TRIES; i++) {

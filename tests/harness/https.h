@@ -88,6 +88,19 @@ void https_read_log(const char *path, char *buf, size_t cap);
 int https_server_start(const char *cofferd, const char *config, const char *softhsm_conf,
                        const char *log_path, const struct https_target *t, pid_t *pid);
 
+#define HTTPS_EXTRA_ENV_MAX 8
+
+/*
+ * As https_server_start, with the NULL-terminated entries of extra_env
+ * ("NAME=value", at most HTTPS_EXTRA_ENV_MAX; NULL for none) added to
+ * cofferd's environment, and, if new_session, cofferd in a session and
+ * process group of its own, so that kill(-*pid, sig) reaches its supervisor,
+ * workers and background process at once.
+ */
+int https_server_start_ex(const char *cofferd, const char *config, const char *softhsm_conf,
+                          const char *log_path, const struct https_target *t,
+                          const char *const *extra_env, bool new_session, pid_t *pid);
+
 /*
  * Sends sig to *pid (if > 0), waits up to timeout_ms for it to exit and sets
  * *pid to 0. Returns 0 if it exited with status 0; -1 otherwise (not

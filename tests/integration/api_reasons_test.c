@@ -5,10 +5,11 @@
  * database. Each access is answered to the agent as 200 (granted) or as the
  * same 403 permission_denied, and each leaves exactly one audit event whose
  * reason is the true one: granted, no_grant, wrong_phase, expired, revoked,
- * not_found, not_project_member, purpose_missing, approval_required,
- * integrity_error and token_unavailable. The one exception is an access of
- * a credential whose rule says reveal: false by an agent holding a grant:
- * 403 secretless_only, telling it to use the credential through Coffer.
+ * not_found, not_project_member, purpose_missing, approval_required and
+ * integrity_error. The exceptions are for an agent holding a grant: an
+ * access of a credential whose rule says reveal: false is 403
+ * secretless_only, telling it to use the credential through Coffer, and one
+ * the token cannot open is 503 token_unavailable, a fault worth retrying.
  *
  * Beside the certificates of the test CA, this test issues one for an agent
  * type that is declared but not a member of the project (openssl command),
@@ -624,8 +625,8 @@ static int flip_check_values(const char *token_dir)
 
 /*
  * The token failing under a one-worker server that has not yet used a key:
- * an allowed access cannot be unsealed, and the agent gets the plain 403
- * with token_unavailable in the audit log, never the value.
+ * an allowed access cannot be unsealed, and the agent gets 503
+ * token_unavailable, with the same reason in the audit log, never the value.
  *
  * Making the directory unreadable does not do it here: the tests run as
  * root, which reads a directory of mode 000 all the same. Moving the whole
@@ -648,8 +649,8 @@ static void test_token_unavailable(void **state)
     request("POST", CREDS "/stripe/access", "{\"purpose\":\"deploy payments\"}", "agent", &r);
     assert_true(flip_check_values(token_dir) >= 1);
     assert_null(strstr(r.body, SECRET_STRIPE));
-    if (r.status != 403 || strstr(r.body, "\"error\":\"permission_denied\"") == NULL) {
-        fail_msg("token failing: %ld %s (want the plain 403 permission_denied)", r.status, r.body);
+    if (r.status != 503 || strstr(r.body, "\"error\":\"token_unavailable\"") == NULL) {
+        fail_msg("token failing: %ld %s (want 503 token_unavailable)", r.status, r.body);
     }
     expect_events(m, "access/false/token_unavailable");
     /* With the token whole again, the same worker serves the value. */

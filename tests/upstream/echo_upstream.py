@@ -23,6 +23,7 @@
 #   /allowed/redirect-out  302 to /other/landing (outside the spec)
 #   /allowed/redirect-in   302 to /allowed/echo (inside)
 #   /allowed/big        200 with 2 MiB of body
+#   /allowed/slow       200 "slow" after a pause of 3 seconds (a call held in flight)
 #   /oauth/token        the token endpoint; the refresh token stays valid
 #   /oauth/token-rotate the same, but each grant issues a new refresh token
 #                       ("rotated-refresh-token-N") and the old one stops working
@@ -87,6 +88,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(302, b"", {"Location": "/allowed/echo-after-redirect"})
         elif url.path.startswith("/oauth/token"):
             self._token(url.path, body)
+        elif url.path == "/allowed/slow":
+            time.sleep(3)
+            self._send(200, b"slow\n", {"Content-Type": "text/plain"})
         elif url.path == "/allowed/big":
             self._send(200, b"x" * (2 * 1024 * 1024), {"Content-Type": "text/plain"})
         else:
