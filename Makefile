@@ -4,7 +4,7 @@
 DEMO_DIR ?= /var/tmp/coffer-demo
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build build-asan check demo bench clean
+.PHONY: deps build build-asan check fuzz demo bench clean
 
 deps:
 	scripts/install-deps.sh
@@ -23,6 +23,11 @@ check: deps
 	$(MAKE) build-asan
 	ctest --test-dir build --output-on-failure -j2
 	ctest --test-dir build-asan --output-on-failure -j2
+	scripts/fuzz.sh check
+
+# The long fuzzing campaign: FUZZ_SECONDS per target (default 600), corpus in build-fuzz/corpus.
+fuzz: deps
+	scripts/fuzz.sh campaign
 
 demo: deps build
 	./build/coffer demo $(DEMO_DIR)
@@ -34,4 +39,4 @@ bench: build
 	./build/api_bench 10 0 seal 64
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

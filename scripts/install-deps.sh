@@ -10,7 +10,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config clang-format
+  build-essential cmake pkg-config clang clang-format
   softhsm2 p11-kit libp11-kit-dev opensc
   libssl-dev openssl
   libpq-dev postgresql-15 postgresql-client-15

@@ -88,4 +88,13 @@ struct coffer_config {
 enum coffer_err coffer_config_load(const char *path, struct coffer_config *out,
                                    struct coffer_policy_diags *d) COFFER_MUST_USE;
 
+/*
+ * As coffer_config_load, for len bytes already read (at most 1 MiB): name is
+ * the file as diagnostics print it and dir the absolute directory that
+ * relative paths in it are resolved against.
+ */
+enum coffer_err coffer_config_load_buffer(const char *name, const char *dir, const void *data,
+                                          size_t len, struct coffer_config *out,
+                                          struct coffer_policy_diags *d) COFFER_MUST_USE;
+
 #endif

@@ -369,12 +369,13 @@ out:
     return rc;
 }
 
-static enum coffer_err select_token(struct coffer_p11 *p, const char *uri_text)
+enum coffer_err p11_uri_parse(const char *uri_text, P11KitUri **out)
 {
     P11KitUri *uri;
-    enum coffer_err rc;
+    enum coffer_err rc = COFFER_OK;
     int r;
 
+    *out = NULL;
     if (uri_text == NULL || uri_text[0] == '\0') {
         return coffer_err_set(COFFER_E_CONFIG, "no token URI configured");
     }
@@ -393,8 +394,24 @@ static enum coffer_err select_token(struct coffer_p11 *p, const char *uri_text)
                             "the token URI carries pin-value; configure a PIN source instead");
         goto out;
     }
-    rc = match_slots(p, uri, uri_text);
+    *out = uri;
+    uri = NULL;
 out:
+    if (uri != NULL) {
+        p11_kit_uri_free(uri);
+    }
+    return rc;
+}
+
+static enum coffer_err select_token(struct coffer_p11 *p, const char *uri_text)
+{
+    P11KitUri *uri = NULL;
+    enum coffer_err rc;
+
+    if ((rc = p11_uri_parse(uri_text, &uri)) != COFFER_OK) {
+        return rc;
+    }
+    rc = match_slots(p, uri, uri_text);
     p11_kit_uri_free(uri);
     return rc;
 }

@@ -21,6 +21,7 @@
 
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/pkcs11.h>
+#include <p11-kit/uri.h>
 
 #include "coffer/p11.h"
 #include "p11/rv.h"
@@ -99,6 +100,14 @@ enum coffer_err p11_check_session(const struct coffer_p11_session *s) COFFER_MUS
  * gone, so the cache forgets its entries without destroying them.
  */
 enum coffer_err p11_session_reset(struct coffer_p11_session *s) COFFER_MUST_USE;
+
+/*
+ * Parses a token URI (RFC 7512) into a new *out (p11_kit_uri_free it).
+ * COFFER_E_CONFIG if uri_text is empty, not a PKCS#11 URI, or carries
+ * pin-value (a PIN belongs in a PIN source; the detail never repeats such a
+ * URI); COFFER_E_NOMEM. *out is NULL on error.
+ */
+enum coffer_err p11_uri_parse(const char *uri_text, P11KitUri **out) COFFER_MUST_USE;
 
 /*
  * The slots with a token present, as a new array (coffer_free it) of *out_n

@@ -1191,19 +1191,18 @@ static unsigned online_cores(void)
     return (unsigned)n;
 }
 
-enum coffer_err coffer_config_load(const char *path, struct coffer_config *out,
-                                   struct coffer_policy_diags *d)
+enum coffer_err coffer_config_load_buffer(const char *name, const char *dir, const void *data,
+                                          size_t len, struct coffer_config *out,
+                                          struct coffer_policy_diags *d)
 {
     struct ctx *x = NULL;
     struct coffer_ytree *tree = NULL;
     struct coffer_ytree_quoted quoted;
-    unsigned char *buf = NULL;
     char detail[512];
-    size_t n = 0;
-    enum coffer_err r;
+    enum coffer_err r = COFFER_OK;
 
-    if (out == NULL || path == NULL || path[0] == '\0') {
-        return coffer_err_set(COFFER_E_INVALID, "loading the configuration: no path or no result");
+    if (out == NULL || name == NULL || dir == NULL || (data == NULL && len > 0)) {
+        return coffer_err_set(COFFER_E_INVALID, "loading the configuration: missing argument");
     }
     memset(out, 0, sizeof(*out));
     x = coffer_calloc(1, sizeof(*x));
@@ -1211,23 +1210,20 @@ enum coffer_err coffer_config_load(const char *path, struct coffer_config *out,
         return coffer_err_set(COFFER_E_NOMEM, "loading the configuration");
     }
     /* The name as diagnostics print it: unchanged unless it holds control characters. */
-    quoted = coffer_ytree_quote(path, strlen(path));
-    x->file = coffer_text_ok(path, strlen(path), SIZE_MAX) ? path : quoted.s;
+    quoted = coffer_ytree_quote(name, strlen(name));
+    x->file = coffer_text_ok(name, strlen(name), SIZE_MAX) ? name : quoted.s;
     x->d = d;
     x->c = out;
-    r = read_file(path, x->file, &buf, &n);
-    if (r != COFFER_OK) {
+    if (!put(x->dir, sizeof(x->dir), dir, strlen(dir))) {
+        r = coffer_err_set(COFFER_E_CONFIG,
+                           "the directory of the configuration file is longer than PATH_MAX");
         goto out;
     }
-    r = dir_of(path, x->dir, sizeof(x->dir));
-    if (r != COFFER_OK) {
-        goto out;
-    }
-    if (n > CONFIG_FILE_MAX) {
+    if (len > CONFIG_FILE_MAX) {
         problem(x, 1, 1, "the file is larger than the limit of %u bytes", CONFIG_FILE_MAX);
         goto out;
     }
-    r = coffer_ytree_parse(x->file, "a configuration", buf, n, d, &tree);
+    r = coffer_ytree_parse(x->file, "a configuration", data, len, d, &tree);
     if (r == COFFER_E_INVALID) {
         /* The detail lives in the buffer coffer_err_set writes: copy it first. */
         (void)snprintf(detail, sizeof(detail), "%s", coffer_err_detail());
@@ -1254,7 +1250,41 @@ out:
         memset(out, 0, sizeof(*out));
     }
     coffer_ytree_free(&tree);
-    coffer_free(buf);
     coffer_free(x);
+    return r;
+}
+
+enum coffer_err coffer_config_load(const char *path, struct coffer_config *out,
+                                   struct coffer_policy_diags *d)
+{
+    struct coffer_ytree_quoted quoted;
+    const char *shown;
+    unsigned char *buf = NULL;
+    char *dir = NULL;
+    size_t n = 0;
+    enum coffer_err r;
+
+    if (out == NULL || path == NULL || path[0] == '\0') {
+        return coffer_err_set(COFFER_E_INVALID, "loading the configuration: no path or no result");
+    }
+    memset(out, 0, sizeof(*out));
+    quoted = coffer_ytree_quote(path, strlen(path));
+    shown = coffer_text_ok(path, strlen(path), SIZE_MAX) ? path : quoted.s;
+    dir = coffer_calloc(PATH_MAX, 1);
+    if (dir == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "loading the configuration");
+    }
+    r = read_file(path, shown, &buf, &n);
+    if (r != COFFER_OK) {
+        goto out;
+    }
+    r = dir_of(path, dir, PATH_MAX);
+    if (r != COFFER_OK) {
+        goto out;
+    }
+    r = coffer_config_load_buffer(path, dir, buf, n, out, d);
+out:
+    coffer_free(buf);
+    coffer_free(dir);
     return r;
 }
