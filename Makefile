@@ -4,7 +4,7 @@
 DEMO_DIR ?= /var/tmp/coffer-demo
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build build-asan check fuzz demo bench clean
+.PHONY: deps build build-asan check fuzz soak valgrind demo bench clean
 
 deps:
 	scripts/install-deps.sh
@@ -28,6 +28,16 @@ check: deps
 # The long fuzzing campaign: FUZZ_SECONDS per target (default 600), corpus in build-fuzz/corpus.
 fuzz: deps
 	scripts/fuzz.sh campaign
+
+# The soak: SOAK_SECONDS (default 600) of mixed load at 64 connections; fails on any
+# unexpected answer or on memory still growing after the warm-up.
+SOAK_SECONDS ?= 600
+soak: deps build
+	./build/api_bench $(SOAK_SECONDS) 0 soak 64
+
+# The integration suite with its cofferd and coffer processes under valgrind memcheck.
+valgrind: deps build
+	scripts/valgrind.sh
 
 demo: deps build
 	./build/coffer demo $(DEMO_DIR)

@@ -26,6 +26,7 @@
 
 #define HEALTH_TRIES 300
 #define HEALTH_PAUSE_US (100 * 1000)
+#define WRAPPER_WORDS_MAX 32
 
 unsigned short https_free_port(void)
 {
@@ -201,13 +202,29 @@ int https_server_start_ex(const char *cofferd, const char *config, const char *s
                           const char *log_path, const struct https_target *t,
                           const char *const *extra_env, bool new_session, pid_t *pid)
 {
-    const char *argv[] = {cofferd, "-c", config, NULL};
+    /* COFFER_TEST_WRAPPER (scripts/valgrind.sh): words put before cofferd's own argv. */
+    static char wrapper[2048];
+    const char *argv[WRAPPER_WORDS_MAX + 4];
+    const char *w = getenv("COFFER_TEST_WRAPPER");
+    size_t a = 0;
     char conf_env[PATH_MAX + 16];
     const char *envp[3 + HTTPS_EXTRA_ENV_MAX] = {conf_env, "PATH=/usr/bin:/bin"};
     size_t n = 2;
     static struct https_reply r;
     static char log[8192];
     int status;
+
+    if (w != NULL && w[0] != '\0') {
+        snprintf(wrapper, sizeof(wrapper), "%s", w);
+        for (char *word = strtok(wrapper, " "); word != NULL && a < WRAPPER_WORDS_MAX;
+             word = strtok(NULL, " ")) {
+            argv[a++] = word;
+        }
+    }
+    argv[a++] = cofferd;
+    argv[a++] = "-c";
+    argv[a++] = config;
+    argv[a] = NULL;
 
     snprintf(conf_env, sizeof(conf_env), "SOFTHSM2_CONF=%s", softhsm_conf);
     for (size_t i = 0; extra_env != NULL && extra_env[i] != NULL; i++) {
@@ -220,7 +237,7 @@ int https_server_start_ex(const char *cofferd, const char *config, const char *s
         envp[n++] = extra_env[i];
     }
     envp[n] = NULL;
-    if (spawn_logged_in(argv, envp, log_path, cofferd, new_session, pid) != 0) {
+    if (spawn_logged_in(argv, envp, log_path, argv[0], new_session, pid) != 0) {
         return -1;
     }
     for (int i = 0; i < HEALTH_TRIES; i++) {

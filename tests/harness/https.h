@@ -95,7 +95,9 @@ int https_server_start(const char *cofferd, const char *config, const char *soft
  * ("NAME=value", at most HTTPS_EXTRA_ENV_MAX; NULL for none) added to
  * cofferd's environment, and, if new_session, cofferd in a session and
  * process group of its own, so that kill(-*pid, sig) reaches its supervisor,
- * workers and background process at once.
+ * workers and background process at once. When the environment variable
+ * COFFER_TEST_WRAPPER is set, its space-separated words are put before
+ * cofferd's command line (scripts/valgrind.sh runs cofferd under memcheck so).
  */
 int https_server_start_ex(const char *cofferd, const char *config, const char *softhsm_conf,
                           const char *log_path, const struct https_target *t,
