@@ -23,6 +23,9 @@
 #define COFFER_CONFIG_POLICY_FILES_MAX 64
 #define COFFER_CONFIG_WORKERS_MAX 64
 
+/* The default of pkcs11.renew_objects. */
+#define COFFER_CONFIG_RENEW_OBJECTS 100000
+
 struct coffer_config {
     /* listen: "host:port"; IPv6 as "[::1]:8443" */
     char listen_host[256];
@@ -38,6 +41,9 @@ struct coffer_config {
     char pkcs11_module[PATH_MAX];
     char token_uri[512];
     char pin_source[PATH_MAX + 16];
+    /* renew_objects: a process reopens its token context after making this many session
+       objects (SoftHSMv2 2.6 frees their memory only then); 0 means the default */
+    unsigned pkcs11_renew_objects;
 
     /* database: libpq conninfo as coffer_app */
     char database[2048];

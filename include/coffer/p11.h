@@ -71,6 +71,15 @@ enum coffer_err coffer_p11_open(const struct coffer_p11_config *cfg,
  */
 void coffer_p11_close(struct coffer_p11 **p);
 
+/*
+ * Session objects this context has created in the token (keys generated,
+ * unwrapped or copied) since it was opened. SoftHSMv2 2.6 keeps a little
+ * memory for every session object ever made, destroyed or not, until the
+ * module is finalized; a long-running process closes and reopens its
+ * context once this passes its configured pkcs11.renew_objects.
+ */
+uint64_t coffer_p11_objects_made(struct coffer_p11 *p);
+
 /* Copies the selected token's description into *out. */
 void coffer_p11_token_info(const struct coffer_p11 *p, struct coffer_p11_token_info *out);
 

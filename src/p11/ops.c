@@ -138,6 +138,7 @@ enum coffer_err coffer_p11_generate_aes(struct coffer_p11_session *s,
     if (obj == CK_INVALID_HANDLE) {
         return coffer_err_set(COFFER_E_TOKEN, "C_GenerateKey returned no object handle");
     }
+    atomic_fetch_add_explicit(&s->owner->objects_made, 1, memory_order_relaxed);
     *out = obj;
     return COFFER_OK;
 }
@@ -436,6 +437,7 @@ enum coffer_err coffer_p11_copy_to_session(struct coffer_p11_session *s, coffer_
     if (obj == CK_INVALID_HANDLE) {
         return coffer_err_set(COFFER_E_TOKEN, "C_CopyObject returned no object handle");
     }
+    atomic_fetch_add_explicit(&s->owner->objects_made, 1, memory_order_relaxed);
     *out = obj;
     return COFFER_OK;
 }
@@ -542,6 +544,7 @@ enum coffer_err coffer_p11_unwrap(struct coffer_p11_session *s, coffer_p11_obj w
     if (obj == CK_INVALID_HANDLE) {
         return coffer_err_set(COFFER_E_TOKEN, "C_UnwrapKey returned no object handle");
     }
+    atomic_fetch_add_explicit(&s->owner->objects_made, 1, memory_order_relaxed);
     *out = obj;
     return COFFER_OK;
 }

@@ -796,6 +796,11 @@ enum coffer_err coffer_p11_open(const struct coffer_p11_config *cfg, struct coff
     }
 }
 
+uint64_t coffer_p11_objects_made(struct coffer_p11 *p)
+{
+    return p == NULL ? 0 : atomic_load_explicit(&p->objects_made, memory_order_relaxed);
+}
+
 void coffer_p11_token_info(const struct coffer_p11 *p, struct coffer_p11_token_info *out)
 {
     if (out == NULL) {

@@ -15,6 +15,7 @@
 #define COFFER_P11_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -68,6 +69,7 @@ struct coffer_p11 {
     bool sync_ready; /* lock and freed are initialised */
     struct coffer_p11_session *sessions;
     unsigned n_sessions;
+    atomic_uint_fast64_t objects_made; /* session objects created (coffer_p11_objects_made) */
 };
 
 /*

@@ -286,6 +286,21 @@ int serve_background_main(const struct serve_opts *o, const sigset_t *set)
         if (next_sweep <= now) {
             next_sweep = now_ms() + sweep_round(cfg, k, st, &sw);
         }
+        /* SoftHSMv2 keeps memory for every session object made until it is finalized. */
+        if (coffer_p11_objects_made(p11) >= (cfg->pkcs11_renew_objects > 0
+                                                 ? cfg->pkcs11_renew_objects
+                                                 : COFFER_CONFIG_RENEW_OBJECTS)) {
+            coffer_keys_free(&k);
+            coffer_p11_close(&p11);
+            if ((r = coffer_p11_open(&pc, &p11)) != COFFER_OK ||
+                (r = coffer_keys_new(p11, &k)) != COFFER_OK) {
+                coffer_error(LOG_MOD, "reopening the token failed: %s: %s", coffer_err_str(r),
+                             coffer_err_detail());
+                status = SERVE_EXIT_UNAVAILABLE;
+                break;
+            }
+            coffer_info(LOG_MOD, "token context renewed");
+        }
         next = next_seal < next_sweep ? next_seal : next_sweep;
         if (wait_or_stop(set, next - now_ms())) {
             break;

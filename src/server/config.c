@@ -568,10 +568,12 @@ static void load_pin_source(struct ctx *x, const struct coffer_ynode *v)
 
 static void load_pkcs11(struct ctx *x, const struct coffer_ynode *m)
 {
-    struct field f[] = {{.key = "module"}, {.key = "token_uri"}, {.key = "pin_source"}};
+    struct field f[] = {
+        {.key = "module"}, {.key = "token_uri"}, {.key = "pin_source"}, {.key = "renew_objects"}};
     const struct coffer_ynode *v;
+    uint64_t n = 0;
 
-    take_fields(x, m, f, 3, "in pkcs11");
+    take_fields(x, m, f, 4, "in pkcs11");
     if ((v = required(x, m, &f[0], "in pkcs11")) != NULL) {
         load_module(x, v);
     }
@@ -580,6 +582,10 @@ static void load_pkcs11(struct ctx *x, const struct coffer_ynode *m)
     }
     if ((v = required(x, m, &f[2], "in pkcs11")) != NULL) {
         load_pin_source(x, v);
+    }
+    if (f[3].v != NULL && !coffer_ytree_null(f[3].v) &&
+        number(x, f[3].v, "pkcs11.renew_objects", 1, 100000000, &n)) {
+        x->c->pkcs11_renew_objects = (unsigned)n;
     }
 }
 
@@ -1174,6 +1180,7 @@ static void set_defaults(struct coffer_config *c)
     c->broker_ca_file[0] = '\0';
     c->broker_connect_timeout_ms = DEFAULT_BROKER_CONNECT_TIMEOUT_MS;
     c->broker_timeout_ms = DEFAULT_BROKER_TIMEOUT_MS;
+    c->pkcs11_renew_objects = COFFER_CONFIG_RENEW_OBJECTS;
     c->oauth2_refresh_margin_s = DEFAULT_OAUTH2_REFRESH_MARGIN_S;
 }
 

@@ -159,7 +159,45 @@ struct worker_ctx {
     struct event_base *base;
     struct coffer_api *api;
     int index;
+    struct coffer_p11_config pc;
+    struct coffer_p11 *p11;
+    struct coffer_ops ops; /* ops.k is the worker's keys, renewed with p11 */
+    int status;            /* the exit status when the loop ends early */
 };
+
+/*
+ * Every second: once the token context has made pkcs11.renew_objects
+ * session objects, close it (the last close finalizes the module, which is
+ * the only way SoftHSMv2 2.6 gives back the memory of destroyed session
+ * objects) and open it again, between two requests. If it cannot be opened
+ * again, the worker ends and the supervisor starts another.
+ */
+static void on_renew(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker_ctx *w = arg;
+    uint64_t made = coffer_p11_objects_made(w->p11);
+    enum coffer_err r;
+
+    (void)fd;
+    (void)what;
+    if (made < (w->o->cfg.pkcs11_renew_objects > 0 ? w->o->cfg.pkcs11_renew_objects
+                                                   : COFFER_CONFIG_RENEW_OBJECTS)) {
+        return;
+    }
+    coffer_keys_free(&w->ops.k);
+    coffer_p11_close(&w->p11);
+    if ((r = coffer_p11_open(&w->pc, &w->p11)) != COFFER_OK ||
+        (r = coffer_keys_new(w->p11, &w->ops.k)) != COFFER_OK) {
+        coffer_error(LOG_MOD, "worker %d: reopening the token failed: %s: %s", w->index,
+                     coffer_err_str(r), coffer_err_detail());
+        w->status = SERVE_EXIT_UNAVAILABLE;
+        coffer_api_stop_accepting(w->api);
+        (void)event_base_loopbreak(w->base);
+        return;
+    }
+    coffer_info(LOG_MOD, "worker %d: token context renewed after %llu session objects", w->index,
+                (unsigned long long)made);
+}
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
 {
@@ -198,27 +236,27 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 static int worker_main(const struct serve_opts *o, int fd, int index, const sigset_t *set)
 {
     const struct coffer_config *cfg = &o->cfg;
-    struct coffer_p11_config pc = {.module = cfg->pkcs11_module,
-                                   .token_uri = cfg->token_uri,
-                                   .pin_source = cfg->pin_source,
-                                   .pool_size = 1};
-    struct coffer_p11 *p11 = NULL;
-    struct coffer_keys *k = NULL;
-    struct coffer_ops ops = {0};
-    struct worker_ctx w = {.o = o, .index = index};
+    struct worker_ctx w = {.o = o,
+                           .index = index,
+                           .pc = {.module = cfg->pkcs11_module,
+                                  .token_uri = cfg->token_uri,
+                                  .pin_source = cfg->pin_source,
+                                  .pool_size = 1}};
     struct coffer_api_stats_view view = {
         .slots = shared_stats, .n = shared_slots, .self = (unsigned)index};
+    const struct timeval every_second = {1, 0};
     struct event *ev_term = NULL;
     struct event *ev_int = NULL;
     struct event *ev_hup = NULL;
+    struct event *ev_renew = NULL;
     enum coffer_err r;
     int status = SERVE_EXIT_CONFIG;
 
     (void)signal(SIGPIPE, SIG_IGN);
     coffer_api_json_init();
-    if ((r = coffer_p11_open(&pc, &p11)) != COFFER_OK ||
-        (r = coffer_keys_new(p11, &k)) != COFFER_OK ||
-        (r = coffer_store_open(cfg->database, &ops.st)) != COFFER_OK) {
+    if ((r = coffer_p11_open(&w.pc, &w.p11)) != COFFER_OK ||
+        (r = coffer_keys_new(w.p11, &w.ops.k)) != COFFER_OK ||
+        (r = coffer_store_open(cfg->database, &w.ops.st)) != COFFER_OK) {
         coffer_error(LOG_MOD, "worker %d cannot start: %s: %s", index, coffer_err_str(r),
                      coffer_err_detail());
         /* An outage is not a configuration error: the supervisor tries again. */
@@ -228,20 +266,21 @@ static int worker_main(const struct serve_opts *o, int fd, int index, const sigs
         }
         goto out;
     }
-    ops.k = k;
     w.base = event_base_new();
 
     if (w.base == NULL ||
-        (r = coffer_api_new(cfg, w.base, fd, &ops, shared_stats != NULL ? &view : NULL, &w.api)) !=
-            COFFER_OK) {
+        (r = coffer_api_new(cfg, w.base, fd, &w.ops, shared_stats != NULL ? &view : NULL,
+                            &w.api)) != COFFER_OK) {
         coffer_error(LOG_MOD, "worker %d cannot serve: %s", index, coffer_err_detail());
         goto out;
     }
     ev_term = evsignal_new(w.base, SIGTERM, on_term, &w);
     ev_int = evsignal_new(w.base, SIGINT, on_term, &w);
     ev_hup = evsignal_new(w.base, SIGHUP, on_hup, &w);
-    if (ev_term == NULL || ev_int == NULL || ev_hup == NULL || evsignal_add(ev_term, NULL) != 0 ||
-        evsignal_add(ev_int, NULL) != 0 || evsignal_add(ev_hup, NULL) != 0 ||
+    ev_renew = event_new(w.base, -1, EV_PERSIST, on_renew, &w);
+    if (ev_term == NULL || ev_int == NULL || ev_hup == NULL || ev_renew == NULL ||
+        evsignal_add(ev_term, NULL) != 0 || evsignal_add(ev_int, NULL) != 0 ||
+        evsignal_add(ev_hup, NULL) != 0 || event_add(ev_renew, &every_second) != 0 ||
         sigprocmask(SIG_UNBLOCK, set, NULL) != 0) {
         coffer_error(LOG_MOD, "worker %d: cannot take signals", index);
         goto out;
@@ -249,7 +288,7 @@ static int worker_main(const struct serve_opts *o, int fd, int index, const sigs
     coffer_info(LOG_MOD, "worker %d (PID %ld) serving", index, (long)getpid());
     (void)event_base_dispatch(w.base);
     coffer_info(LOG_MOD, "worker %d stopped", index);
-    status = 0;
+    status = w.status;
 out:
     if (ev_term != NULL) {
         event_free(ev_term);
@@ -260,13 +299,16 @@ out:
     if (ev_hup != NULL) {
         event_free(ev_hup);
     }
+    if (ev_renew != NULL) {
+        event_free(ev_renew);
+    }
     coffer_api_free(&w.api);
     if (w.base != NULL) {
         event_base_free(w.base);
     }
-    coffer_store_close(&ops.st);
-    coffer_keys_free(&k);
-    coffer_p11_close(&p11);
+    coffer_store_close(&w.ops.st);
+    coffer_keys_free(&w.ops.k);
+    coffer_p11_close(&w.p11);
     return status;
 }
 

@@ -18,6 +18,9 @@
  *     CAP_SYS_PTRACE; without it that test is reported skipped, never
  *     passed).
  *
+ * The worker reopens its token context every 5 session objects
+ * (pkcs11.renew_objects), so the scenario also runs across those renewals.
+ *
  * Last, a worker killed by SIGSEGV leaves no core file: the kernel reports
  * no core (the supervisor's log says so) and none appears on disk.
  */
@@ -466,7 +469,20 @@ static void test_exercise(void **state)
 
 static void test_log_clean(void **state)
 {
+    static char log[1 << 20];
+
     (void)state;
+    /* With renew_objects 5 the worker reopens its token context at its next check (1 s). */
+    for (int i = 0; i < 50; i++) {
+        https_read_log(log_path, log, sizeof(log));
+        if (strstr(log, "token context renewed") != NULL) {
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    assert_non_null(strstr(log, "token context renewed"));
+    /* The renewed context serves: the token opens a credential again. */
+    expect_status("POST", CREDS "/gh/access", PURPOSE, "agent", 200);
     scan_file(log_path);
 }
 
@@ -660,6 +676,7 @@ static int start_server(void)
             "listen: 127.0.0.1:%u\n"
             "tls:\n  cert: %s\n  key: %s\n  client_ca: %s\n  trust_domain: %s\n"
             "pkcs11:\n  module: %s\n  token_uri: \"%s\"\n  pin_source: \"%s\"\n"
+            "  renew_objects: 5\n"
             "database: \"%s\"\n"
             "workers: 1\n"
             "log: debug\n"

@@ -398,6 +398,7 @@ static void test_broker_section(void **state)
     assert_int_equal(c->broker_connect_timeout_ms, 5000);
     assert_int_equal(c->broker_timeout_ms, 30000);
     assert_int_equal(c->oauth2_refresh_margin_s, 60);
+    assert_int_equal(c->pkcs11_renew_objects, 100000);
     coffer_free(c);
     coffer_free(yaml);
 
@@ -426,6 +427,22 @@ static void test_broker_section(void **state)
     expect_variant(0, 0, NULL, "broker:\n  oauth2_refresh_margin_s: 86401\n",
                    "13:28: ", "broker.oauth2_refresh_margin_s is 86401; it must be 0 to 86400");
     expect_variant(0, 0, NULL, "broker:\n  ca_file: [a]\n", "13:12: ", "broker.ca_file");
+}
+
+/* pkcs11.renew_objects: 100000 by default, 1 to 100000000. */
+static void test_renew_objects(void **state)
+{
+    char *yaml =
+        variant(10, 10, "  pin_source: file:/etc/coffer/token.pin\n  renew_objects: 5", NULL);
+    struct coffer_config *c;
+
+    (void)state;
+    c = load_ok(yaml);
+    assert_int_equal(c->pkcs11_renew_objects, 5);
+    coffer_free(c);
+    coffer_free(yaml);
+    expect_variant(10, 10, "  pin_source: file:/etc/coffer/token.pin\n  renew_objects: 0", NULL,
+                   "11:18: ", "pkcs11.renew_objects is 0; it must be 1 to 100000000");
     expect_variant(0, 0, NULL, "broker:\n  cafile: x\n", "13:3: ", "cafile");
 }
 
@@ -1186,6 +1203,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_optional_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_section, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_objects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_and_log_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_limit, setup, teardown),
