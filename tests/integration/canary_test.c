@@ -33,11 +33,9 @@
 #include "https.h"
 #include "world.h"
 
-#include "coffer/arena.h"
 #include "coffer/dev.h"
 #include "coffer/mem.h"
 #include "coffer/ops.h"
-#include "coffer/policy.h"
 
 #include <curl/curl.h>
 #include <dirent.h>
@@ -620,11 +618,6 @@ static void test_crash_leaves_no_core(void **state)
 static int apply_policy(void)
 {
     static char policy[2048];
-    struct coffer_policy *p = NULL;
-    struct coffer_policy_diags d = {0};
-    struct coffer_arena *a = NULL;
-    struct coffer_store_policy_result res;
-    int rc = 0;
 
     snprintf(policy, sizeof(policy),
              "version: 1\n"
@@ -648,17 +641,7 @@ static int apply_policy(void)
              "      bad: {}\n"
              "      big: {}\n",
              (unsigned)up_port);
-    if (coffer_policy_new(&p) != COFFER_OK ||
-        coffer_policy_add_buffer(p, "policy.yaml", policy, strlen(policy), &d) != COFFER_OK ||
-        coffer_policy_finish(p, &d) != COFFER_OK || coffer_arena_new(0, &a) != COFFER_OK ||
-        coffer_store_policy_apply(w.st, &p->orgs[0], "test", a, &res) != COFFER_OK) {
-        fprintf(stderr, "policy: %s\n", d.n > 0 ? d.lines[0] : coffer_err_detail());
-        rc = -1;
-    }
-    coffer_policy_diags_cleanup(&d);
-    coffer_policy_free(&p);
-    coffer_arena_free(&a);
-    return rc;
+    return world_apply_policy(&w, policy);
 }
 
 static int start_server(void)
@@ -720,15 +703,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
-
     (void)state;
     (void)https_server_stop(&server, SIGTERM, 20000);
     (void)https_server_stop(&upstream, SIGKILL, 10000);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not remove %s\n", dir);
-    }
+    https_remove_dir(dir);
     return 0;
 }
 
@@ -749,10 +727,7 @@ int main(void)
     {
         struct coffer_project demo;
 
-        if (coffer_store_project_insert(w.st, &w.org.id, "demo", &demo) != COFFER_OK) {
-            fprintf(stderr, "canary_test: %s\n", coffer_err_detail());
-            return 1;
-        }
+        world_add_project(&w, "demo", &demo);
     }
     rc = cmocka_run_group_tests(tests, setup, teardown);
     world_close(&w);
