@@ -124,15 +124,19 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
 #define COFFER_OP_BATCH_MAX 64
 
 /*
- * Several accesses inside a transaction the caller has begun, so that they
- * share one commit (one flush of the log), with the stored rows of every
- * allowed one fetched in one round trip (coffer_keys_cred_read_many). Each
- * is decided, unsealed and audited as coffer_op_access does (which is a
- * batch of one). m[i] and a[i] go together; n is at most
- * COFFER_OP_BATCH_MAX. The events are inserted but not committed: the
- * caller must commit before it hands any a[i].keys to anyone, and free them
- * unused if the commit fails. On an error every a[i].keys is freed and the
- * transaction must be rolled back.
+ * Several accesses in three round trips: one query loads every decision,
+ * one fetches the stored rows of every allowed one
+ * (coffer_keys_cred_read_many), and one statement inserts every event, so
+ * that they share one commit (one flush of the log). Each is decided,
+ * unsealed and audited as coffer_op_access does (which is a batch of one).
+ * m[i] and a[i] go together; n is at most COFFER_OP_BATCH_MAX.
+ *
+ * Inside a transaction the caller has begun, the events are inserted but
+ * not committed: the caller must commit before it hands any a[i].keys to
+ * anyone, and free them unused if the commit fails. Outside one, the
+ * statement that inserts the events commits them: on COFFER_OK every event
+ * is durable. On an error every a[i].keys is freed (and an open
+ * transaction must be rolled back).
  */
 enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
                                        struct coffer_op_access *a, size_t n) COFFER_MUST_USE;

@@ -495,6 +495,24 @@ enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org
                                          struct coffer_arena *a, struct coffer_authz_input *in,
                                          struct coffer_store_access *out) COFFER_MUST_USE;
 
+/* One lookup of coffer_store_access_load_many: its names, and where its answer goes. */
+struct coffer_store_access_req {
+    const char *org;
+    const char *project;
+    const char *name;
+    struct coffer_authz_input *in;
+    struct coffer_store_access *out;
+};
+
+/*
+ * n (1..COFFER_STORE_BATCH_MAX) lookups of coffer_store_access_load in one
+ * query, each filling its own in and out as that function does, all by the
+ * same clock. An error leaves every lookup not found.
+ */
+enum coffer_err coffer_store_access_load_many(struct coffer_store *s,
+                                              struct coffer_store_access_req *reqs, size_t n,
+                                              struct coffer_arena *a) COFFER_MUST_USE;
+
 /*
  * Sets a credential's own expiry (COFFER_AUTHZ_NO_EXPIRY for none) and the
  * phase whose end expires it (NULL for none). COFFER_E_NOT_FOUND if no such
@@ -528,6 +546,17 @@ struct coffer_audit_event;
 enum coffer_err coffer_store_audit_insert(struct coffer_store *s,
                                           const struct coffer_audit_event *e,
                                           int64_t *id) COFFER_MUST_USE;
+
+/*
+ * Inserts n (1..COFFER_STORE_BATCH_MAX) events with one statement, in the
+ * order given, each checked as coffer_store_audit_insert checks it (nothing
+ * is sent if one fails). Inside the caller's transaction they commit with
+ * it; outside one the statement is its own transaction: all n are durable
+ * when this returns COFFER_OK, or none is written.
+ */
+enum coffer_err coffer_store_audit_insert_many(struct coffer_store *s,
+                                               const struct coffer_audit_event *e,
+                                               size_t n) COFFER_MUST_USE;
 
 /* Whether a transaction begun with coffer_store_begin is open. */
 bool coffer_store_in_tx(const struct coffer_store *s);

@@ -595,15 +595,20 @@ static bool parse_body(struct api_req *r, size_t limit)
 /* ---- Batched accesses ------------------------------------------------------------ */
 
 /*
- * Runs every queued access in one transaction, then answers them. An
- * access's values go out only after the commit that made its audit event
- * durable; if anything fails, every access of the batch is answered with
- * the error and no values (fail closed), and the clients may retry.
+ * Runs every queued access as one batch, then answers them. The batch's
+ * events are inserted by one statement outside any transaction, so it
+ * returns only after their commit: an access's values go out only after
+ * its audit event is durable. If anything fails, every access of the batch
+ * is answered with the error and no values (fail closed), and the clients
+ * may retry.
  */
 static void flush_queue(struct coffer_api *a)
 {
     struct api_req *batch[BATCH_MAX];
+    struct coffer_op_meta metas[BATCH_MAX];
+    struct coffer_op_access accs[BATCH_MAX];
     size_t n = a->n_queued;
+    size_t live = 0;
     enum coffer_err r;
 
     if (n == 0) {
@@ -613,32 +618,20 @@ static void flush_queue(struct coffer_api *a)
         batch[i] = a->queue[i];
     }
     a->n_queued = 0;
-    r = coffer_store_begin(a->ops->st);
-    if (r == COFFER_OK) {
-        struct coffer_op_meta metas[BATCH_MAX];
-        struct coffer_op_access accs[BATCH_MAX];
-        size_t live = 0;
-
-        for (size_t i = 0; i < n; i++) {
-            if (!batch[i]->dead) {
-                metas[live] = api_meta(batch[i]);
-                accs[live++] = batch[i]->acc;
-            }
-        }
-        r = coffer_op_access_batch(a->ops, metas, accs, live);
-        live = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!batch[i]->dead) {
-                batch[i]->acc = accs[live++];
-            }
+    for (size_t i = 0; i < n; i++) {
+        if (!batch[i]->dead) {
+            metas[live] = api_meta(batch[i]);
+            accs[live++] = batch[i]->acc;
         }
     }
-    if (r == COFFER_OK) {
-        r = coffer_store_commit(a->ops->st);
-        stats_of(a)->batches += r == COFFER_OK ? 1 : 0;
-    } else if (coffer_store_in_tx(a->ops->st)) {
-        coffer_store_rollback(a->ops->st);
+    r = coffer_op_access_batch(a->ops, metas, accs, live);
+    live = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!batch[i]->dead) {
+            batch[i]->acc = accs[live++];
+        }
     }
+    stats_of(a)->batches += r == COFFER_OK ? 1 : 0;
     for (size_t i = 0; i < n; i++) {
         struct api_req *q = batch[i];
 

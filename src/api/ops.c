@@ -161,34 +161,39 @@ static void deny(struct coffer_authz_decision *d, enum coffer_authz_reason reaso
 }
 
 /*
- * Loads and decides an agent's access. The load always uses the principal's
- * org; when the request names another org the credential it names was never
- * looked up, so the decision sees none (not_found). The load runs all the
- * same, so that such a request costs what any other does.
+ * The principal and purpose of an agent's access, and the lookup that loads
+ * the rest. The load always uses the principal's org; when the request
+ * names another org the credential it names was never looked up, so the
+ * decision sees none (not_found). The load runs all the same, so that such
+ * a request costs what any other does.
  */
-static enum coffer_err decide_agent(struct coffer_ops *o, const struct coffer_principal *who,
-                                    const struct coffer_op_access *a, struct coffer_arena *arena,
-                                    struct coffer_authz_input *in, struct coffer_store_access *acc,
-                                    struct coffer_authz_decision *d)
+static void agent_lookup(const struct coffer_principal *who, const struct coffer_op_access *a,
+                         struct coffer_authz_input *in, struct coffer_store_access *acc,
+                         struct coffer_store_access_req *q)
 {
-    enum coffer_err r;
-
     in->principal.org = who->org;
     in->principal.agent_type = who->agent_type;
     in->principal.instance = who->instance;
     in->purpose = a->purpose;
     in->purpose_len = a->purpose != NULL ? a->purpose_len : 0;
-    if ((r = coffer_store_access_load(o->st, who->org, a->project, a->name, arena, in, acc)) !=
-        COFFER_OK) {
-        return r;
-    }
+    q->org = who->org;
+    q->project = a->project;
+    q->name = a->name;
+    q->in = in;
+    q->out = acc;
+}
+
+/* Decides an agent's access once its lookup is loaded. */
+static void decide_loaded(const struct coffer_principal *who, const struct coffer_op_access *a,
+                          struct coffer_authz_input *in, struct coffer_store_access *acc,
+                          struct coffer_authz_decision *d)
+{
     if (a->org == NULL || strcmp(a->org, who->org) != 0) {
         in->found = false;
         in->org = NULL;
         acc->found = false;
     }
     coffer_authz_decide(in, d);
-    return COFFER_OK;
 }
 
 /* One access of a batch: what phase 1 learnt, for phases 2 and 3. */
@@ -200,23 +205,30 @@ struct batch_item {
     uint32_t mk_version;
 };
 
+_Static_assert(COFFER_OP_BATCH_MAX <= COFFER_STORE_BATCH_MAX,
+               "a batch is one lookup and one insert");
+
 enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
                                        struct coffer_op_access *a, size_t n)
 {
     struct batch_item items[COFFER_OP_BATCH_MAX];
     struct coffer_keys_read_req reqs[COFFER_OP_BATCH_MAX];
+    struct coffer_store_access_req lookups[COFFER_OP_BATCH_MAX];
+    struct coffer_audit_event events[COFFER_OP_BATCH_MAX];
     size_t idx[COFFER_OP_BATCH_MAX];
     struct coffer_arena *arena = NULL;
     size_t nr = 0;
+    size_t nl = 0;
+    size_t ne = 0;
     enum coffer_err r;
 
-    if (n > COFFER_OP_BATCH_MAX || o == NULL || o->st == NULL || !coffer_store_in_tx(o->st)) {
-        return coffer_err_set(COFFER_E_STATE, "access batch: bad call or no open transaction");
+    if (n > COFFER_OP_BATCH_MAX || o == NULL || o->st == NULL) {
+        return coffer_err_set(COFFER_E_STATE, "access batch: bad call");
     }
     if ((r = coffer_arena_new(0, &arena)) != COFFER_OK) {
         return r;
     }
-    /* 1. Decide each access (one query each: grants, phase, lifetime are read afresh). */
+    /* 1. Load every agent's access in one query (grants, phase, lifetime are read afresh). */
     for (size_t i = 0; i < n; i++) {
         struct batch_item *it = &items[i];
 
@@ -230,13 +242,25 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         }
         deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
         deny(&it->d, COFFER_AUTHZ_NO_GRANT);
+    }
+    for (size_t i = 0; i < n; i++) {
         if (ops_check_call(o, &m[i], &a[i], "access") != COFFER_OK) {
             r = coffer_err_set(COFFER_E_INVALID, "access batch: item %zu is malformed", i);
             goto out;
         }
-        if (ops_is_agent(m[i].who) &&
-            (r = decide_agent(o, m[i].who, &a[i], arena, &it->in, &it->acc, &it->d)) != COFFER_OK) {
-            goto out;
+        if (ops_is_agent(m[i].who)) {
+            agent_lookup(m[i].who, &a[i], &items[i].in, &items[i].acc, &lookups[nl++]);
+        }
+    }
+    if (nl > 0 && (r = coffer_store_access_load_many(o->st, lookups, nl, arena)) != COFFER_OK) {
+        goto out;
+    }
+    /* ... and decide each. */
+    for (size_t i = 0; i < n; i++) {
+        struct batch_item *it = &items[i];
+
+        if (ops_is_agent(m[i].who)) {
+            decide_loaded(m[i].who, &a[i], &it->in, &it->acc, &it->d);
         }
         if (it->d.allow && !a[i].no_refresh && ops_oauth2_due(&it->acc, it->in.now_us)) {
             /* Refreshed and decided again outside this batch; nothing is written for it here. */
@@ -287,41 +311,50 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         coffer_warn("ops", "credential %s/%s/%s could not be unsealed (%s)", a[idx[j]].org,
                     a[idx[j]].project, a[idx[j]].name, coffer_authz_reason_str(it->d.reason));
     }
-    /* 3. Audit each decision in the same transaction. */
+    /* 3. Audit every decision with one statement. */
     for (size_t i = 0; i < n; i++) {
         struct batch_item *it = &items[i];
-        struct coffer_audit_event e;
-        char detail[DETAIL_MAX];
-        int64_t id = 0;
+        struct coffer_audit_event *ev = &events[ne];
 
         if (a[i].refresh_due) {
             continue;
         }
-        ops_event_init(&e, COFFER_AUDIT_ACCESS, &m[i], a[i].org, a[i].project, a[i].name);
+        ops_event_init(ev, COFFER_AUDIT_ACCESS, &m[i], a[i].org, a[i].project, a[i].name);
         if (a[i].expired_keys != NULL) {
-            ops_key_expiry_detail(a[i].expired_keys, detail, sizeof(detail));
-            e.detail = detail;
+            char *detail = coffer_arena_alloc(arena, DETAIL_MAX, 1);
+
+            if (detail == NULL) {
+                r = coffer_err_set(COFFER_E_NOMEM, "access batch: an event's detail");
+                goto out;
+            }
+            ops_key_expiry_detail(a[i].expired_keys, detail, DETAIL_MAX);
+            ev->detail = detail;
         }
-        e.allowed = it->d.allow;
-        e.reason = coffer_authz_reason_str(it->d.reason);
+        ev->allowed = it->d.allow;
+        ev->reason = coffer_authz_reason_str(it->d.reason);
         if (!it->d.allow && it->d.reason == COFFER_AUTHZ_EXPIRED && a[i].refresh.failed) {
-            e.reason = "refresh_failed"; /* expired because the refresh it needed failed */
+            ev->reason = "refresh_failed"; /* expired because the refresh it needed failed */
         }
-        e.purpose_unexpected = it->d.purpose_unexpected;
-        e.version = it->d.allow ? a[i].version : (it->acc.found ? it->acc.current_version : 0);
-        e.phase = it->acc.found ? it->in.phase : NULL;
+        ev->purpose_unexpected = it->d.purpose_unexpected;
+        ev->version = it->d.allow ? a[i].version : (it->acc.found ? it->acc.current_version : 0);
+        ev->phase = it->acc.found ? it->in.phase : NULL;
         if (it->d.allow) {
-            e.org_key_version = it->org_key_version;
-            e.mk_version = it->mk_version;
+            ev->org_key_version = it->org_key_version;
+            ev->mk_version = it->mk_version;
         }
         if (a[i].purpose != NULL && coffer_authz_purpose_ok(a[i].purpose, a[i].purpose_len)) {
-            e.purpose = a[i].purpose;
-            e.purpose_len = a[i].purpose_len;
+            ev->purpose = a[i].purpose;
+            ev->purpose_len = a[i].purpose_len;
         }
-        if ((r = coffer_store_audit_insert(o->st, &e, &id)) != COFFER_OK) {
-            goto out;
+        ne++;
+    }
+    if (ne > 0 && (r = coffer_store_audit_insert_many(o->st, events, ne)) != COFFER_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!a[i].refresh_due) {
+            a[i].decision = items[i].d;
         }
-        a[i].decision = it->d;
     }
     r = COFFER_OK;
 out:

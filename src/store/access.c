@@ -23,6 +23,11 @@
 
 #include "store/store_int.h"
 
+/*
+ * One row per lookup whose org and project exist, in the order of the
+ * lookups, ending with the lookup's ordinal (from 1): $1, $2 and $3 are the
+ * orgs, projects and credential names of the lookups, as parallel text[].
+ */
 static const struct store_stmt access_load = {
     .name = "coffer_access_load",
     .sql = "SELECT c.id, o.id, p.id, c.current_version, c.tier, "
@@ -43,19 +48,22 @@ static const struct store_stmt access_load = {
            "r.usage, COALESCE(r.secretless_only, false), "
            /* The provider that refreshes the version, and its access_token's own expiry. */
            "v.oauth2_provider, (SELECT (extract(epoch FROM u.e) * 1000000)::int8 "
-           "FROM unnest(v.key_names, v.key_expires_at) AS u(k, e) WHERE u.k = 'access_token') "
-           "FROM coffer.orgs o "
-           "JOIN coffer.projects p ON p.org_id = o.id AND p.name = $2 AND p.removed_at IS NULL "
+           "FROM unnest(v.key_names, v.key_expires_at) AS u(k, e) WHERE u.k = 'access_token'), q.i "
+           "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS q(org, project, "
+           "name, i) "
+           "JOIN coffer.orgs o ON o.name = q.org "
+           "JOIN coffer.projects p ON p.org_id = o.id AND p.name = q.project "
+           "AND p.removed_at IS NULL "
            "LEFT JOIN coffer.credentials c "
-           "ON c.project_id = p.id AND c.org_id = o.id AND c.name = $3 "
-           "LEFT JOIN coffer.credential_rules r ON r.project_id = p.id AND r.name = $3 "
+           "ON c.project_id = p.id AND c.org_id = o.id AND c.name = q.name "
+           "LEFT JOIN coffer.credential_rules r ON r.project_id = p.id AND r.name = q.name "
            "LEFT JOIN coffer.credential_versions v ON v.credential_id = c.id "
            "AND v.org_id = o.id AND v.version = c.current_version "
            "LEFT JOIN coffer.tier_lifetimes t ON t.org_id = o.id AND t.tier = c.tier "
            "CROSS JOIN LATERAL (SELECT array_agg(x.agent_type ORDER BY x.id) AS types, "
            "array_agg(x.instance ORDER BY x.id) AS instances, "
            "array_agg(array_to_string(x.phases, ',') ORDER BY x.id) AS phases "
-           "FROM coffer.grants x WHERE x.project_id = p.id AND x.credential_name = $3) g "
+           "FROM coffer.grants x WHERE x.project_id = p.id AND x.credential_name = q.name) g "
            /* Standing approvals neither revoked nor ended: the 256 that end last. */
            "CROSS JOIN LATERAL (SELECT array_agg(v.agent_type ORDER BY v.id) AS types, "
            "array_agg(v.instance ORDER BY v.id) AS instances, "
@@ -67,10 +75,10 @@ static const struct store_stmt access_load = {
            "FROM coffer.approvals y WHERE y.credential_id = c.id AND y.org_id = o.id "
            "AND y.revoked_at IS NULL AND y.until_at > statement_timestamp() "
            "ORDER BY y.until_at DESC, y.id LIMIT 256) v) ap "
-           "WHERE o.name = $1",
+           "ORDER BY q.i",
     .nparams = 3,
-    .types = {STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT},
-    .ncols = 27,
+    .types = {STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY},
+    .ncols = 28,
 };
 _Static_assert(COFFER_APPROVALS_MAX == 256, "the LIMIT of access_load's approvals");
 
@@ -182,7 +190,7 @@ static enum coffer_err split_phases(struct coffer_arena *a, const char *joined,
     return COFFER_OK;
 }
 
-static enum coffer_err read_grants(const PGresult *res, struct coffer_arena *a,
+static enum coffer_err read_grants(const PGresult *res, int row, struct coffer_arena *a,
                                    struct coffer_authz_input *in)
 {
     const char **types = NULL;
@@ -194,11 +202,12 @@ static enum coffer_err read_grants(const PGresult *res, struct coffer_arena *a,
     struct coffer_authz_grant *g;
     enum coffer_err r;
 
-    if ((r = store_col_strings(res, 0, 13, "coffer.grants.agent_type", a, SIZE_MAX, COFFER_NAME_MAX,
-                               STORE_TEXT_NAME, false, &types, &nt)) != COFFER_OK ||
-        (r = store_col_strings(res, 0, 14, "coffer.grants.instance", a, SIZE_MAX, COFFER_NAME_MAX,
+    if ((r = store_col_strings(res, row, 13, "coffer.grants.agent_type", a, SIZE_MAX,
+                               COFFER_NAME_MAX, STORE_TEXT_NAME, false, &types, &nt)) !=
+            COFFER_OK ||
+        (r = store_col_strings(res, row, 14, "coffer.grants.instance", a, SIZE_MAX, COFFER_NAME_MAX,
                                STORE_TEXT_NAME, true, &instances, &ni)) != COFFER_OK ||
-        (r = store_col_strings(res, 0, 15, "coffer.grants.phases", a, SIZE_MAX,
+        (r = store_col_strings(res, row, 15, "coffer.grants.phases", a, SIZE_MAX,
                                COFFER_POLICY_PHASES_MAX * (COFFER_NAME_MAX + 1),
                                STORE_TEXT_NAME_LIST, true, &phases, &np)) != COFFER_OK) {
         return r;
@@ -222,7 +231,7 @@ static enum coffer_err read_grants(const PGresult *res, struct coffer_arena *a,
 }
 
 /* The tier's max TTL: the org's row if it has one (NULL there is never), else the built-in. */
-static enum coffer_err read_max_ttl(const PGresult *res, enum coffer_tier tier,
+static enum coffer_err read_max_ttl(const PGresult *res, int row, enum coffer_tier tier,
                                     struct coffer_authz_input *in)
 {
     bool has_row = false;
@@ -230,8 +239,8 @@ static enum coffer_err read_max_ttl(const PGresult *res, enum coffer_tier tier,
     int64_t v = 0;
     enum coffer_err r;
 
-    if ((r = store_col_bool(res, 0, 8, "coffer.tier_lifetimes", &has_row)) != COFFER_OK ||
-        (r = store_col_int8_opt(res, 0, 9, "coffer.tier_lifetimes.max_ttl", &null, &v)) !=
+    if ((r = store_col_bool(res, row, 8, "coffer.tier_lifetimes", &has_row)) != COFFER_OK ||
+        (r = store_col_int8_opt(res, row, 9, "coffer.tier_lifetimes.max_ttl", &null, &v)) !=
             COFFER_OK) {
         return r;
     }
@@ -252,7 +261,7 @@ static enum coffer_err read_max_ttl(const PGresult *res, enum coffer_tier tier,
  * the version row must exist (it is written with the credential), and the
  * expired ones are distinct valid key names, no more than the keys.
  */
-static enum coffer_err read_key_expiry(const PGresult *res, struct coffer_arena *a,
+static enum coffer_err read_key_expiry(const PGresult *res, int row, struct coffer_arena *a,
                                        struct coffer_authz_input *in,
                                        struct coffer_store_access *out)
 {
@@ -261,9 +270,9 @@ static enum coffer_err read_key_expiry(const PGresult *res, struct coffer_arena 
     int64_t n_keys = 0;
     enum coffer_err r;
 
-    if ((r = store_col_count(res, 0, 21, "coffer.credential_versions.key_names", &n_keys)) !=
+    if ((r = store_col_count(res, row, 21, "coffer.credential_versions.key_names", &n_keys)) !=
             COFFER_OK ||
-        (r = store_col_strings(res, 0, 22, "coffer.credential_versions.key_expires_at", a,
+        (r = store_col_strings(res, row, 22, "coffer.credential_versions.key_expires_at", a,
                                COFFER_KEYS_MAX, COFFER_KEY_NAME_MAX, STORE_TEXT_TEXT, false,
                                &expired, &n_expired)) != COFFER_OK) {
         return r;
@@ -302,17 +311,17 @@ static enum coffer_err read_key_expiry(const PGresult *res, struct coffer_arena 
  * integrity error rather than a spec handed on to the broker; reveal: false
  * without a spec cannot be written (a CHECK) and is refused here as well.
  */
-static enum coffer_err read_usage(const PGresult *res, struct coffer_arena *a,
+static enum coffer_err read_usage(const PGresult *res, int row, struct coffer_arena *a,
                                   struct coffer_authz_input *in, struct coffer_store_access *out)
 {
     const struct coffer_policy_usage *u = NULL;
     const char *json = NULL;
     enum coffer_err r;
 
-    if ((r = store_col_string(res, 0, 23, "coffer.credential_rules.usage", a,
+    if ((r = store_col_string(res, row, 23, "coffer.credential_rules.usage", a,
                               COFFER_POLICY_USAGE_JSON_MAX, STORE_TEXT_TEXT, true, &json)) !=
             COFFER_OK ||
-        (r = store_col_bool(res, 0, 24, "coffer.credential_rules.secretless_only",
+        (r = store_col_bool(res, row, 24, "coffer.credential_rules.secretless_only",
                             &out->secretless_only)) != COFFER_OK) {
         return r;
     }
@@ -333,16 +342,16 @@ static enum coffer_err read_usage(const PGresult *res, struct coffer_arena *a,
  * provider is checked where it is used (ops), as the usage spec is parsed
  * where it is used; here only its size and kind of text.
  */
-static enum coffer_err read_oauth2(const PGresult *res, struct coffer_arena *a,
+static enum coffer_err read_oauth2(const PGresult *res, int row, struct coffer_arena *a,
                                    struct coffer_store_access *out)
 {
     bool null = false;
     enum coffer_err r;
 
-    if ((r = store_col_string(res, 0, 25, "coffer.credential_versions.oauth2_provider", a,
+    if ((r = store_col_string(res, row, 25, "coffer.credential_versions.oauth2_provider", a,
                               COFFER_OAUTH2_PROVIDER_JSON_MAX, STORE_TEXT_TEXT, true,
                               &out->oauth2_provider)) != COFFER_OK ||
-        (r = store_col_int8_opt(res, 0, 26, "coffer.credential_versions.key_expires_at", &null,
+        (r = store_col_int8_opt(res, row, 26, "coffer.credential_versions.key_expires_at", &null,
                                 &out->access_token_expires_us)) != COFFER_OK) {
         return r;
     }
@@ -352,8 +361,9 @@ static enum coffer_err read_oauth2(const PGresult *res, struct coffer_arena *a,
     return COFFER_OK;
 }
 
-static enum coffer_err read_access(const PGresult *res, const char *org, struct coffer_arena *a,
-                                   struct coffer_authz_input *in, struct coffer_store_access *out)
+static enum coffer_err read_access(const PGresult *res, int row, const char *org,
+                                   struct coffer_arena *a, struct coffer_authz_input *in,
+                                   struct coffer_store_access *out)
 {
     char tier[16];
     enum coffer_tier t;
@@ -362,25 +372,25 @@ static enum coffer_err read_access(const PGresult *res, const char *org, struct 
     bool null = false;
     enum coffer_err r;
 
-    if ((r = store_col_count(res, 0, 16, "now", &in->now_us)) != COFFER_OK) {
+    if ((r = store_col_count(res, row, 16, "now", &in->now_us)) != COFFER_OK) {
         return r;
     }
-    if (PQgetisnull(res, 0, 0)) {
+    if (PQgetisnull(res, row, 0)) {
         return COFFER_OK; /* the project exists, the credential does not */
     }
-    if ((r = store_col_uuid(res, 0, 0, "coffer.credentials.id", &out->credential_id)) !=
+    if ((r = store_col_uuid(res, row, 0, "coffer.credentials.id", &out->credential_id)) !=
             COFFER_OK ||
-        (r = store_col_uuid(res, 0, 1, "coffer.orgs.id", &out->org_id)) != COFFER_OK ||
-        (r = store_col_uuid(res, 0, 2, "coffer.projects.id", &out->project_id)) != COFFER_OK ||
-        (r = store_col_u32(res, 0, 3, "coffer.credentials.current_version", 1,
+        (r = store_col_uuid(res, row, 1, "coffer.orgs.id", &out->org_id)) != COFFER_OK ||
+        (r = store_col_uuid(res, row, 2, "coffer.projects.id", &out->project_id)) != COFFER_OK ||
+        (r = store_col_u32(res, row, 3, "coffer.credentials.current_version", 1,
                            &out->current_version)) != COFFER_OK ||
-        (r = store_col_text(res, 0, 4, "coffer.credentials.tier", tier, sizeof(tier))) !=
+        (r = store_col_text(res, row, 4, "coffer.credentials.tier", tier, sizeof(tier))) !=
             COFFER_OK ||
-        (r = store_col_count(res, 0, 5, "coffer.credentials.updated_at", &in->issued_us)) !=
+        (r = store_col_count(res, row, 5, "coffer.credentials.updated_at", &in->issued_us)) !=
             COFFER_OK ||
-        (r = store_col_int8_opt(res, 0, 6, "coffer.credentials.expires_at", &null,
+        (r = store_col_int8_opt(res, row, 6, "coffer.credentials.expires_at", &null,
                                 &in->expires_us)) != COFFER_OK ||
-        (r = store_col_bool(res, 0, 7, "coffer.credentials.revoked_at", &in->revoked)) !=
+        (r = store_col_bool(res, row, 7, "coffer.credentials.revoked_at", &in->revoked)) !=
             COFFER_OK) {
         return r;
     }
@@ -391,20 +401,20 @@ static enum coffer_err read_access(const PGresult *res, const char *org, struct 
         return coffer_err_set(COFFER_E_INTEGRITY, "coffer.credentials.tier: unknown tier");
     }
     in->tier = t;
-    if ((r = read_max_ttl(res, t, in)) != COFFER_OK ||
-        (r = store_col_strings(res, 0, 10, "coffer.credential_rules.purposes", a,
+    if ((r = read_max_ttl(res, row, t, in)) != COFFER_OK ||
+        (r = store_col_strings(res, row, 10, "coffer.credential_rules.purposes", a,
                                COFFER_POLICY_PURPOSES_MAX, COFFER_POLICY_PURPOSE_MAX,
                                STORE_TEXT_TEXT, false, &purposes, &in->n_purposes)) != COFFER_OK ||
-        (r = store_col_string(res, 0, 11, "coffer.projects.phase", a, COFFER_NAME_MAX,
+        (r = store_col_string(res, row, 11, "coffer.projects.phase", a, COFFER_NAME_MAX,
                               STORE_TEXT_NAME, true, &in->phase)) != COFFER_OK ||
-        (r = store_col_strings(res, 0, 12, "coffer.project_members.agent_type", a, SIZE_MAX,
+        (r = store_col_strings(res, row, 12, "coffer.project_members.agent_type", a, SIZE_MAX,
                                COFFER_NAME_MAX, STORE_TEXT_NAME, false, &members,
                                &in->n_members)) != COFFER_OK ||
-        (r = read_grants(res, a, in)) != COFFER_OK ||
-        (r = store_read_approvals(res, 0, 17, a, in)) != COFFER_OK ||
-        (r = read_key_expiry(res, a, in, out)) != COFFER_OK ||
-        (r = read_usage(res, a, in, out)) != COFFER_OK ||
-        (r = read_oauth2(res, a, out)) != COFFER_OK) {
+        (r = read_grants(res, row, a, in)) != COFFER_OK ||
+        (r = store_read_approvals(res, row, 17, a, in)) != COFFER_OK ||
+        (r = read_key_expiry(res, row, a, in, out)) != COFFER_OK ||
+        (r = read_usage(res, row, a, in, out)) != COFFER_OK ||
+        (r = read_oauth2(res, row, a, out)) != COFFER_OK) {
         return r;
     }
     in->purposes = purposes;
@@ -417,15 +427,9 @@ static enum coffer_err read_access(const PGresult *res, const char *org, struct 
     return COFFER_OK;
 }
 
-enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org,
-                                         const char *project, const char *name,
-                                         struct coffer_arena *a, struct coffer_authz_input *in,
-                                         struct coffer_store_access *out)
+/* What a lookup gives before its row is read: nothing found. */
+static void access_reset(struct coffer_authz_input *in, struct coffer_store_access *out)
 {
-    struct store_params p = {0};
-    PGresult *res = NULL;
-    enum coffer_err r;
-
     memset(out, 0, sizeof(*out));
     in->found = false;
     in->org = NULL;
@@ -444,33 +448,107 @@ enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org
     in->approvals = NULL;
     in->n_approvals = 0;
     in->secretless_only = false;
-    /* A name that cannot exist is simply not found; the caller audits the attempt. */
-    if (org == NULL || project == NULL || name == NULL ||
-        !store_name_ok(org, strnlen(org, COFFER_NAME_MAX + 1)) ||
-        !store_name_ok(project, strnlen(project, COFFER_NAME_MAX + 1)) ||
-        !store_name_ok(name, strnlen(name, COFFER_NAME_MAX + 1))) {
+}
+
+static bool lookup_ok(const struct coffer_store_access_req *q)
+{
+    return q->org != NULL && q->project != NULL && q->name != NULL &&
+           store_name_ok(q->org, strnlen(q->org, COFFER_NAME_MAX + 1)) &&
+           store_name_ok(q->project, strnlen(q->project, COFFER_NAME_MAX + 1)) &&
+           store_name_ok(q->name, strnlen(q->name, COFFER_NAME_MAX + 1));
+}
+
+/* Reads the rows of the lookups sent (sent[k] is the index in reqs of the k-th one). */
+static enum coffer_err read_rows(const PGresult *res, struct coffer_store_access_req *reqs,
+                                 const size_t *sent, size_t n_sent, struct coffer_arena *a)
+{
+    int64_t prev = 0;
+
+    if (PQntuples(res) > (int)n_sent) {
+        return coffer_err_set(COFFER_E_INTEGRITY, "loading access: %d rows for %zu lookups",
+                              PQntuples(res), n_sent);
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        struct coffer_store_access_req *q;
+        int64_t i = 0;
+        enum coffer_err r;
+
+        if ((r = store_col_count(res, row, 27, "lookup ordinal", &i)) != COFFER_OK) {
+            return r;
+        }
+        if (i <= prev || i > (int64_t)n_sent) {
+            return coffer_err_set(COFFER_E_INTEGRITY,
+                                  "loading access: row %d answers lookup %" PRId64 " out of order",
+                                  row, i);
+        }
+        prev = i;
+        q = &reqs[sent[i - 1]];
+
+        if ((r = read_access(res, row, q->org, a, q->in, q->out)) != COFFER_OK) {
+            return r;
+        }
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_access_load_many(struct coffer_store *s,
+                                              struct coffer_store_access_req *reqs, size_t n,
+                                              struct coffer_arena *a)
+{
+    const char *cols[3][COFFER_STORE_BATCH_MAX];
+    size_t sent[COFFER_STORE_BATCH_MAX];
+    struct coffer_buf enc[3] = {{0}};
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    size_t n_sent = 0;
+    enum coffer_err r = COFFER_OK;
+
+    if (s == NULL || reqs == NULL || a == NULL || n == 0 || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "loading access: %zu lookups, want 1 to %d", n,
+                              COFFER_STORE_BATCH_MAX);
+    }
+    for (size_t i = 0; i < n; i++) {
+        access_reset(reqs[i].in, reqs[i].out);
+        /* A name that cannot exist is simply not found; the caller audits the attempt. */
+        if (lookup_ok(&reqs[i])) {
+            cols[0][n_sent] = reqs[i].org;
+            cols[1][n_sent] = reqs[i].project;
+            cols[2][n_sent] = reqs[i].name;
+            sent[n_sent++] = i;
+        }
+    }
+    if (n_sent == 0) {
         return COFFER_OK;
     }
-    store_param_text(&p, org);
-    store_param_text(&p, project);
-    store_param_text(&p, name);
-    if ((r = store_exec(s, &access_load, &p, "loading access", &res)) != COFFER_OK) {
-        return r;
+    for (int c = 0; c < 3 && r == COFFER_OK; c++) {
+        r = store_encode_strings(cols[c], n_sent, &enc[c]);
+        store_param_binary(&p, enc[c].data, enc[c].len);
     }
-    if (PQntuples(res) > 1) {
-        r = coffer_err_set(COFFER_E_INTEGRITY, "loading access: %d rows for one credential",
-                           PQntuples(res));
-    } else if (PQntuples(res) == 1) {
-        r = read_access(res, org, a, in, out);
+    if (r == COFFER_OK &&
+        (r = store_exec(s, &access_load, &p, "loading access", &res)) == COFFER_OK) {
+        r = read_rows(res, reqs, sent, n_sent, a);
     }
     PQclear(res);
+    for (int c = 0; c < 3; c++) {
+        coffer_buf_cleanup(&enc[c]);
+    }
     if (r != COFFER_OK) {
-        memset(out, 0, sizeof(*out));
-        in->found = false;
-        in->keys_expired = false;
-        in->secretless_only = false;
+        for (size_t i = 0; i < n; i++) {
+            access_reset(reqs[i].in, reqs[i].out);
+        }
     }
     return r;
+}
+
+enum coffer_err coffer_store_access_load(struct coffer_store *s, const char *org,
+                                         const char *project, const char *name,
+                                         struct coffer_arena *a, struct coffer_authz_input *in,
+                                         struct coffer_store_access *out)
+{
+    struct coffer_store_access_req q = {
+        .org = org, .project = project, .name = name, .in = in, .out = out};
+
+    return coffer_store_access_load_many(s, &q, 1, a);
 }
 
 enum coffer_err coffer_store_cred_set_lifetime(struct coffer_store *s,

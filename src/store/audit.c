@@ -18,6 +18,7 @@
 #include "coffer/text.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "store/store_int.h"
@@ -48,7 +49,60 @@ static const struct store_stmt audit_insert = {
     .ncols = 1,
 };
 
-const struct store_stmt *const store_stmts_audit[] = {&audit_insert, NULL};
+/* The columns of audit_insert_many, one text[] each, in this order. */
+enum {
+    COL_ACTION,
+    COL_ALLOWED,
+    COL_REASON,
+    COL_PURPOSE_UNEXPECTED,
+    COL_REQUEST_ID,
+    COL_CLIENT_ADDR,
+    COL_PRINCIPAL, /* PRINCIPAL_FIELDS columns */
+    COL_TARGET_ORG = COL_PRINCIPAL + PRINCIPAL_FIELDS,
+    COL_PROJECT,
+    COL_CREDENTIAL,
+    COL_VERSION,
+    COL_PHASE,
+    COL_PURPOSE,
+    COL_DETAIL,
+    COL_ORG_KEY_VERSION,
+    COL_MK_VERSION,
+    EVENT_COLS
+};
+
+/*
+ * Many events in one statement: parallel text[] columns, one element per
+ * event, numbered (and hashed) by the trigger in the order given.
+ */
+static const struct store_stmt audit_insert_many = {
+    .name = "coffer_audit_insert_many",
+    .sql = "INSERT INTO coffer.audit_events (action, allowed, reason, purpose_unexpected, "
+           "request_id, client_addr, principal_kind, trust_domain, org, agent_type, instance, "
+           "admin, target_org, project, credential, version, phase, purpose, detail, "
+           "org_key_version, mk_version) "
+           "SELECT u.action, u.allowed::bool, u.reason, u.purpose_unexpected::bool, u.request_id, "
+           "u.client_addr, u.principal_kind, u.trust_domain, u.org, u.agent_type, u.instance, "
+           "u.admin, u.target_org, u.project, u.credential, u.version::int4, u.phase, u.purpose, "
+           "u.detail, u.org_key_version::int4, u.mk_version::int4 "
+           "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+           "$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], "
+           "$13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], "
+           "$19::text[], $20::text[], $21::text[]) WITH ORDINALITY AS u(action, allowed, reason, "
+           "purpose_unexpected, request_id, client_addr, principal_kind, trust_domain, org, "
+           "agent_type, instance, admin, target_org, project, credential, version, phase, "
+           "purpose, detail, org_key_version, mk_version, i) ORDER BY u.i",
+    .nparams = EVENT_COLS,
+    .types = {STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY},
+};
+_Static_assert(EVENT_COLS == 21 && EVENT_COLS <= STORE_MAX_PARAMS, "audit_insert_many columns");
+
+const struct store_stmt *const store_stmts_audit[] = {&audit_insert, &audit_insert_many, NULL};
 
 bool coffer_store_in_tx(const struct coffer_store *s)
 {
@@ -357,5 +411,75 @@ enum coffer_err coffer_store_audit_insert(struct coffer_store *s,
     *id = in.id;
 out:
     coffer_buf_cleanup(&principal);
+    return r;
+}
+
+/* A version number as text in buf, or NULL for 0 (as opt_int4 binds it). */
+static const char *opt_number(uint32_t v, char buf[12])
+{
+    if (v == 0) {
+        return NULL;
+    }
+    (void)snprintf(buf, 12, "%u", v);
+    return buf;
+}
+
+enum coffer_err coffer_store_audit_insert_many(struct coffer_store *s,
+                                               const struct coffer_audit_event *e, size_t n)
+{
+    const char *v[EVENT_COLS][COFFER_STORE_BATCH_MAX];
+    size_t purpose_lens[COFFER_STORE_BATCH_MAX];
+    char numbers[COFFER_STORE_BATCH_MAX][3][12];
+    struct coffer_buf cols[EVENT_COLS];
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r = COFFER_OK;
+
+    if (s == NULL || e == NULL || n == 0 || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "audit events: %zu events, want 1 to %d", n,
+                              COFFER_STORE_BATCH_MAX);
+    }
+    memset(cols, 0, sizeof(cols));
+    for (size_t i = 0; i < n; i++) {
+        const char *fields[PRINCIPAL_FIELDS] = {NULL};
+
+        if ((r = check_event(&e[i], fields)) != COFFER_OK) {
+            return coffer_err_wrap(r, "audit event %zu of %zu", i + 1, n);
+        }
+        v[COL_ACTION][i] = e[i].action;
+        v[COL_ALLOWED][i] = e[i].allowed ? "true" : "false";
+        v[COL_REASON][i] = e[i].reason;
+        v[COL_PURPOSE_UNEXPECTED][i] = e[i].purpose_unexpected ? "true" : "false";
+        v[COL_REQUEST_ID][i] = e[i].request_id;
+        v[COL_CLIENT_ADDR][i] = e[i].client_addr;
+        for (size_t f = 0; f < PRINCIPAL_FIELDS; f++) {
+            v[COL_PRINCIPAL + f][i] = fields[f];
+        }
+        v[COL_TARGET_ORG][i] = e[i].org;
+        v[COL_PROJECT][i] = e[i].project;
+        v[COL_CREDENTIAL][i] = e[i].credential;
+        v[COL_VERSION][i] = opt_number(e[i].version, numbers[i][0]);
+        v[COL_PHASE][i] = e[i].phase;
+        /* The purpose is bound by length: it need not end in a NUL. */
+        v[COL_PURPOSE][i] = e[i].purpose;
+        purpose_lens[i] = e[i].purpose != NULL ? e[i].purpose_len : 0;
+        v[COL_DETAIL][i] = e[i].detail;
+        v[COL_ORG_KEY_VERSION][i] = opt_number(e[i].org_key_version, numbers[i][1]);
+        v[COL_MK_VERSION][i] = opt_number(e[i].mk_version, numbers[i][2]);
+    }
+    for (size_t c = 0; c < EVENT_COLS && r == COFFER_OK; c++) {
+        r = store_encode_texts(v[c], c == COL_PURPOSE ? purpose_lens : NULL, n, &cols[c]);
+        store_param_binary(&p, cols[c].data, cols[c].len);
+    }
+    if (r == COFFER_OK &&
+        (r = store_exec(s, &audit_insert_many, &p, "writing audit events", &res)) == COFFER_OK &&
+        store_affected(res) != (long)n) {
+        r = coffer_err_set(COFFER_E_INTEGRITY, "writing audit events: %ld of %zu inserted",
+                           store_affected(res), n);
+    }
+    PQclear(res);
+    for (size_t c = 0; c < EVENT_COLS; c++) {
+        coffer_buf_cleanup(&cols[c]);
+    }
     return r;
 }

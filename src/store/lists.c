@@ -21,6 +21,12 @@ static uint32_t be32(const unsigned char *p)
 
 enum coffer_err store_encode_strings(const char *const *v, size_t n, struct coffer_buf *out)
 {
+    return store_encode_texts(v, NULL, n, out);
+}
+
+enum coffer_err store_encode_texts(const char *const *v, const size_t *lens, size_t n,
+                                   struct coffer_buf *out)
+{
     bool nulls = false;
     enum coffer_err r;
     size_t i;
@@ -48,7 +54,12 @@ enum coffer_err store_encode_strings(const char *const *v, size_t n, struct coff
         if (v[i] == NULL) {
             r = coffer_buf_put_u32(out, UINT32_MAX);
         } else {
-            r = coffer_buf_put_lv32(out, v[i], strlen(v[i]));
+            size_t len = lens != NULL ? lens[i] : strlen(v[i]);
+
+            if (len > INT32_MAX) {
+                return coffer_err_set(COFFER_E_LIMIT, "array element of %zu bytes", len);
+            }
+            r = coffer_buf_put_lv32(out, v[i], len);
         }
         if (r != COFFER_OK) {
             return r;

@@ -34,7 +34,7 @@
 #define STORE_OID_INT4_ARRAY 1007u
 #define STORE_OID_BYTEA_ARRAY 1001u
 
-#define STORE_MAX_PARAMS 16
+#define STORE_MAX_PARAMS 24
 
 /*
  * The largest ciphertext a credential version may hold: the payload limit of
@@ -248,6 +248,13 @@ enum store_text_kind {
  */
 enum coffer_err store_encode_strings(const char *const *v, size_t n,
                                      struct coffer_buf *out) COFFER_MUST_USE;
+
+/*
+ * The same with each string's length given (lens[i] bytes of v[i], which
+ * need not be NUL-terminated); lens NULL means strlen of each.
+ */
+enum coffer_err store_encode_texts(const char *const *v, const size_t *lens, size_t n,
+                                   struct coffer_buf *out) COFFER_MUST_USE;
 
 /*
  * A text[] column of at most max_n elements, each of 1..max_len bytes checked
