@@ -50,6 +50,7 @@ struct api_req {
     size_t n_params;
     bool authenticated;
     struct coffer_principal who;
+    char token_id[COFFER_UUID_STR_LEN]; /* the bearer token that authenticated it, or "" */
     json_t *body; /* the parsed body of a route that takes one */
     struct coffer_ops *api_ops;
     struct coffer_api *api;

@@ -333,7 +333,7 @@ static enum coffer_err cert_principal(struct coffer_api *a, struct evhttp_reques
 /* The principal of the bearer token in the header value kv (which is wiped before return). */
 static enum coffer_err token_principal(struct coffer_api *a, const char *request,
                                        struct evkeyval *kv, struct coffer_principal *who,
-                                       char why[AUTH_WHY_MAX])
+                                       char token_id[COFFER_UUID_STR_LEN], char why[AUTH_WHY_MAX])
 {
     struct coffer_op_token_auth res;
     struct coffer_secret *token = NULL;
@@ -365,7 +365,7 @@ static enum coffer_err token_principal(struct coffer_api *a, const char *request
     switch (res.state) {
     case COFFER_TOKEN_VALID:
         *who = res.who;
-        coffer_info(LOG_MOD, "request %s: bearer token %s", request, id);
+        memcpy(token_id, id, sizeof(id)); /* named in the request's log line */
         return COFFER_OK;
     case COFFER_TOKEN_EXPIRED:
         (void)snprintf(why, AUTH_WHY_MAX, "bearer token %s expired", id);
@@ -424,7 +424,7 @@ static enum coffer_err authenticate(struct coffer_api *a, struct api_req *r, cha
         e = coffer_err_set(COFFER_E_INVALID, "more than one Authorization header");
         goto out;
     }
-    if ((e = token_principal(a, r->id, header, &by_token, why)) != COFFER_OK) {
+    if ((e = token_principal(a, r->id, header, &by_token, r->token_id, why)) != COFFER_OK) {
         goto out;
     }
     if (cert && !same_principal(&by_cert, &by_token)) {
@@ -526,8 +526,9 @@ static void send_json(struct api_req *r, int status, json_t *out)
         }
     }
     evhttp_send_reply(r->req, status, NULL, buf);
-    coffer_info(LOG_MOD, "%s %s -> %d (request %s)", method_name(r->method),
-                r->route != NULL ? r->route->pattern : "-", status, r->id);
+    coffer_info(LOG_MOD, "%s %s -> %d (request %s%s%s)", method_name(r->method),
+                r->route != NULL ? r->route->pattern : "-", status, r->id,
+                r->token_id[0] != '\0' ? ", bearer token " : "", r->token_id);
     if (buf != NULL) {
         evbuffer_free(buf);
     }
