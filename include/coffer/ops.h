@@ -349,6 +349,24 @@ struct coffer_op_token_auth {
 enum coffer_err coffer_op_token_authenticate(struct coffer_ops *o, const char *token, size_t len,
                                              struct coffer_op_token_auth *out) COFFER_MUST_USE;
 
+/*
+ * coffer_op_token_authenticate in two halves, so that the lookups of many
+ * requests share one query. coffer_op_token_check fills c from a presented
+ * token (its format checked, its digest computed in the token; the token
+ * itself is not kept); coffer_op_token_check_many then looks up n checks
+ * at once and sets each c[i].auth as coffer_op_token_authenticate would.
+ */
+struct coffer_op_token_check {
+    bool formed; /* the token had the right format: digest holds its HMAC */
+    unsigned char digest[32];
+    struct coffer_op_token_auth auth;
+};
+
+enum coffer_err coffer_op_token_check(struct coffer_ops *o, const char *token, size_t len,
+                                      struct coffer_op_token_check *c) COFFER_MUST_USE;
+enum coffer_err coffer_op_token_check_many(struct coffer_ops *o, struct coffer_op_token_check *c,
+                                           size_t n) COFFER_MUST_USE;
+
 /* ---- credential requests (agents ask; admins of their org fulfil or deny) ---- */
 
 struct coffer_op_request_file {

@@ -884,6 +884,15 @@ enum coffer_err coffer_store_token_find(struct coffer_store *s,
                                         struct coffer_store_token *out) COFFER_MUST_USE;
 
 /*
+ * n (1..COFFER_STORE_BATCH_MAX) lookups of coffer_store_token_find in one
+ * query: found[i] tells whether digests[i] has a row, read into out[i].
+ * An error leaves nothing found.
+ */
+enum coffer_err coffer_store_token_find_many(
+    struct coffer_store *s, const unsigned char (*digests)[COFFER_STORE_TOKEN_DIGEST_LEN], size_t n,
+    const char *mac_key, struct coffer_store_token *out, bool *found) COFFER_MUST_USE;
+
+/*
  * Revokes token id of org_id from now on with reason (1..1024 bytes of
  * text), inside the caller's transaction or in its own, and reads the row
  * back. COFFER_E_NOT_FOUND if org_id has no such token; COFFER_E_STATE if

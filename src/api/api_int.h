@@ -51,12 +51,14 @@ struct api_req {
     bool authenticated;
     struct coffer_principal who;
     char token_id[COFFER_UUID_STR_LEN]; /* the bearer token that authenticated it, or "" */
-    json_t *body; /* the parsed body of a route that takes one */
+    json_t *body;                       /* the parsed body of a route that takes one */
     struct coffer_ops *api_ops;
     struct coffer_api *api;
     /* A batched request waiting in its worker's queue: */
     struct coffer_op_access acc;
-    bool dead; /* its connection closed before the batch ran */
+    bool dead;          /* its connection closed before the batch ran */
+    bool token_pending; /* its bearer token is looked up with the batch's (token) */
+    struct coffer_op_token_check token;
 };
 
 enum api_match {

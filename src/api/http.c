@@ -330,42 +330,29 @@ static enum coffer_err cert_principal(struct coffer_api *a, struct evhttp_reques
     return r;
 }
 
-/* The principal of the bearer token in the header value kv (which is wiped before return). */
-static enum coffer_err token_principal(struct coffer_api *a, const char *request,
-                                       struct evkeyval *kv, struct coffer_principal *who,
-                                       char token_id[COFFER_UUID_STR_LEN], char why[AUTH_WHY_MAX])
+/* A bearer token that could not be checked (token or database trouble). */
+static void token_trouble(const char *request, enum coffer_err r, char why[AUTH_WHY_MAX])
 {
-    struct coffer_op_token_auth res;
-    struct coffer_secret *token = NULL;
-    struct coffer_secret_view v;
-    const char *start = NULL;
-    char id[COFFER_UUID_STR_LEN];
-    enum coffer_err r;
+    coffer_warn(LOG_MOD, "request %s: a bearer token could not be checked: %s: %s", request,
+                coffer_err_str(r), coffer_err_detail());
+    set_why(why, "bearer token could not be checked");
+}
 
-    if (kv->value == NULL || !coffer_token_from_header(kv->value, strlen(kv->value), &start)) {
-        set_why(why, "malformed Authorization header");
-        return coffer_err_set(COFFER_E_INVALID, "malformed Authorization header");
-    }
-    r = coffer_secret_from(start, COFFER_TOKEN_LEN, &token);
-    OPENSSL_cleanse(kv->value, strlen(kv->value));
-    if (r != COFFER_OK) {
-        set_why(why, "bearer token could not be checked");
-        return r;
-    }
-    v = coffer_secret_view(token);
-    r = coffer_op_token_authenticate(a->ops, (const char *)v.data, v.len, &res);
-    coffer_secret_free(&token);
-    if (r != COFFER_OK) {
-        coffer_warn(LOG_MOD, "request %s: a bearer token could not be checked: %s: %s", request,
-                    coffer_err_str(r), coffer_err_detail());
-        set_why(why, "bearer token could not be checked");
-        return r;
-    }
-    coffer_uuid_format(&res.id, id);
-    switch (res.state) {
+/*
+ * What a looked-up bearer token gives: its principal (and its id, for the
+ * request's log line) when it is valid, else COFFER_E_INVALID with why.
+ */
+static enum coffer_err token_judged(const struct coffer_op_token_auth *res,
+                                    struct coffer_principal *who,
+                                    char token_id[COFFER_UUID_STR_LEN], char why[AUTH_WHY_MAX])
+{
+    char id[COFFER_UUID_STR_LEN];
+
+    coffer_uuid_format(&res->id, id);
+    switch (res->state) {
     case COFFER_TOKEN_VALID:
-        *who = res.who;
-        memcpy(token_id, id, sizeof(id)); /* named in the request's log line */
+        *who = res->who;
+        coffer_memcpy(token_id, id, sizeof(id));
         return COFFER_OK;
     case COFFER_TOKEN_EXPIRED:
         (void)snprintf(why, AUTH_WHY_MAX, "bearer token %s expired", id);
@@ -379,6 +366,54 @@ static enum coffer_err token_principal(struct coffer_api *a, const char *request
         break;
     }
     return coffer_err_set(COFFER_E_INVALID, "bearer token refused");
+}
+
+/*
+ * The first half of checking the bearer token in the header value kv
+ * (which is wiped before return): its format, and its digest computed in
+ * the token, into c.
+ */
+static enum coffer_err token_read(struct coffer_api *a, const char *request, struct evkeyval *kv,
+                                  struct coffer_op_token_check *c, char why[AUTH_WHY_MAX])
+{
+    struct coffer_secret *token = NULL;
+    struct coffer_secret_view v;
+    const char *start = NULL;
+    enum coffer_err r;
+
+    if (kv->value == NULL || !coffer_token_from_header(kv->value, strlen(kv->value), &start)) {
+        set_why(why, "malformed Authorization header");
+        return coffer_err_set(COFFER_E_INVALID, "malformed Authorization header");
+    }
+    r = coffer_secret_from(start, COFFER_TOKEN_LEN, &token);
+    OPENSSL_cleanse(kv->value, strlen(kv->value));
+    if (r == COFFER_OK) {
+        v = coffer_secret_view(token);
+        r = coffer_op_token_check(a->ops, (const char *)v.data, v.len, c);
+        coffer_secret_free(&token);
+    }
+    if (r != COFFER_OK) {
+        token_trouble(request, r, why);
+    }
+    return r;
+}
+
+/* The principal of the bearer token in the header value kv (which is wiped before return). */
+static enum coffer_err token_principal(struct coffer_api *a, const char *request,
+                                       struct evkeyval *kv, struct coffer_principal *who,
+                                       char token_id[COFFER_UUID_STR_LEN], char why[AUTH_WHY_MAX])
+{
+    struct coffer_op_token_check c;
+    enum coffer_err r;
+
+    if ((r = token_read(a, request, kv, &c, why)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = coffer_op_token_check_many(a->ops, &c, 1)) != COFFER_OK) {
+        token_trouble(request, r, why);
+        return r;
+    }
+    return token_judged(&c.auth, who, token_id, why);
 }
 
 static bool same_principal(const struct coffer_principal *x, const struct coffer_principal *y)
@@ -593,7 +628,135 @@ static bool parse_body(struct api_req *r, size_t limit)
     return true;
 }
 
+/* Answers 401 to a request that is not authenticated, after recording why. */
+static void refuse_unauthenticated(struct api_req *r, const char *why)
+{
+    coffer_err_clear();
+    audit_auth_failure(r, why);
+    stats_of(r->api)->unauthenticated++;
+    api_error(r, 401, "unauthenticated", "unauthenticated");
+}
+
+/* Marks an authenticated request; false (answered 403) if its principal may not use the route. */
+static bool role_fits(struct api_req *r)
+{
+    r->authenticated = true;
+    if ((r->route->role == API_ROLE_AGENT && r->who.kind != COFFER_PRINCIPAL_AGENT) ||
+        (r->route->role == API_ROLE_ADMIN && r->who.kind != COFFER_PRINCIPAL_ADMIN)) {
+        api_error(r, 403, "permission_denied", "permission denied");
+        return false;
+    }
+    return true;
+}
+
+static bool peer_certificate_sent(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+    return ssl == NULL || SSL_get0_peer_certificate(ssl) != NULL;
+}
+
+/*
+ * A bearer token alone (no client certificate) on a batched route is read
+ * now, its format checked and its digest computed in the token, and looked
+ * up with the batch, which finds every queued token with one query: 1, the
+ * request goes to the queue. 0: it is authenticated at once instead (a
+ * certificate, no token or several). -1: refused, with why.
+ */
+static int token_deferred(struct coffer_api *a, struct api_req *r, char why[AUTH_WHY_MAX])
+{
+    struct evkeyval *header = NULL;
+    enum coffer_err e;
+
+    if (!r->route->batched || authorization_headers(r->req, &header) != 1 ||
+        peer_certificate_sent(r->req)) {
+        return 0;
+    }
+    e = token_read(a, r->id, header, &r->token, why);
+    wipe_authorization(r->req);
+    if (e != COFFER_OK) {
+        return -1;
+    }
+    r->token_pending = true;
+    return 1;
+}
+
 /* ---- Batched accesses ------------------------------------------------------------ */
+
+static void on_close(struct evhttp_connection *conn, void *arg);
+
+/* Frees a queued request that has left the queue (answered, or its connection gone). */
+static void drop_queued(struct api_req *q)
+{
+    coffer_keyset_free(&q->acc.keys);
+    coffer_free(q->acc.expired_keys);
+    if (q->body != NULL) {
+        json_decref(q->body);
+    }
+    coffer_wipe(&q->token, sizeof(q->token));
+    coffer_free(q);
+}
+
+/*
+ * Looks up the bearer tokens of the queued requests that wait for it, with
+ * one query, and takes each such request as far as an authenticated one
+ * gets before it is queued (the role, the body, the access's fields). The
+ * ones refused are answered and dropped; returns how many of batch remain.
+ */
+static size_t settle_tokens(struct coffer_api *a, struct api_req **batch, size_t n)
+{
+    struct coffer_op_token_check checks[BATCH_MAX];
+    size_t nc = 0;
+    size_t kept = 0;
+    enum coffer_err r = COFFER_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        if (batch[i]->token_pending) {
+            checks[nc++] = batch[i]->token;
+        }
+    }
+    if (nc > 0) {
+        r = coffer_op_token_check_many(a->ops, checks, nc);
+    }
+    nc = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct api_req *q = batch[i];
+        char why[AUTH_WHY_MAX];
+
+        if (!q->token_pending) {
+            batch[kept++] = q;
+            continue;
+        }
+        q->token_pending = false;
+        if (q->dead) {
+            drop_queued(q);
+            nc++;
+            continue;
+        }
+        /* Answered now or with the batch: either way no longer when its connection closes. */
+        evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), NULL, NULL);
+        if (r != COFFER_OK) {
+            token_trouble(q->id, r, why);
+        }
+        if (r != COFFER_OK ||
+            token_judged(&checks[nc].auth, &q->who, q->token_id, why) != COFFER_OK) {
+            refuse_unauthenticated(q, why);
+        } else if (role_fits(q) &&
+                   (q->route->body_limit == 0 || parse_body(q, q->route->body_limit)) &&
+                   api_access_prepare(q, &q->acc)) {
+            evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), on_close, a);
+            batch[kept++] = q;
+            nc++;
+            continue;
+        }
+        nc++;
+        drop_queued(q);
+    }
+    coffer_wipe(checks, sizeof(checks));
+    return kept;
+}
 
 /*
  * Runs every queued access as one batch, then answers them. The batch's
@@ -619,6 +782,7 @@ static void flush_queue(struct coffer_api *a)
         batch[i] = a->queue[i];
     }
     a->n_queued = 0;
+    n = settle_tokens(a, batch, n);
     for (size_t i = 0; i < n; i++) {
         if (!batch[i]->dead) {
             metas[live] = api_meta(batch[i]);
@@ -636,10 +800,7 @@ static void flush_queue(struct coffer_api *a)
     for (size_t i = 0; i < n; i++) {
         struct api_req *q = batch[i];
 
-        if (q->dead) {
-            coffer_keyset_free(&q->acc.keys);
-            coffer_free(q->acc.expired_keys);
-        } else {
+        if (!q->dead) {
             enum coffer_err e = r;
 
             if (e == COFFER_OK && q->acc.refresh_due) {
@@ -658,10 +819,7 @@ static void flush_queue(struct coffer_api *a)
             evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), NULL, NULL);
             api_access_answer(q, &q->acc, e);
         }
-        if (q->body != NULL) {
-            json_decref(q->body);
-        }
-        coffer_free(q);
+        drop_queued(q);
     }
 }
 
@@ -694,16 +852,15 @@ static void enqueue(struct coffer_api *a, struct api_req *r)
     struct api_req *q = coffer_calloc(1, sizeof(*q));
 
     if (q == NULL) {
+        coffer_wipe(&r->token, sizeof(r->token));
         api_error(r, 503, "overloaded", "out of memory; try again");
         return;
     }
     *q = *r;
     r->body = NULL;
-    if (!api_access_prepare(q, &q->acc)) {
-        if (q->body != NULL) {
-            json_decref(q->body);
-        }
-        coffer_free(q);
+    coffer_wipe(&r->token, sizeof(r->token));
+    if (!q->token_pending && !api_access_prepare(q, &q->acc)) {
+        drop_queued(q);
         return;
     }
     if (a->n_queued == BATCH_MAX) {
@@ -849,18 +1006,17 @@ static void handle(struct evhttp_request *req, void *arg)
     }
     if (r.route->role != API_ROLE_NONE) {
         char why[AUTH_WHY_MAX];
+        int deferred = token_deferred(a, &r, why);
 
-        if (authenticate(a, &r, why) != COFFER_OK) {
-            coffer_err_clear();
-            audit_auth_failure(&r, why);
-            stats_of(a)->unauthenticated++;
-            api_error(&r, 401, "unauthenticated", "unauthenticated");
+        if (deferred > 0) {
+            enqueue(a, &r); /* authenticated with the batch, then as below */
             return;
         }
-        r.authenticated = true;
-        if ((r.route->role == API_ROLE_AGENT && r.who.kind != COFFER_PRINCIPAL_AGENT) ||
-            (r.route->role == API_ROLE_ADMIN && r.who.kind != COFFER_PRINCIPAL_ADMIN)) {
-            api_error(&r, 403, "permission_denied", "permission denied");
+        if (deferred < 0 || authenticate(a, &r, why) != COFFER_OK) {
+            refuse_unauthenticated(&r, why);
+            return;
+        }
+        if (!role_fits(&r)) {
             return;
         }
     }

@@ -453,11 +453,83 @@ static void principal_of(const struct coffer_store_token *row, struct coffer_pri
     (void)snprintf(who->admin, sizeof(who->admin), "%s", row->admin_name);
 }
 
+_Static_assert(sizeof(((struct coffer_op_token_check *)0)->digest) == COFFER_TOKEN_DIGEST_LEN &&
+                   COFFER_TOKEN_DIGEST_LEN == COFFER_STORE_TOKEN_DIGEST_LEN,
+               "a token check holds one digest");
+
+enum coffer_err coffer_op_token_check(struct coffer_ops *o, const char *token, size_t len,
+                                      struct coffer_op_token_check *c)
+{
+    enum coffer_err r;
+
+    if (c == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "token authentication: no output");
+    }
+    memset(c, 0, sizeof(*c));
+    c->auth.state = COFFER_TOKEN_UNKNOWN;
+    if (o == NULL || o->st == NULL || o->k == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "token authentication: missing context");
+    }
+    if (!coffer_token_format_ok(token, len)) {
+        return COFFER_OK;
+    }
+    if ((r = coffer_keys_token_digest(o->k, token, len, c->digest)) != COFFER_OK) {
+        return r;
+    }
+    c->formed = true;
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_op_token_check_many(struct coffer_ops *o, struct coffer_op_token_check *c,
+                                           size_t n)
+{
+    unsigned char digests[COFFER_STORE_BATCH_MAX][COFFER_STORE_TOKEN_DIGEST_LEN];
+    struct coffer_store_token rows[COFFER_STORE_BATCH_MAX];
+    bool found[COFFER_STORE_BATCH_MAX];
+    size_t idx[COFFER_STORE_BATCH_MAX];
+    size_t nf = 0;
+    enum coffer_err r = COFFER_OK;
+
+    if (o == NULL || o->st == NULL || c == NULL || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "token authentication: bad call");
+    }
+    for (size_t i = 0; i < n; i++) {
+        c[i].auth.state = COFFER_TOKEN_UNKNOWN;
+        if (c[i].formed) {
+            coffer_memcpy(digests[nf], c[i].digest, sizeof(digests[nf]));
+            idx[nf++] = i;
+        }
+    }
+    if (nf > 0 && (r = coffer_store_token_find_many(o->st, digests, nf, COFFER_TOKEN_MAC_LABEL,
+                                                    rows, found)) == COFFER_OK) {
+        for (size_t j = 0; j < nf; j++) {
+            struct coffer_op_token_auth *out = &c[idx[j]].auth;
+
+            if (!found[j]) {
+                continue;
+            }
+            out->id = rows[j].id;
+            if (rows[j].revoked) {
+                out->state = COFFER_TOKEN_REVOKED;
+            } else if (rows[j].now_us >= rows[j].expires_us) {
+                out->state = COFFER_TOKEN_EXPIRED;
+            } else {
+                out->state = COFFER_TOKEN_VALID;
+                principal_of(&rows[j], &out->who);
+            }
+        }
+    }
+    coffer_wipe(digests, sizeof(digests));
+    for (size_t i = 0; i < n; i++) {
+        coffer_wipe(c[i].digest, sizeof(c[i].digest));
+    }
+    return r;
+}
+
 enum coffer_err coffer_op_token_authenticate(struct coffer_ops *o, const char *token, size_t len,
                                              struct coffer_op_token_auth *out)
 {
-    struct coffer_store_token row;
-    unsigned char digest[COFFER_TOKEN_DIGEST_LEN];
+    struct coffer_op_token_check c;
     enum coffer_err r;
 
     if (out == NULL) {
@@ -465,34 +537,10 @@ enum coffer_err coffer_op_token_authenticate(struct coffer_ops *o, const char *t
     }
     memset(out, 0, sizeof(*out));
     out->state = COFFER_TOKEN_UNKNOWN;
-    if (o == NULL || o->st == NULL || o->k == NULL) {
-        return coffer_err_set(COFFER_E_INVALID, "token authentication: missing context");
+    if ((r = coffer_op_token_check(o, token, len, &c)) == COFFER_OK) {
+        r = coffer_op_token_check_many(o, &c, 1);
     }
-    if (!coffer_token_format_ok(token, len)) {
-        return COFFER_OK;
-    }
-    if ((r = coffer_keys_token_digest(o->k, token, len, digest)) != COFFER_OK) {
-        goto out;
-    }
-    r = coffer_store_token_find(o->st, digest, COFFER_TOKEN_MAC_LABEL, &row);
-    if (r == COFFER_E_NOT_FOUND) {
-        coffer_err_clear();
-        r = COFFER_OK;
-        goto out;
-    }
-    if (r != COFFER_OK) {
-        goto out;
-    }
-    out->id = row.id;
-    if (row.revoked) {
-        out->state = COFFER_TOKEN_REVOKED;
-    } else if (row.now_us >= row.expires_us) {
-        out->state = COFFER_TOKEN_EXPIRED;
-    } else {
-        out->state = COFFER_TOKEN_VALID;
-        principal_of(&row, &out->who);
-    }
-out:
-    coffer_wipe(digest, sizeof(digest));
+    *out = c.auth;
+    coffer_wipe(&c, sizeof(c));
     return r;
 }

@@ -48,13 +48,15 @@ static const struct store_stmt token_insert = {
     .ncols = TOKEN_NCOLS,
 };
 
-static const struct store_stmt token_find = {
-    .name = "coffer_token_find",
-    .sql = "SELECT " TOKEN_COLS " FROM coffer.tokens t JOIN coffer.orgs o ON o.id = t.org_id "
-           "WHERE t.digest = $1 AND t.mac_key = $2 AND t.mac_mech = 'hmac-sha256'",
+/* One row per digest found, in the order given, ending with the digest's ordinal (from 1). */
+static const struct store_stmt token_find_many = {
+    .name = "coffer_token_find_many",
+    .sql = "SELECT " TOKEN_COLS ", q.i FROM unnest($1::bytea[]) WITH ORDINALITY AS q(d, i) "
+           "JOIN coffer.tokens t ON t.digest = q.d AND t.mac_key = $2 "
+           "AND t.mac_mech = 'hmac-sha256' JOIN coffer.orgs o ON o.id = t.org_id ORDER BY q.i",
     .nparams = 2,
-    .types = {STORE_OID_BYTEA, STORE_OID_TEXT},
-    .ncols = TOKEN_NCOLS,
+    .types = {STORE_OID_BYTEA_ARRAY, STORE_OID_TEXT},
+    .ncols = TOKEN_NCOLS + 1,
 };
 
 static const struct store_stmt token_lock = {
@@ -76,13 +78,13 @@ static const struct store_stmt token_revoke = {
     .ncols = TOKEN_NCOLS,
 };
 
-const struct store_stmt *const store_stmts_tokens[] = {&token_insert, &token_find, &token_lock,
-                                                       &token_revoke, NULL};
+const struct store_stmt *const store_stmts_tokens[] = {&token_insert, &token_lock, &token_revoke,
+                                                       &token_find_many, NULL};
 
 /* ---- Rows ------------------------------------------------------------------------- */
 
 /* A name column that may be NULL (read as ""). */
-static enum coffer_err opt_name(const PGresult *res, int col, const char *where,
+static enum coffer_err opt_name(const PGresult *res, int row, int col, const char *where,
                                 char out[COFFER_NAME_MAX + 1])
 {
     const unsigned char *p;
@@ -90,22 +92,22 @@ static enum coffer_err opt_name(const PGresult *res, int col, const char *where,
     enum coffer_err r;
 
     out[0] = '\0';
-    if ((r = store_col_raw(res, 0, col, where, STORE_OID_TEXT, &p, &len)) != COFFER_OK) {
+    if ((r = store_col_raw(res, row, col, where, STORE_OID_TEXT, &p, &len)) != COFFER_OK) {
         return r;
     }
     if (p == NULL) {
         return COFFER_OK;
     }
-    return store_col_name(res, 0, col, where, out);
+    return store_col_name(res, row, col, where, out);
 }
 
-static enum coffer_err time_col(const PGresult *res, int col, const char *where, bool nullable,
-                                bool *is_null, int64_t *out)
+static enum coffer_err time_col(const PGresult *res, int row, int col, const char *where,
+                                bool nullable, bool *is_null, int64_t *out)
 {
     bool null = false;
     enum coffer_err r;
 
-    if ((r = store_col_int8_opt(res, 0, col, where, &null, out)) != COFFER_OK) {
+    if ((r = store_col_int8_opt(res, row, col, where, &null, out)) != COFFER_OK) {
         return r;
     }
     if (null && !nullable) {
@@ -121,16 +123,17 @@ static enum coffer_err time_col(const PGresult *res, int col, const char *where,
 }
 
 /* The principal's columns: kind and the names its kind needs, and no others. */
-static enum coffer_err principal_from_row(const PGresult *res, struct coffer_store_token *out)
+static enum coffer_err principal_from_row(const PGresult *res, int row,
+                                          struct coffer_store_token *out)
 {
     char kind[8];
     enum coffer_err r;
 
-    if ((r = store_col_text(res, 0, 3, "coffer.tokens.principal_kind", kind, sizeof(kind))) !=
+    if ((r = store_col_text(res, row, 3, "coffer.tokens.principal_kind", kind, sizeof(kind))) !=
             COFFER_OK ||
-        (r = opt_name(res, 4, "coffer.tokens.agent_type", out->agent_type)) != COFFER_OK ||
-        (r = opt_name(res, 5, "coffer.tokens.instance", out->instance)) != COFFER_OK ||
-        (r = opt_name(res, 6, "coffer.tokens.admin", out->admin_name)) != COFFER_OK) {
+        (r = opt_name(res, row, 4, "coffer.tokens.agent_type", out->agent_type)) != COFFER_OK ||
+        (r = opt_name(res, row, 5, "coffer.tokens.instance", out->instance)) != COFFER_OK ||
+        (r = opt_name(res, row, 6, "coffer.tokens.admin", out->admin_name)) != COFFER_OK) {
         return r;
     }
     if (strcmp(kind, "agent") == 0) {
@@ -154,24 +157,24 @@ static enum coffer_err principal_from_row(const PGresult *res, struct coffer_sto
     return coffer_err_set(COFFER_E_INTEGRITY, "coffer.tokens.principal_kind: unknown kind");
 }
 
-static enum coffer_err token_from_row(const PGresult *res, struct coffer_store_token *out)
+/* Row row of a result with the columns TOKEN_COLS. */
+static enum coffer_err token_at(const PGresult *res, int row, struct coffer_store_token *out)
 {
     bool not_revoked = true;
     enum coffer_err r;
 
     memset(out, 0, sizeof(*out));
-    if ((r = store_one_row(res, "coffer.tokens")) != COFFER_OK ||
-        (r = store_col_uuid(res, 0, 0, "coffer.tokens.id", &out->id)) != COFFER_OK ||
-        (r = store_col_uuid(res, 0, 1, "coffer.tokens.org_id", &out->org_id)) != COFFER_OK ||
-        (r = store_col_name(res, 0, 2, "coffer.orgs.name", out->org)) != COFFER_OK ||
-        (r = principal_from_row(res, out)) != COFFER_OK ||
-        (r = time_col(res, 7, "coffer.tokens.created_at", false, NULL, &out->created_us)) !=
+    if ((r = store_col_uuid(res, row, 0, "coffer.tokens.id", &out->id)) != COFFER_OK ||
+        (r = store_col_uuid(res, row, 1, "coffer.tokens.org_id", &out->org_id)) != COFFER_OK ||
+        (r = store_col_name(res, row, 2, "coffer.orgs.name", out->org)) != COFFER_OK ||
+        (r = principal_from_row(res, row, out)) != COFFER_OK ||
+        (r = time_col(res, row, 7, "coffer.tokens.created_at", false, NULL, &out->created_us)) !=
             COFFER_OK ||
-        (r = time_col(res, 8, "coffer.tokens.expires_at", false, NULL, &out->expires_us)) !=
+        (r = time_col(res, row, 8, "coffer.tokens.expires_at", false, NULL, &out->expires_us)) !=
             COFFER_OK ||
-        (r = time_col(res, 9, "coffer.tokens.revoked_at", true, &not_revoked, &out->revoked_us)) !=
-            COFFER_OK ||
-        (r = time_col(res, 10, "clock_timestamp()", false, NULL, &out->now_us)) != COFFER_OK) {
+        (r = time_col(res, row, 9, "coffer.tokens.revoked_at", true, &not_revoked,
+                      &out->revoked_us)) != COFFER_OK ||
+        (r = time_col(res, row, 10, "clock_timestamp()", false, NULL, &out->now_us)) != COFFER_OK) {
         goto out;
     }
     out->revoked = !not_revoked;
@@ -186,6 +189,18 @@ out:
         memset(out, 0, sizeof(*out));
     }
     return r;
+}
+
+/* The one row of a result with the columns TOKEN_COLS. */
+static enum coffer_err token_from_row(const PGresult *res, struct coffer_store_token *out)
+{
+    enum coffer_err r;
+
+    memset(out, 0, sizeof(*out));
+    if ((r = store_one_row(res, "coffer.tokens")) != COFFER_OK) {
+        return r;
+    }
+    return token_at(res, 0, out);
 }
 
 /* ---- Checks ------------------------------------------------------------------------ */
@@ -323,33 +338,98 @@ enum coffer_err coffer_store_token_insert(struct coffer_store *s,
 
 /* ---- Find -------------------------------------------------------------------------- */
 
+enum coffer_err coffer_store_token_find_many(
+    struct coffer_store *s, const unsigned char (*digests)[COFFER_STORE_TOKEN_DIGEST_LEN], size_t n,
+    const char *mac_key, struct coffer_store_token *out, bool *found)
+{
+    const void *elems[COFFER_STORE_BATCH_MAX];
+    size_t lens[COFFER_STORE_BATCH_MAX];
+    struct coffer_buf enc = {0};
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    int64_t prev = 0;
+    enum coffer_err r;
+
+    if (out == NULL || found == NULL || n == 0 || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "finding tokens: %zu digests, want 1 to %d", n,
+                              COFFER_STORE_BATCH_MAX);
+    }
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        found[i] = false;
+    }
+    if (s == NULL || digests == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "finding tokens: no store or no digests");
+    }
+    if (!mac_key_ok(mac_key)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "finding tokens: the MAC key label is not coffer-token-mac-v<n>");
+    }
+    for (size_t i = 0; i < n; i++) {
+        elems[i] = digests[i];
+        lens[i] = COFFER_STORE_TOKEN_DIGEST_LEN;
+    }
+    if ((r = store_encode_array(STORE_OID_BYTEA, n, elems, lens, &enc)) != COFFER_OK) {
+        goto out;
+    }
+    store_param_binary(&p, enc.data, enc.len);
+    store_param_text(&p, mac_key);
+    if ((r = store_exec(s, &token_find_many, &p, "finding tokens", &res)) != COFFER_OK) {
+        goto out;
+    }
+    if (PQntuples(res) > (int)n) {
+        r = coffer_err_set(COFFER_E_INTEGRITY, "finding tokens: %d rows for %zu digests",
+                           PQntuples(res), n);
+        goto out;
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        int64_t i = 0;
+
+        if ((r = store_col_count(res, row, TOKEN_NCOLS, "digest ordinal", &i)) != COFFER_OK) {
+            goto out;
+        }
+        /* A digest is unique: one row at most per digest, in the order given. */
+        if (i <= prev || i > (int64_t)n) {
+            r = coffer_err_set(COFFER_E_INTEGRITY, "finding tokens: row %d answers digest %lld",
+                               row, (long long)i);
+            goto out;
+        }
+        prev = i;
+        if ((r = token_at(res, row, &out[i - 1])) != COFFER_OK) {
+            goto out;
+        }
+        found[i - 1] = true;
+    }
+    r = COFFER_OK;
+out:
+    PQclear(res);
+    coffer_buf_cleanup(&enc);
+    if (r != COFFER_OK) {
+        for (size_t i = 0; i < n; i++) {
+            memset(&out[i], 0, sizeof(out[i]));
+            found[i] = false;
+        }
+    }
+    return r;
+}
+
 enum coffer_err coffer_store_token_find(struct coffer_store *s,
                                         const unsigned char digest[COFFER_STORE_TOKEN_DIGEST_LEN],
                                         const char *mac_key, struct coffer_store_token *out)
 {
-    struct store_params p = {0};
-    PGresult *res = NULL;
+    bool found = false;
     enum coffer_err r;
 
     if (out == NULL) {
         return coffer_err_set(COFFER_E_INVALID, "finding token: no output");
     }
-    memset(out, 0, sizeof(*out));
-    if (s == NULL || digest == NULL) {
-        return coffer_err_set(COFFER_E_INVALID, "finding token: no store or no digest");
+    if (digest == NULL) {
+        memset(out, 0, sizeof(*out));
+        return coffer_err_set(COFFER_E_INVALID, "finding token: no digest");
     }
-    if (!mac_key_ok(mac_key)) {
-        return coffer_err_set(COFFER_E_INVALID,
-                              "finding token: the MAC key label is not coffer-token-mac-v<n>");
-    }
-    store_param_bytea(&p, digest, COFFER_STORE_TOKEN_DIGEST_LEN);
-    store_param_text(&p, mac_key);
-    if ((r = store_exec(s, &token_find, &p, "finding token", &res)) != COFFER_OK) {
-        return r;
-    }
-    r = token_from_row(res, out);
-    PQclear(res);
-    if (r == COFFER_E_NOT_FOUND) {
+    r = coffer_store_token_find_many(
+        s, (const unsigned char(*)[COFFER_STORE_TOKEN_DIGEST_LEN])digest, 1, mac_key, out, &found);
+    if (r == COFFER_OK && !found) {
         r = coffer_err_set(COFFER_E_NOT_FOUND, "no token has this digest");
     }
     return r;

@@ -397,6 +397,10 @@ static void test_revoke(void **state)
     before = auth_failures();
     expect_bearer("POST", ACCESS, PURPOSE, agent_token, 401, "unauthenticated");
     assert_int_equal(auth_failures(), before + 1);
+    /* Refused before its body is read: a malformed body changes nothing. */
+    expect_bearer("POST", ACCESS, "{\"purpose\":", agent_token, 401, "unauthenticated");
+    expect_bearer("POST", ACCESS, "{\"unknown\":1}", agent_token, 401, "unauthenticated");
+    assert_int_equal(auth_failures(), before + 3);
     snprintf(body, sizeof(body), "bearer token %s revoked", agent_token_id);
     assert_true(world_sql_is(&w,
                              "SELECT detail FROM coffer.audit_events WHERE action = "
