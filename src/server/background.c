@@ -36,16 +36,6 @@
 /* The pause before a failed sweep step is tried again, unless sweep_interval_ms is longer. */
 #define SWEEP_RETRY_MS 1000
 
-/*
- * The pause after a step is at least this many times as long as the step
- * took, whatever sweep_interval_ms says: the sweeper then uses at most a
- * tenth of one core and of the token's time, on any machine, and the
- * workers keep the rest. Measured with api_bench's sweep mode: at the
- * plain default rate on a small machine it took a quarter of the
- * throughput.
- */
-#define SWEEP_PAUSE_FACTOR 9
-
 /* Where the sweeper stands between steps. */
 struct sweeper {
     struct coffer_keys_sweep pass;
@@ -215,7 +205,13 @@ static int64_t sweep_round(const struct coffer_config *cfg, struct coffer_keys *
                  "left",
                  (long long)sw->pass.org_keys_rewrapped, (long long)sw->pass.rewrapped,
                  (long long)(sw->pass.remaining + sw->pass.remaining_org_keys));
-    pause = SWEEP_PAUSE_FACTOR * (now_ms() - t0);
+    /*
+     * The pause is long enough that stepping takes keys.sweep_share percent
+     * of the time, whatever sweep_interval_ms says: the sweeper then uses at
+     * most that share of one core and of the token's time, on any machine,
+     * and the workers keep the rest.
+     */
+    pause = (now_ms() - t0) * (100 - (int64_t)cfg->keys_sweep_share) / cfg->keys_sweep_share;
     return pause > (int64_t)cfg->keys_sweep_interval_ms ? pause : cfg->keys_sweep_interval_ms;
 }
 

@@ -829,6 +829,7 @@ static const struct sweep_number sweep_numbers[] = {
     {"sweep_batch", "keys.sweep_batch", 1, 10000},
     {"sweep_interval_ms", "keys.sweep_interval_ms", 0, 60000},
     {"sweep_idle_ms", "keys.sweep_idle_ms", 100, 3600000},
+    {"sweep_share", "keys.sweep_share", 1, 100},
 };
 #define N_SWEEP_NUMBERS (sizeof(sweep_numbers) / sizeof(sweep_numbers[0]))
 
@@ -844,12 +845,15 @@ static void set_sweep_number(struct coffer_config *c, size_t i, uint64_t n)
     case 2:
         c->keys_sweep_idle_ms = (unsigned)n;
         break;
+    case 3:
+        c->keys_sweep_share = (unsigned)n;
+        break;
     default:
         break;
     }
 }
 
-/* keys: sweep (true|false), sweep_batch, sweep_interval_ms, sweep_idle_ms. */
+/* keys: sweep (true|false), sweep_batch, sweep_interval_ms, sweep_idle_ms, sweep_share. */
 static void load_keys(struct ctx *x, const struct coffer_ynode *m)
 {
     struct field f[1 + N_SWEEP_NUMBERS] = {{.key = "sweep"}};
@@ -1157,6 +1161,7 @@ out:
 #define DEFAULT_SWEEP_BATCH 500
 #define DEFAULT_SWEEP_INTERVAL_MS 50
 #define DEFAULT_SWEEP_IDLE_MS 5000
+#define DEFAULT_SWEEP_SHARE 40
 #define DEFAULT_BROKER_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_BROKER_TIMEOUT_MS 30000
 #define DEFAULT_OAUTH2_REFRESH_MARGIN_S 60
@@ -1177,6 +1182,7 @@ static void set_defaults(struct coffer_config *c)
     c->keys_sweep_batch = DEFAULT_SWEEP_BATCH;
     c->keys_sweep_interval_ms = DEFAULT_SWEEP_INTERVAL_MS;
     c->keys_sweep_idle_ms = DEFAULT_SWEEP_IDLE_MS;
+    c->keys_sweep_share = DEFAULT_SWEEP_SHARE;
     c->broker_ca_file[0] = '\0';
     c->broker_connect_timeout_ms = DEFAULT_BROKER_CONNECT_TIMEOUT_MS;
     c->broker_timeout_ms = DEFAULT_BROKER_TIMEOUT_MS;

@@ -261,7 +261,8 @@ static void test_full(void **state)
                        "  sweep: false\n"
                        "  sweep_batch: 10000\n"
                        "  sweep_interval_ms: 0\n"
-                       "  sweep_idle_ms: 3600000\n";
+                       "  sweep_idle_ms: 3600000\n"
+                       "  sweep_share: 100\n";
     struct coffer_config *c;
 
     (void)state;
@@ -294,6 +295,7 @@ static void test_full(void **state)
     assert_int_equal(c->keys_sweep_batch, 10000);
     assert_int_equal(c->keys_sweep_interval_ms, 0);
     assert_int_equal(c->keys_sweep_idle_ms, 3600000);
+    assert_int_equal(c->keys_sweep_share, 100);
     coffer_free(c);
 }
 
@@ -375,12 +377,13 @@ static void test_keys_section(void **state)
 
     yaml = variant(0, 0, NULL,
                    "keys:\n  sweep: true\n  sweep_batch: 1\n  sweep_interval_ms: 60000\n"
-                   "  sweep_idle_ms: 100\n");
+                   "  sweep_idle_ms: 100\n  sweep_share: 1\n");
     c = load_ok(yaml);
     assert_true(c->keys_sweep);
     assert_int_equal(c->keys_sweep_batch, 1);
     assert_int_equal(c->keys_sweep_interval_ms, 60000);
     assert_int_equal(c->keys_sweep_idle_ms, 100);
+    assert_int_equal(c->keys_sweep_share, 1);
     coffer_free(c);
     coffer_free(yaml);
 }
@@ -640,7 +643,7 @@ static void test_unknown_keys(void **state)
                    "13:3: ", "unknown key 'seal_every' in audit");
     expect_variant(0, 0, NULL, "keys:\n  sweep_rate: 5\n", "13:3: ",
                    "unknown key 'sweep_rate' in keys (known keys: sweep, sweep_batch, "
-                   "sweep_interval_ms, sweep_idle_ms)");
+                   "sweep_interval_ms, sweep_idle_ms, sweep_share)");
     expect_variant(6, 6, "  trust_domain: example.org\n  ciphers: all", NULL, "7:3: ",
                    "unknown key 'ciphers' in tls (known keys: cert, key, client_ca, "
                    "trust_domain)");
@@ -766,6 +769,8 @@ static void test_numbers_out_of_range(void **state)
          "13:18: ", "keys.sweep_idle_ms is 99; it must be 100 to 3600000"},
         {"keys:\n  sweep_idle_ms: 3600001\n",
          "13:18: ", "keys.sweep_idle_ms is 3600001; it must be 100 to 3600000"},
+        {"keys:\n  sweep_share: 0\n", "13:16: ", "keys.sweep_share is 0; it must be 1 to 100"},
+        {"keys:\n  sweep_share: 101\n", "13:16: ", "keys.sweep_share is 101; it must be 1 to 100"},
         {"limits:\n  max_header_bytes: 1023\n",
          "13:21: ", "limits.max_header_bytes is 1023; it must be 1024 to 1048576"},
         {"limits:\n  max_header_bytes: 1048577\n",
