@@ -45,6 +45,7 @@ demo: deps build
 
 bench: build
 	./build/core_bench
+	./build/limit_bench
 	./build/api_bench
 	./build/api_bench 10 0 seal 64
 

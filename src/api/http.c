@@ -932,7 +932,7 @@ void api_metrics(struct api_req *r)
             "# TYPE coffer_accesses_total counter\n"
             "coffer_accesses_total{outcome=\"granted\"} %llu\n"
             "coffer_accesses_total{outcome=\"denied\"} %llu\n"
-            "# HELP coffer_access_batches_total Transactions that committed a batch of accesses.\n"
+            "# HELP coffer_access_batches_total Batches of accesses audited with one commit.\n"
             "# TYPE coffer_access_batches_total counter\n"
             "coffer_access_batches_total %llu\n"
             "# HELP coffer_unauthenticated_total Requests refused as unauthenticated.\n"

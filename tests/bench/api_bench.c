@@ -25,6 +25,8 @@
  * (writes, revocations, denials, accesses, rotations) for SECONDS and
  * samples the memory of cofferd's processes (see soak()).
  */
+#include "bench_util.h"
+
 #include "coffer/dev.h"
 #include "coffer/err.h"
 #include "coffer/keys.h"
@@ -34,250 +36,31 @@
 #include "server/proc.h"
 
 #include <curl/curl.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <openssl/crypto.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define LISTEN "127.0.0.1:18643"
 #define BASE "https://" LISTEN
 
-static struct coffer_dev_env env;
-static char dir[] = "/tmp/coffer-api-bench.XXXXXX";
-static pid_t server;
-
-/* Stops what was started (cofferd, then the cluster, by their PIDs) and exits 1. */
-static void die(const char *what)
-{
-    int status;
-
-    fprintf(stderr, "api_bench: %s: %s\n", what, coffer_err_detail());
-    if (server > 0) {
-        (void)kill(server, SIGTERM);
-        if (coffer_proc_wait(server, 30000, &status) != COFFER_OK) {
-            fprintf(stderr, "api_bench: cofferd (PID %ld) did not stop\n", (long)server);
-        }
-        server = 0;
-    }
-    if (env.dir[0] != '\0' && coffer_dev_pg_stop(&env) != COFFER_OK) {
-        fprintf(stderr, "api_bench: PostgreSQL did not stop: %s\n", coffer_err_detail());
-    }
-    exit(1);
-}
-
-struct reply {
-    char body[4096];
-    size_t len;
-    long status;
-};
-
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    struct reply *r = arg;
-    size_t len = size * n;
-
-    if (len > sizeof(r->body) - 1 - r->len) {
-        len = sizeof(r->body) - 1 - r->len;
-    }
-    memcpy(r->body + r->len, p, len);
-    r->len += len;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-/* One request as the admin (client certificate); exits on a transport failure. */
-static void admin(const char *method, const char *path, const char *body, struct reply *out)
-{
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    char url[256];
-
-    memset(out, 0, sizeof(*out));
-    snprintf(url, sizeof(url), BASE "%s", path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CAINFO, env.tls.ca);
-    curl_easy_setopt(c, CURLOPT_SSLCERT, env.tls.admin_cert);
-    curl_easy_setopt(c, CURLOPT_SSLKEY, env.tls.admin_key);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    if (curl_easy_perform(c) != CURLE_OK) {
-        fprintf(stderr, "api_bench: %s %s failed\n", method, path);
-        exit(1);
-    }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-}
-
-static void wait_healthy(void)
-{
-    for (int i = 0; i < 300; i++) {
-        struct reply r;
-        CURL *c = curl_easy_init();
-
-        memset(&r, 0, sizeof(r));
-        curl_easy_setopt(c, CURLOPT_URL, BASE "/v1/health");
-        curl_easy_setopt(c, CURLOPT_CAINFO, env.tls.ca);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-        if (curl_easy_perform(c) == CURLE_OK) {
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-        }
-        curl_easy_cleanup(c);
-        if (r.status == 200) {
-            return;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "api_bench: cofferd did not become healthy (see %s/cofferd.log)\n", dir);
-    die("waiting for cofferd");
-}
-
-static long long granted_events(void)
-{
-    PGconn *c = PQconnectdb(env.db_owner);
-    PGresult *r;
-    long long n = -1;
-
-    if (PQstatus(c) == CONNECTION_OK) {
-        r = PQexec(c, "SELECT count(*) FROM coffer.audit_events WHERE action = 'access' AND "
-                      "reason = 'granted'");
-        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-            n = atoll(PQgetvalue(r, 0, 0));
-        }
-        PQclear(r);
-    }
-    PQfinish(c);
-    return n;
-}
-
-/* Starts cofferd -c env.config with its log in log, and waits until it answers. */
-static void start_server(const char *log)
-{
-    const char *sargv[] = {BIN_DIR "/cofferd", "-c", env.config, NULL};
-    char conf[PATH_MAX + 16];
-    const char *senv[] = {conf, "PATH=/usr/bin:/bin", "COFFER_LOG=warn", NULL};
-    struct coffer_proc_spec spec;
-    int fd;
-
-    snprintf(conf, sizeof(conf), "SOFTHSM2_CONF=%s", env.softhsm_conf);
-    fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = sargv;
-    spec.envp = senv;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (fd < 0 || coffer_proc_spawn(&spec, &server) != COFFER_OK) {
-        die("starting cofferd");
-    }
-    close(fd);
-    wait_healthy();
-}
-
-static void stop_server(void)
-{
-    int status;
-
-    (void)kill(server, SIGTERM);
-    if (coffer_proc_wait(server, 30000, &status) != COFFER_OK) {
-        fprintf(stderr, "api_bench: cofferd did not stop\n");
-    }
-    server = 0;
-}
-
-/* One number from a query as coffer_owner, or -1. */
-static double owner_number(const char *sql)
-{
-    PGconn *c = PQconnectdb(env.db_owner);
-    PGresult *r;
-    double v = -1;
-
-    if (PQstatus(c) == CONNECTION_OK) {
-        r = PQexec(c, sql);
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
-            v = atof(PQgetvalue(r, 0, 0));
-        }
-        PQclear(r);
-    }
-    PQfinish(c);
-    return v;
-}
-
 /* Rewrites the configuration: the provisioned text, then the audit section. */
 static void set_sealing(const char *base, bool on)
 {
-    FILE *cf = fopen(env.config, "w");
+    FILE *cf = fopen(bench_env.config, "w");
 
     if (cf == NULL || fprintf(cf, "%saudit:\n  seal: %s\n", base, on ? "true" : "false") < 0 ||
         fclose(cf) != 0) {
-        die("writing the configuration");
+        bench_die("writing the configuration");
     }
-}
-
-/* Runs argv with stdout into out (cap bytes); returns the exit status. */
-static int capture(const char *const *argv, char *out, size_t cap)
-{
-    char path[] = "/tmp/coffer-api-bench-out.XXXXXX";
-    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-    struct coffer_proc_spec spec;
-    int fd = mkstemp(path);
-    int status = 0;
-    ssize_t n;
-
-    if (fd < 0) {
-        die("mkstemp");
-    }
-    unlink(path);
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = argv;
-    spec.envp = envp;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (coffer_proc_run(&spec, 600000, &status) != COFFER_OK) {
-        die(argv[0]);
-    }
-    (void)lseek(fd, 0, SEEK_SET);
-    n = read(fd, out, cap - 1);
-    out[n > 0 ? n : 0] = '\0';
-    close(fd);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/*
- * The value after label in wrk's output ("Requests/sec:", "50%", ...), as
- * text. Percentiles are looked up in the latency distribution only, since
- * other lines hold percentages too.
- */
-static const char *field(const char *out, const char *label, char *buf, size_t cap)
-{
-    const char *dist = strstr(out, "Latency Distribution");
-    const char *p = strstr(label[0] >= '0' && label[0] <= '9' && dist != NULL ? dist : out, label);
-
-    buf[0] = '\0';
-    if (p != NULL) {
-        p += strlen(label);
-        while (*p == ' ' || *p == '\t') {
-            p++;
-        }
-        snprintf(buf, cap, "%.*s", (int)strcspn(p, " \t\n"), p);
-    }
-    return buf;
 }
 
 static bool read_config(char *buf, size_t cap)
 {
-    FILE *cf = fopen(env.config, "r");
+    FILE *cf = fopen(bench_env.config, "r");
     size_t n;
 
     if (cf == NULL) {
@@ -311,12 +94,12 @@ static double wrk_rate(int seconds, int conns, const char *lua, char *p99, size_
 
     snprintf(c, sizeof(c), "%d", conns);
     snprintf(d, sizeof(d), "%ds", seconds);
-    if (capture(wargv, out, sizeof(out)) != 0) {
+    if (bench_capture(wargv, out, sizeof(out)) != 0) {
         fprintf(stderr, "api_bench: wrk failed:\n%s\n", out);
         return -1;
     }
-    field(out, "99%", p99, cap);
-    return atof(field(out, "Requests/sec:", rate, sizeof(rate)));
+    bench_field(out, "99%", p99, cap);
+    return atof(bench_field(out, "Requests/sec:", rate, sizeof(rate)));
 }
 
 /*
@@ -332,19 +115,20 @@ static int seal_compare(int seconds, int conns, const char *lua, const char *log
 
     printf("api_bench seal: wrk, %d connection(s), keep-alive, %d s per run; sealing running "
            "(every 200 ms) against paused, alternated; %s\n\n",
-           conns, seconds, dir);
+           conns, seconds, bench_dir);
     printf("%-6s %-8s %12s %10s %14s %14s\n", "round", "sealing", "accesses/s", "p99",
            "lag p99 (ms)", "lag max (ms)");
     for (int round = 1; round <= 3; round++) {
         for (int on = 1; on >= 0; on--) {
             char p99[32] = "";
             char sql[512];
-            double first = owner_number("SELECT COALESCE(max(id), 0) FROM coffer.audit_events");
+            double first =
+                bench_owner_number("SELECT COALESCE(max(id), 0) FROM coffer.audit_events");
             double rate;
 
-            stop_server();
+            bench_stop_server();
             set_sealing(base, on != 0);
-            start_server(log);
+            bench_start_server(log);
             rate = wrk_rate(seconds, conns, lua, p99, sizeof(p99));
             if (rate < 0) {
                 return 1;
@@ -360,13 +144,13 @@ static int seal_compare(int seconds, int conns, const char *lua, const char *log
                          "coffer.audit_checkpoints c ON e.id BETWEEN c.first_event AND "
                          "c.last_event WHERE e.id > %.0f",
                          first);
-                lag99 = owner_number(sql);
+                lag99 = bench_owner_number(sql);
                 snprintf(sql, sizeof(sql),
                          "SELECT 1000 * max(extract(epoch FROM c.at - e.at)) FROM "
                          "coffer.audit_events e JOIN coffer.audit_checkpoints c ON e.id BETWEEN "
                          "c.first_event AND c.last_event WHERE e.id > %.0f",
                          first);
-                lagmax = owner_number(sql);
+                lagmax = bench_owner_number(sql);
                 printf("%-6d %-8s %12.0f %10s %14.0f %14.0f\n", round, "running", rate, p99, lag99,
                        lagmax);
                 on_sum += rate;
@@ -395,18 +179,18 @@ struct core {
 
 static void core_open(struct core *c)
 {
-    struct coffer_p11_config pc = {.module = env.module,
-                                   .token_uri = env.token_uri,
-                                   .pin_source = env.pin_source,
+    struct coffer_p11_config pc = {.module = bench_env.module,
+                                   .token_uri = bench_env.token_uri,
+                                   .pin_source = bench_env.pin_source,
                                    .pool_size = 1};
 
     memset(c, 0, sizeof(*c));
-    setenv("SOFTHSM2_CONF", env.softhsm_conf, 1);
+    setenv("SOFTHSM2_CONF", bench_env.softhsm_conf, 1);
     if (coffer_p11_open(&pc, &c->p11) != COFFER_OK || coffer_keys_new(c->p11, &c->k) != COFFER_OK ||
-        coffer_store_open(env.db_app, &c->st) != COFFER_OK ||
+        coffer_store_open(bench_env.db_app, &c->st) != COFFER_OK ||
         coffer_store_org_by_name(c->st, "dev", &c->org) != COFFER_OK ||
         coffer_store_project_by_name(c->st, &c->org.id, "demo", &c->proj) != COFFER_OK) {
-        die("opening the token and database");
+        bench_die("opening the token and database");
     }
 }
 
@@ -436,11 +220,11 @@ static void store_rows(struct core *c, int rows)
         wr.tier = "medium";
         if (coffer_keyset_new(&ks) != COFFER_OK ||
             coffer_keyset_add(ks, "value", value, strlen(value)) != COFFER_OK) {
-            die("building a credential");
+            bench_die("building a credential");
         }
         wr.keys = ks;
         if (coffer_keys_cred_write(c->k, c->st, &wr, &version) != COFFER_OK) {
-            die("storing a credential");
+            bench_die("storing a credential");
         }
         coffer_keyset_free(&ks);
     }
@@ -449,11 +233,11 @@ static void store_rows(struct core *c, int rows)
 /* Rewrites the configuration: the provisioned text, then the keys section. */
 static void set_sweeping(const char *base, bool on)
 {
-    FILE *cf = fopen(env.config, "w");
+    FILE *cf = fopen(bench_env.config, "w");
 
     if (cf == NULL || fprintf(cf, "%skeys:\n  sweep: %s\n", base, on ? "true" : "false") < 0 ||
         fclose(cf) != 0) {
-        die("writing the configuration");
+        bench_die("writing the configuration");
     }
 }
 
@@ -463,7 +247,7 @@ static int64_t stale_rows(struct core *c)
     int64_t ok = 0;
 
     if (coffer_store_count_stale(c->st, &cv, &ok) != COFFER_OK) {
-        die("counting stale rows");
+        bench_die("counting stale rows");
     }
     return cv;
 }
@@ -488,7 +272,7 @@ static int sweep_compare(int seconds, int conns, int rows, const char *lua, cons
     printf("api_bench sweep: wrk, %d connection(s), keep-alive, %d s per run; after a rotation of "
            "the org key (%d stale credentials), the sweeper running (default rate) against off, "
            "alternated; %s\n\n",
-           conns, seconds, rows, dir);
+           conns, seconds, rows, bench_dir);
     printf("%-6s %-8s %12s %10s %14s %14s\n", "round", "sweeper", "accesses/s", "p99",
            "stale before", "stale after");
     for (int round = 1; round <= 3; round++) {
@@ -498,13 +282,13 @@ static int sweep_compare(int seconds, int conns, int rows, const char *lua, cons
             int64_t before;
             double rate;
 
-            stop_server();
+            bench_stop_server();
             if (coffer_keys_org_rotate(c.k, c.st, &c.org.id, &created) != COFFER_OK) {
-                die("rotating the org key");
+                bench_die("rotating the org key");
             }
             before = stale_rows(&c);
             set_sweeping(base, on != 0);
-            start_server(log);
+            bench_start_server(log);
             rate = wrk_rate(seconds, conns, lua, p99, sizeof(p99));
             if (rate < 0) {
                 core_close(&c);
@@ -639,7 +423,8 @@ static size_t server_children(pid_t *out, size_t cap)
     size_t n = 0;
     FILE *f;
 
-    snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", (long)server, (long)server);
+    snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", (long)bench_server,
+             (long)bench_server);
     if ((f = fopen(path, "r")) == NULL) {
         return 0;
     }
@@ -674,8 +459,7 @@ static int soak(int seconds, int conns, const char *agent_token, const char *log
     char admin_token[128];
     char c[8];
     char d[16];
-    const char *tok;
-    struct reply r;
+    struct bench_reply r;
     struct core core;
     struct coffer_proc_spec spec;
     pid_t wrk_pid = 0;
@@ -689,23 +473,19 @@ static int soak(int seconds, int conns, const char *agent_token, const char *log
                            "--latency",    "-s", lua, BASE, NULL};
     const char *wenv[] = {"PATH=/usr/bin:/bin", NULL};
 
-    admin("POST", "/v1/orgs/dev/tokens", "{\"principal\":\"admin/soak\",\"ttl\":\"1d\"}", &r);
-    tok = strstr(r.body, "\"token\":\"");
-    if (r.status != 201 || tok == NULL || n_kids == 0) {
+    if (!bench_token("admin/soak", admin_token, sizeof(admin_token), &r) || n_kids == 0) {
         fprintf(stderr, "api_bench soak: admin token or children: %ld\n", r.status);
         return 1;
     }
-    tok += strlen("\"token\":\"");
-    snprintf(admin_token, sizeof(admin_token), "%.*s", (int)strcspn(tok, "\""), tok);
-    snprintf(lua, sizeof(lua), "%s/soak.lua", dir);
+    snprintf(lua, sizeof(lua), "%s/soak.lua", bench_dir);
     if ((f = fopen(lua, "w")) == NULL || fprintf(f, soak_lua, agent_token, admin_token) < 0 ||
         fclose(f) != 0) {
-        die("writing the soak script");
+        bench_die("writing the soak script");
     }
     OPENSSL_cleanse(admin_token, sizeof(admin_token));
     snprintf(c, sizeof(c), "%d", conns);
     snprintf(d, sizeof(d), "%ds", seconds);
-    snprintf(wout, sizeof(wout), "%s/wrk-soak.out", dir);
+    snprintf(wout, sizeof(wout), "%s/wrk-soak.out", bench_dir);
     core_open(&core);
     fd = open(wout, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     memset(&spec, 0, sizeof(spec));
@@ -714,13 +494,13 @@ static int soak(int seconds, int conns, const char *agent_token, const char *log
     spec.out_fd = fd;
     spec.err_fd = fd;
     if (fd < 0 || coffer_proc_spawn(&spec, &wrk_pid) != COFFER_OK) {
-        die("starting wrk");
+        bench_die("starting wrk");
     }
     close(fd);
     printf("api_bench soak: %d s, %d connections, wrk with a mixed script (4%% writes of new "
            "versions, 4%% credentials created then revoked, 8%% denials, the rest accesses), the "
            "org key rotated every 30 s; %s\n\n",
-           seconds, conns, dir);
+           seconds, conns, bench_dir);
     printf("%6s", "t (s)");
     for (size_t i = 0; i < n_kids; i++) {
         printf("  %10s", "RSS KiB");
@@ -750,7 +530,7 @@ static int soak(int seconds, int conns, const char *agent_token, const char *log
         samples++;
     }
     if (coffer_proc_wait(wrk_pid, 120000, &status) != COFFER_OK) {
-        die("waiting for wrk");
+        bench_die("waiting for wrk");
     }
     core_close(&core);
     fd = open(wout, O_RDONLY | O_CLOEXEC);
@@ -768,8 +548,10 @@ static int soak(int seconds, int conns, const char *agent_token, const char *log
         long unexpected = line != NULL ? atol(line + strlen("soak: unexpected ")) : -1;
 
         printf("\n%s", line != NULL ? line : "soak: wrk printed no totals\n");
-        printf("requests/s %s, p50 %s, p99 %s\n", field(out, "Requests/sec:", rate, sizeof(rate)),
-               field(out, "50%", p50, sizeof(p50)), field(out, "99%", p99, sizeof(p99)));
+        printf("requests/s %s, p50 %s, p99 %s\n",
+               bench_field(out, "Requests/sec:", rate, sizeof(rate)),
+               bench_field(out, "50%", p50, sizeof(p50)),
+               bench_field(out, "99%", p99, sizeof(p99)));
         if (unexpected != 0) {
             printf("FAIL: %ld unexpected answers (see %s)\n", unexpected, wout);
             rc = 1;
@@ -816,78 +598,50 @@ int main(int argc, char **argv)
     char out[65536];
     char duration[16];
     char token[128];
-    struct reply r;
-    const char *tok;
+    struct bench_reply r;
     static char base_config[65536];
     bool seal_mode = argc > 3 && strcmp(argv[3], "seal") == 0;
     bool sweep_mode = argc > 3 && strcmp(argv[3], "sweep") == 0;
     bool soak_mode = argc > 3 && strcmp(argv[3], "soak") == 0;
-    FILE *f;
 
     if (seconds < 1 || seconds > 600 || n_workers < 0 || n_workers > 64) {
         fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal|sweep|soak "
                         "[CONNECTIONS [ROWS]]]]]\n");
         return 2;
     }
-    if (coffer_harden_process() != COFFER_OK || mkdtemp(dir) == NULL || chmod(dir, 0755) != 0) {
-        die("set-up");
-    }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    setenv("COFFER_DEV_LISTEN", LISTEN, 1);
-    if (coffer_dev_up(dir, &env) != COFFER_OK) {
-        die("provisioning");
-    }
-    snprintf(log, sizeof(log), "%s/cofferd.log", dir);
+    bench_setup("api_bench", "/tmp/coffer-api-bench.XXXXXX", LISTEN);
+    snprintf(log, sizeof(log), "%s/cofferd.log", bench_dir);
     if (n_workers > 0) {
-        FILE *cf = fopen(env.config, "a");
+        FILE *cf = fopen(bench_env.config, "a");
 
         if (cf == NULL || fprintf(cf, "workers: %d\n", n_workers) < 0 || fclose(cf) != 0) {
-            die("setting the worker count");
+            bench_die("setting the worker count");
         }
     }
     if (!read_config(base_config, sizeof(base_config))) {
-        die("reading the configuration");
+        bench_die("reading the configuration");
     }
-    start_server(log);
-    admin("PUT", "/v1/orgs/dev/projects/demo/credentials/demo-api-key",
-          "{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":{\"api_key\":"
-          "\"bench-value-0123456789abcdef\"}}",
-          &r);
+    bench_start_server(log);
+    bench_admin("PUT", "/v1/orgs/dev/projects/demo/credentials/demo-api-key",
+                "{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":{\"api_key\":"
+                "\"bench-value-0123456789abcdef\"}}",
+                &r);
     if (r.status != 201 && r.status != 200) {
         fprintf(stderr, "api_bench: storing the credential: %ld %s\n", r.status, r.body);
         return 1;
     }
-    admin("POST", "/v1/orgs/dev/tokens",
-          "{\"principal\":\"agent/deployer/bench-1\",\"ttl\":\"1d\"}", &r);
-    tok = strstr(r.body, "\"token\":\"");
-    if (r.status != 201 || tok == NULL) {
+    if (!bench_token("agent/deployer/bench-1", token, sizeof(token), &r)) {
         fprintf(stderr, "api_bench: creating a bearer token: %ld %s\n", r.status, r.body);
         return 1;
     }
-    tok += strlen("\"token\":\"");
-    snprintf(token, sizeof(token), "%.*s", (int)strcspn(tok, "\""), tok);
-    snprintf(lua, sizeof(lua), "%s/access.lua", dir);
-    f = fopen(lua, "w");
-    if (f == NULL) {
-        die("writing the wrk script");
-    }
-    fprintf(f,
-            "wrk.method = \"POST\"\n"
-            "wrk.body = '{\"purpose\":\"deploy demo benchmark\"}'\n"
-            "wrk.headers[\"Content-Type\"] = \"application/json\"\n"
-            "wrk.headers[\"Authorization\"] = \"Bearer %s\"\n",
-            token);
-    fclose(f);
+    snprintf(lua, sizeof(lua), "%s/access.lua", bench_dir);
+    bench_write_access_lua(lua, token);
     if (soak_mode) {
         int n_conns = argc > 4 ? atoi(argv[4]) : 64;
         int rc = n_conns >= 1 && n_conns <= 1024 ? soak(seconds, n_conns, token, log) : 2;
 
         OPENSSL_cleanse(token, sizeof(token));
-        stop_server();
-        if (coffer_dev_pg_stop(&env) != COFFER_OK ||
-            (rc == 0 && coffer_dev_remove_tree(dir) != COFFER_OK)) {
-            die("cleaning up");
-        }
+        bench_finish(rc == 0);
         curl_global_cleanup();
         return rc;
     }
@@ -903,15 +657,12 @@ int main(int argc, char **argv)
                            : sweep_compare(seconds, n_conns, rows, lua, log, base_config);
         }
 
-        stop_server();
-        if (coffer_dev_pg_stop(&env) != COFFER_OK || coffer_dev_remove_tree(dir) != COFFER_OK) {
-            die("cleaning up");
-        }
+        bench_finish(true);
         curl_global_cleanup();
         return rc;
     }
     printf("api_bench: wrk, %d s per run, 2 threads, keep-alive; cofferd with %s worker%s; %s\n\n",
-           seconds, n_workers > 0 ? argv[2] : "one per core", n_workers == 1 ? "" : "s", dir);
+           seconds, n_workers > 0 ? argv[2] : "one per core", n_workers == 1 ? "" : "s", bench_dir);
     printf("%-12s %12s %10s %10s %10s %10s\n", "connections", "accesses/s", "p50", "p99", "non-2xx",
            "audited");
     snprintf(duration, sizeof(duration), "%ds", seconds);
@@ -922,7 +673,7 @@ int main(int argc, char **argv)
         char p50[32];
         char p99[32];
         char bad[32];
-        long long before = granted_events();
+        long long before = bench_granted_events();
         long long after;
         const char *wargv[] = {"/usr/bin/wrk",
                                "-t",
@@ -940,26 +691,24 @@ int main(int argc, char **argv)
 
         snprintf(c, sizeof(c), "%d", conns[i]);
         snprintf(t, sizeof(t), "%d", conns[i] < 2 ? 1 : 2);
-        if (capture(wargv, out, sizeof(out)) != 0) {
+        if (bench_capture(wargv, out, sizeof(out)) != 0) {
             fprintf(stderr, "api_bench: wrk failed:\n%s\n", out);
             return 1;
         }
-        after = granted_events();
-        field(out, "Non-2xx or 3xx responses:", bad, sizeof(bad));
+        after = bench_granted_events();
+        bench_field(out, "Non-2xx or 3xx responses:", bad, sizeof(bad));
         printf("%-12d %12s %10s %10s %10s %10lld\n", conns[i],
-               field(out, "Requests/sec:", rate, sizeof(rate)), field(out, "50%", p50, sizeof(p50)),
-               field(out, "99%", p99, sizeof(p99)), bad[0] != '\0' ? bad : "0", after - before);
+               bench_field(out, "Requests/sec:", rate, sizeof(rate)),
+               bench_field(out, "50%", p50, sizeof(p50)), bench_field(out, "99%", p99, sizeof(p99)),
+               bad[0] != '\0' ? bad : "0", after - before);
     }
-    stop_server();
-    if (coffer_dev_pg_stop(&env) != COFFER_OK || coffer_dev_remove_tree(dir) != COFFER_OK) {
-        die("cleaning up");
-    }
+    bench_finish(true);
     {
         const char *cargv[] = {BIN_DIR "/core_bench", "3", "reads", NULL};
         const char *line;
 
         printf("\ncore only (core_bench 3 reads, same machine, same run):\n");
-        if (capture(cargv, out, sizeof(out)) != 0) {
+        if (bench_capture(cargv, out, sizeof(out)) != 0) {
             fprintf(stderr, "api_bench: core_bench failed:\n%s\n", out);
             return 1;
         }
