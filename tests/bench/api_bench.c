@@ -461,7 +461,6 @@ static int soak(int seconds, int conns, const char *agent_token, const char *log
     char d[16];
     struct bench_reply r;
     struct core core;
-    struct coffer_proc_spec spec;
     pid_t wrk_pid = 0;
     int samples = 0;
     int warm;
@@ -487,16 +486,7 @@ static int soak(int seconds, int conns, const char *agent_token, const char *log
     snprintf(d, sizeof(d), "%ds", seconds);
     snprintf(wout, sizeof(wout), "%s/wrk-soak.out", bench_dir);
     core_open(&core);
-    fd = open(wout, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = wargv;
-    spec.envp = wenv;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (fd < 0 || coffer_proc_spawn(&spec, &wrk_pid) != COFFER_OK) {
-        bench_die("starting wrk");
-    }
-    close(fd);
+    wrk_pid = bench_spawn(wargv, wenv, wout, O_TRUNC);
     printf("api_bench soak: %d s, %d connections, wrk with a mixed script (4%% writes of new "
            "versions, 4%% credentials created then revoked, 8%% denials, the rest accesses), the "
            "org key rotated every 30 s; %s\n\n",

@@ -159,25 +159,32 @@ void bench_wait_healthy(void)
     bench_die("waiting for cofferd");
 }
 
+pid_t bench_spawn(const char *const *argv, const char *const *envp, const char *out, int flags)
+{
+    struct coffer_proc_spec spec;
+    pid_t pid = 0;
+    int fd = open(out, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0600);
+
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.out_fd = fd;
+    spec.err_fd = fd;
+    if (fd < 0 || coffer_proc_spawn(&spec, &pid) != COFFER_OK) {
+        bench_die(argv[0]);
+    }
+    close(fd);
+    return pid;
+}
+
 void bench_start_server(const char *log)
 {
     const char *sargv[] = {BIN_DIR "/cofferd", "-c", bench_env.config, NULL};
     char conf[PATH_MAX + 16];
     const char *senv[] = {conf, "PATH=/usr/bin:/bin", "COFFER_LOG=warn", NULL};
-    struct coffer_proc_spec spec;
-    int fd;
 
     snprintf(conf, sizeof(conf), "SOFTHSM2_CONF=%s", bench_env.softhsm_conf);
-    fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    memset(&spec, 0, sizeof(spec));
-    spec.argv = sargv;
-    spec.envp = senv;
-    spec.out_fd = fd;
-    spec.err_fd = fd;
-    if (fd < 0 || coffer_proc_spawn(&spec, &bench_server) != COFFER_OK) {
-        bench_die("starting cofferd");
-    }
-    close(fd);
+    bench_server = bench_spawn(sargv, senv, log, O_APPEND);
     bench_wait_healthy();
 }
 

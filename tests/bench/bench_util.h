@@ -57,6 +57,12 @@ void bench_admin(const char *method, const char *path, const char *body, struct 
 /* Waits until GET /v1/health answers 200 (at most 30 s); dies otherwise. */
 void bench_wait_healthy(void);
 
+/*
+ * Starts argv with envp, its stdout and stderr going to the file out, opened
+ * with flags besides O_WRONLY | O_CREAT (O_APPEND or O_TRUNC); dies on failure.
+ */
+pid_t bench_spawn(const char *const *argv, const char *const *envp, const char *out, int flags);
+
 /* Starts cofferd -c bench_env.config with its output appended to log, and waits until healthy. */
 void bench_start_server(const char *log);
 
