@@ -74,7 +74,7 @@ struct coffer_config {
     unsigned keys_sweep_batch;       /* sweep_batch: rows per step, default 500 */
     unsigned keys_sweep_interval_ms; /* sweep_interval_ms: pause between steps, default 50 */
     unsigned keys_sweep_idle_ms;     /* sweep_idle_ms: looking for work when none, default 5000 */
-    unsigned keys_sweep_share;       /* sweep_share: percent of one core the sweeper takes, 40 */
+    unsigned keys_sweep_share;       /* sweep_share: percent of one core the sweeper takes, 10 */
 
     /* broker: brokered calls (POST .../use) */
     char broker_ca_file[PATH_MAX];      /* ca_file: PEM CAs for upstreams; "" = system CAs */

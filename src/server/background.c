@@ -53,6 +53,15 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The CPU time this process has used, in microseconds. */
+static int64_t cpu_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Waits up to ms for a signal of set; true when it is time to stop. */
 static bool wait_or_stop(const sigset_t *set, int64_t ms)
 {
@@ -172,7 +181,7 @@ static int64_t sweep_round(const struct coffer_config *cfg, struct coffer_keys *
         cfg->keys_sweep_interval_ms > SWEEP_RETRY_MS ? cfg->keys_sweep_interval_ms : SWEEP_RETRY_MS;
     bool started = true;
     enum coffer_err r = COFFER_OK;
-    int64_t t0 = now_ms();
+    int64_t t0 = cpu_us();
     int64_t pause;
 
     if (!sw->running) {
@@ -206,12 +215,16 @@ static int64_t sweep_round(const struct coffer_config *cfg, struct coffer_keys *
                  (long long)sw->pass.org_keys_rewrapped, (long long)sw->pass.rewrapped,
                  (long long)(sw->pass.remaining + sw->pass.remaining_org_keys));
     /*
-     * The pause is long enough that stepping takes keys.sweep_share percent
-     * of the time, whatever sweep_interval_ms says: the sweeper then uses at
-     * most that share of one core and of the token's time, on any machine,
-     * and the workers keep the rest.
+     * The pause is long enough that the CPU time of stepping (this
+     * process's: the token's work and the rows' handling) is
+     * keys.sweep_share percent of the time, whatever sweep_interval_ms
+     * says: the sweeper then takes at most that share of one core and of
+     * the token's time, on any machine, however busy. Wall time would not
+     * do: on a busy machine a step waits for a core, and the pause grew
+     * with the load until the sweeper nearly stopped.
      */
-    pause = (now_ms() - t0) * (100 - (int64_t)cfg->keys_sweep_share) / cfg->keys_sweep_share;
+    pause = (cpu_us() - t0) * (100 - (int64_t)cfg->keys_sweep_share) /
+            ((int64_t)cfg->keys_sweep_share * 1000);
     return pause > (int64_t)cfg->keys_sweep_interval_ms ? pause : cfg->keys_sweep_interval_ms;
 }
 

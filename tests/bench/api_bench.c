@@ -14,7 +14,7 @@
  *
  *     api_bench [SECONDS_PER_RUN [WORKERS]]   (default 10 s, one worker per core)
  *     api_bench SECONDS WORKERS seal [CONNECTIONS]
- *     api_bench SECONDS WORKERS sweep [CONNECTIONS [ROWS]]
+ *     api_bench SECONDS WORKERS sweep [CONNECTIONS [ROWS [SHARE]]]
  *     api_bench SECONDS WORKERS soak [CONNECTIONS]
  *
  * The seal mode measures accesses with the audit sealer running against it
@@ -230,12 +230,20 @@ static void store_rows(struct core *c, int rows)
     }
 }
 
+/* keys.sweep_share of the sweep mode's runs with the sweeper; 0: the default. */
+static int sweep_share;
+
 /* Rewrites the configuration: the provisioned text, then the keys section. */
 static void set_sweeping(const char *base, bool on)
 {
     FILE *cf = fopen(bench_env.config, "w");
+    char share[32] = "";
 
-    if (cf == NULL || fprintf(cf, "%skeys:\n  sweep: %s\n", base, on ? "true" : "false") < 0 ||
+    if (sweep_share > 0) {
+        snprintf(share, sizeof(share), "  sweep_share: %d\n", sweep_share);
+    }
+    if (cf == NULL ||
+        fprintf(cf, "%skeys:\n  sweep: %s\n%s", base, on ? "true" : "false", share) < 0 ||
         fclose(cf) != 0) {
         bench_die("writing the configuration");
     }
@@ -270,16 +278,17 @@ static int sweep_compare(int seconds, int conns, int rows, const char *lua, cons
     fflush(stdout);
     store_rows(&c, rows);
     printf("api_bench sweep: wrk, %d connection(s), keep-alive, %d s per run; after a rotation of "
-           "the org key (%d stale credentials), the sweeper running (default rate) against off, "
-           "alternated; %s\n\n",
-           conns, seconds, rows, bench_dir);
-    printf("%-6s %-8s %12s %10s %14s %14s\n", "round", "sweeper", "accesses/s", "p99",
-           "stale before", "stale after");
+           "the org key (%d stale credentials), the sweeper running (keys.sweep_share %d) "
+           "against off, alternated; %s\n\n",
+           conns, seconds, rows, sweep_share > 0 ? sweep_share : 10, bench_dir);
+    printf("%-6s %-8s %12s %10s %14s %14s %10s\n", "round", "sweeper", "accesses/s", "p99",
+           "stale before", "stale after", "rewraps/s");
     for (int round = 1; round <= 3; round++) {
         for (int on = 1; on >= 0; on--) {
             struct coffer_keys_created created;
             char p99[32] = "";
             int64_t before;
+            int64_t after;
             double rate;
 
             bench_stop_server();
@@ -294,8 +303,10 @@ static int sweep_compare(int seconds, int conns, int rows, const char *lua, cons
                 core_close(&c);
                 return 1;
             }
-            printf("%-6d %-8s %12.0f %10s %14lld %14lld\n", round, on ? "running" : "off", rate,
-                   p99, (long long)before, (long long)stale_rows(&c));
+            after = stale_rows(&c);
+            printf("%-6d %-8s %12.0f %10s %14lld %14lld %10.0f\n", round, on ? "running" : "off",
+                   rate, p99, (long long)before, (long long)after,
+                   (double)(before - after) / seconds);
             if (on) {
                 on_sum += rate;
             } else {
@@ -642,7 +653,9 @@ int main(int argc, char **argv)
         int rows = argc > 5 ? atoi(argv[5]) : 20000;
         int rc = 2;
 
-        if (n_conns >= 1 && n_conns <= 1024 && rows >= 1 && rows <= 10000000) {
+        sweep_share = argc > 6 ? atoi(argv[6]) : 0;
+        if (n_conns >= 1 && n_conns <= 1024 && rows >= 1 && rows <= 10000000 && sweep_share >= 0 &&
+            sweep_share <= 100) {
             rc = seal_mode ? seal_compare(seconds, n_conns, lua, log, base_config)
                            : sweep_compare(seconds, n_conns, rows, lua, log, base_config);
         }
