@@ -5,7 +5,9 @@
  * P11_CACHE_CAP per session, least recently used evicted first. The cache
  * owns its handles: every entry that leaves it, by replacement, eviction or
  * drop, has its object destroyed, so a dropped key does not linger in the
- * token. It never destroys an object it does not hold.
+ * token. It never destroys an object it does not hold. Names are found
+ * through an index by hash, so that a lookup costs the same with one org
+ * key cached or two thousand; the index is rebuilt whenever an entry leaves.
  *
  * A handle returned by coffer_p11_cache_get stays valid until the next
  * cache call on the same session or until the session goes back to the pool:
@@ -31,9 +33,14 @@ void p11_cache_init(struct p11_cache *c)
     memset(c, 0, sizeof(*c));
 }
 
+_Static_assert(P11_CACHE_CAP <= UINT16_MAX && P11_CACHE_SLOTS >= 2 * P11_CACHE_CAP &&
+                   (P11_CACHE_SLOTS & (P11_CACHE_SLOTS - 1)) == 0,
+               "the cache index holds entry numbers + 1 in a power-of-two table");
+
 void p11_cache_forget_all(struct p11_cache *c)
 {
     memset(c->entries, 0, sizeof(c->entries));
+    memset(c->index, 0, sizeof(c->index));
     c->n_pending = 0;
     c->pending_all = false;
 }
@@ -44,10 +51,42 @@ static bool name_ok(const char *name)
            strnlen(name, P11_CACHE_NAME_MAX + 1) <= P11_CACHE_NAME_MAX;
 }
 
+/* FNV-1a: the names are Coffer's own (key labels), not chosen by clients. */
+static size_t slot_of(const char *name)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        h = (h ^ *p) * 16777619u;
+    }
+    return h & (P11_CACHE_SLOTS - 1);
+}
+
+static void index_add(struct p11_cache *c, size_t entry)
+{
+    size_t i = slot_of(c->entries[entry].name);
+
+    while (c->index[i] != 0) {
+        i = (i + 1) & (P11_CACHE_SLOTS - 1);
+    }
+    c->index[i] = (uint16_t)(entry + 1);
+}
+
+static void index_rebuild(struct p11_cache *c)
+{
+    memset(c->index, 0, sizeof(c->index));
+    for (size_t i = 0; i < P11_CACHE_CAP; i++) {
+        if (c->entries[i].obj != 0) {
+            index_add(c, i);
+        }
+    }
+}
+
 static struct p11_cache_entry *find_entry(struct p11_cache *c, const char *name)
 {
-    for (size_t i = 0; i < P11_CACHE_CAP; i++) {
-        struct p11_cache_entry *e = &c->entries[i];
+    /* At most half the slots are used, so the probe ends at an empty one. */
+    for (size_t i = slot_of(name); c->index[i] != 0; i = (i + 1) & (P11_CACHE_SLOTS - 1)) {
+        struct p11_cache_entry *e = &c->entries[c->index[i] - 1];
 
         if (e->obj != 0 && strcmp(e->name, name) == 0) {
             return e;
@@ -56,6 +95,7 @@ static struct p11_cache_entry *find_entry(struct p11_cache *c, const char *name)
     return NULL;
 }
 
+/* Destroys an entry's object and empties it; the caller rebuilds the index. */
 static void destroy_entry(struct coffer_p11_session *s, struct p11_cache_entry *e)
 {
     coffer_p11_obj obj = e->obj;
@@ -70,6 +110,7 @@ void p11_cache_remove(struct coffer_p11_session *s, const char *name)
 
     if (e != NULL) {
         destroy_entry(s, e);
+        index_rebuild(&s->cache);
     }
 }
 
@@ -83,6 +124,7 @@ void p11_cache_purge_pending_locked(struct coffer_p11_session *s)
                 destroy_entry(s, &c->entries[i]);
             }
         }
+        memset(c->index, 0, sizeof(c->index));
     } else {
         for (unsigned i = 0; i < c->n_pending; i++) {
             p11_cache_remove(s, c->pending[i]);
@@ -154,6 +196,7 @@ static struct p11_cache_entry *free_slot(struct coffer_p11_session *s)
     }
     coffer_debug("p11", "cache full: evicting '%s'", oldest->name);
     destroy_entry(s, oldest);
+    index_rebuild(&s->cache);
     return oldest;
 }
 
@@ -185,12 +228,14 @@ enum coffer_err coffer_p11_cache_put(struct coffer_p11_session *s, const char *n
     e = find_entry(&s->cache, name);
     if (e != NULL && e->obj != obj) {
         destroy_entry(s, e);
+        index_rebuild(&s->cache);
         e = NULL;
     }
     if (e == NULL) {
         e = free_slot(s);
         coffer_memcpy(e->name, name, strlen(name) + 1);
         e->obj = obj;
+        index_add(&s->cache, (size_t)(e - s->cache.entries));
     }
     e->stamp = ++s->cache.clock;
     return COFFER_OK;

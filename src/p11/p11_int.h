@@ -29,7 +29,8 @@
 
 #define P11_POOL_DEFAULT 4u
 #define P11_POOL_MAX 64u
-#define P11_CACHE_CAP 128u
+#define P11_CACHE_CAP 2048u   /* org keys a session keeps: a server's orgs, with room to spare */
+#define P11_CACHE_SLOTS 4096u /* the index by name: twice the entries, a power of two */
 #define P11_CACHE_NAME_MAX 95u
 #define P11_PENDING_MAX 16u
 #define P11_PIN_MAX 256u
@@ -43,6 +44,8 @@ struct p11_cache_entry {
 
 struct p11_cache {
     struct p11_cache_entry entries[P11_CACHE_CAP];
+    /* Entry number + 1 of each name, at its hash, linear probing; 0: an empty slot. */
+    uint16_t index[P11_CACHE_SLOTS];
     uint64_t clock;
     /* Names dropped while the session was leased; guarded by the pool lock. */
     char pending[P11_PENDING_MAX][P11_CACHE_NAME_MAX + 1];

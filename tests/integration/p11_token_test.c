@@ -34,6 +34,7 @@
 #include "coffer/p11.h"
 #include "coffer/secret.h"
 #include "harness.h"
+#include "p11/p11_int.h"
 
 static struct harness h;
 static char tmpdir[] = "/tmp/p11-token-test.XXXXXX";
@@ -1283,9 +1284,11 @@ static void test_cache_put_get_drop(void **state)
 
 static void test_cache_eviction(void **state)
 {
+    enum { CAP = P11_CACHE_CAP };
     struct coffer_p11_config cfg = h.p11;
     struct coffer_p11_session *s = NULL;
-    coffer_p11_obj keys[130], got = 0, extra;
+    static coffer_p11_obj keys[CAP + 2];
+    coffer_p11_obj got = 0, extra;
     struct coffer_p11 *p;
     char name[32];
 
@@ -1293,7 +1296,7 @@ static void test_cache_eviction(void **state)
     cfg.pool_size = 1;
     p = open_ok(&cfg);
     check_ok(coffer_p11_session_get(p, &s), "session_get");
-    for (unsigned i = 0; i < 128; i++) {
+    for (unsigned i = 0; i < CAP; i++) {
         keys[i] = gen_key(s, false, false, COFFER_P11_ENCRYPT, NULL);
         snprintf(name, sizeof(name), "k%u", i);
         check_ok(coffer_p11_cache_put(s, name, keys[i]), "put");
@@ -1302,24 +1305,26 @@ static void test_cache_eviction(void **state)
     check_ok(coffer_p11_cache_get(s, "k0", &got), "get k0");
     assert_true(got == keys[0]);
 
-    keys[128] = gen_key(s, false, false, COFFER_P11_ENCRYPT, NULL);
-    check_ok(coffer_p11_cache_put(s, "k128", keys[128]), "put k128");
+    keys[CAP] = gen_key(s, false, false, COFFER_P11_ENCRYPT, NULL);
+    snprintf(name, sizeof(name), "k%u", CAP);
+    check_ok(coffer_p11_cache_put(s, name, keys[CAP]), "put one more than fits");
     assert_int_equal(coffer_p11_cache_get(s, "k1", &got), COFFER_E_NOT_FOUND);
     assert_destroyed(s, keys[1]);
     check_ok(coffer_p11_cache_get(s, "k0", &got), "k0 kept");
     assert_true(got == keys[0]);
-    check_ok(coffer_p11_cache_get(s, "k128", &got), "k128 stored");
-    assert_true(got == keys[128]);
+    check_ok(coffer_p11_cache_get(s, name, &got), "the new one stored");
+    assert_true(got == keys[CAP]);
 
     /* Next out is k2. */
-    keys[129] = gen_key(s, false, false, COFFER_P11_ENCRYPT, NULL);
-    check_ok(coffer_p11_cache_put(s, "k129", keys[129]), "put k129");
+    keys[CAP + 1] = gen_key(s, false, false, COFFER_P11_ENCRYPT, NULL);
+    snprintf(name, sizeof(name), "k%u", CAP + 1);
+    check_ok(coffer_p11_cache_put(s, name, keys[CAP + 1]), "put two more than fit");
     assert_int_equal(coffer_p11_cache_get(s, "k2", &got), COFFER_E_NOT_FOUND);
     assert_destroyed(s, keys[2]);
     assert_alive(s, keys[3]);
 
-    /* The cache still holds 128 entries, all alive. */
-    for (unsigned i = 0; i < 130; i++) {
+    /* The cache still holds CAP entries, all alive, each found by its name. */
+    for (unsigned i = 0; i < CAP + 2; i++) {
         if (i == 1 || i == 2) {
             continue;
         }
@@ -1331,7 +1336,8 @@ static void test_cache_eviction(void **state)
     /* Returning the session keeps the entries; closing the context destroys them. */
     coffer_p11_session_put(p, &s);
     check_ok(coffer_p11_session_get(p, &s), "session again");
-    check_ok(coffer_p11_cache_get(s, "k129", &got), "entry survives a lease");
+    snprintf(name, sizeof(name), "k%u", CAP + 1);
+    check_ok(coffer_p11_cache_get(s, name, &got), "entry survives a lease");
     extra = gen_key(s, false, false, COFFER_P11_ENCRYPT, NULL);
     assert_alive(s, extra);
     coffer_p11_destroy(s, &extra);
