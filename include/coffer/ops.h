@@ -341,20 +341,14 @@ struct coffer_op_token_auth {
 };
 
 /*
- * Looks a presented token (len bytes, well-formed) up by its digest and
- * judges expiry and revocation by the database's clock. Writes no event:
- * the caller records a failure. COFFER_OK with out->state set; errors are
- * token or database trouble (and then the request is not authenticated).
- */
-enum coffer_err coffer_op_token_authenticate(struct coffer_ops *o, const char *token, size_t len,
-                                             struct coffer_op_token_auth *out) COFFER_MUST_USE;
-
-/*
- * coffer_op_token_authenticate in two halves, so that the lookups of many
- * requests share one query. coffer_op_token_check fills c from a presented
- * token (its format checked, its digest computed in the token; the token
- * itself is not kept); coffer_op_token_check_many then looks up n checks
- * at once and sets each c[i].auth as coffer_op_token_authenticate would.
+ * Authenticating a presented token, in two halves so that the lookups of
+ * many requests share one query. coffer_op_token_check fills c from a
+ * presented token (its format checked, its digest computed in the token;
+ * the token itself is not kept); coffer_op_token_check_many then looks up
+ * n checks at once by their digests and judges expiry and revocation by
+ * the database's clock, setting each c[i].auth. Neither writes an event:
+ * the caller records a failure. Errors are token or database trouble (and
+ * then no request is authenticated).
  */
 struct coffer_op_token_check {
     bool formed; /* the token had the right format: digest holds its HMAC */

@@ -874,19 +874,10 @@ enum coffer_err coffer_store_token_insert(struct coffer_store *s,
                                           struct coffer_store_token *out) COFFER_MUST_USE;
 
 /*
- * The token whose digest under mac_key is digest, expired and revoked ones
- * included (the caller decides, with out->now_us). COFFER_E_NOT_FOUND if
- * none.
- */
-enum coffer_err coffer_store_token_find(struct coffer_store *s,
-                                        const unsigned char digest[COFFER_STORE_TOKEN_DIGEST_LEN],
-                                        const char *mac_key,
-                                        struct coffer_store_token *out) COFFER_MUST_USE;
-
-/*
- * n (1..COFFER_STORE_BATCH_MAX) lookups of coffer_store_token_find in one
- * query: found[i] tells whether digests[i] has a row, read into out[i].
- * An error leaves nothing found.
+ * n (1..COFFER_STORE_BATCH_MAX) token lookups in one query: found[i] tells
+ * whether a token's digest under mac_key is digests[i], its row (expired
+ * and revoked ones included: the caller decides, with out[i].now_us) read
+ * into out[i]. An error leaves nothing found.
  */
 enum coffer_err coffer_store_token_find_many(
     struct coffer_store *s, const unsigned char (*digests)[COFFER_STORE_TOKEN_DIGEST_LEN], size_t n,

@@ -525,22 +525,3 @@ enum coffer_err coffer_op_token_check_many(struct coffer_ops *o, struct coffer_o
     }
     return r;
 }
-
-enum coffer_err coffer_op_token_authenticate(struct coffer_ops *o, const char *token, size_t len,
-                                             struct coffer_op_token_auth *out)
-{
-    struct coffer_op_token_check c;
-    enum coffer_err r;
-
-    if (out == NULL) {
-        return coffer_err_set(COFFER_E_INVALID, "token authentication: no output");
-    }
-    memset(out, 0, sizeof(*out));
-    out->state = COFFER_TOKEN_UNKNOWN;
-    if ((r = coffer_op_token_check(o, token, len, &c)) == COFFER_OK) {
-        r = coffer_op_token_check_many(o, &c, 1);
-    }
-    *out = c.auth;
-    coffer_wipe(&c, sizeof(c));
-    return r;
-}

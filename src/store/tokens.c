@@ -413,28 +413,6 @@ out:
     return r;
 }
 
-enum coffer_err coffer_store_token_find(struct coffer_store *s,
-                                        const unsigned char digest[COFFER_STORE_TOKEN_DIGEST_LEN],
-                                        const char *mac_key, struct coffer_store_token *out)
-{
-    bool found = false;
-    enum coffer_err r;
-
-    if (out == NULL) {
-        return coffer_err_set(COFFER_E_INVALID, "finding token: no output");
-    }
-    if (digest == NULL) {
-        memset(out, 0, sizeof(*out));
-        return coffer_err_set(COFFER_E_INVALID, "finding token: no digest");
-    }
-    r = coffer_store_token_find_many(
-        s, (const unsigned char(*)[COFFER_STORE_TOKEN_DIGEST_LEN])digest, 1, mac_key, out, &found);
-    if (r == COFFER_OK && !found) {
-        r = coffer_err_set(COFFER_E_NOT_FOUND, "no token has this digest");
-    }
-    return r;
-}
-
 /* ---- Revoke ------------------------------------------------------------------------ */
 
 struct revoke {
