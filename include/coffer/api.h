@@ -36,6 +36,8 @@ struct coffer_api_stats {
     unsigned long long accesses_granted;
     unsigned long long accesses_denied;
     unsigned long long batches;
+    unsigned long long put_batches;  /* transactions of credential writes committed together */
+    unsigned long long puts_batched; /* the writes they held */
     unsigned long long unauthenticated;
     unsigned long long connections_refused;
     unsigned long long connections_open;

@@ -205,6 +205,19 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
                                        const struct coffer_keys_write *w,
                                        uint32_t *version) COFFER_MUST_USE;
 
+/*
+ * coffer_keys_cred_write for n (1..COFFER_KEYS_BATCH_MAX) distinct
+ * credentials inside the caller's transaction, with one statement for their
+ * version numbers and one for their rows. out[i] receives what the database
+ * gave write i (its id and version, when it was issued, the project's
+ * phase). COFFER_E_STATE if a credential is revoked; on any error the caller
+ * rolls back.
+ */
+enum coffer_err coffer_keys_cred_write_many(struct coffer_keys *k, struct coffer_store *st,
+                                            const struct coffer_keys_write *w,
+                                            struct coffer_store_cred_next *out,
+                                            size_t n) COFFER_MUST_USE;
+
 struct coffer_keys_read_info {
     uint32_t version;                /* the version read */
     uint32_t org_key_version;        /* the org key version the row is under after the read */

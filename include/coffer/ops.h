@@ -196,6 +196,21 @@ struct coffer_op_put {
 enum coffer_err coffer_op_put(struct coffer_ops *o, const struct coffer_op_meta *m,
                               struct coffer_op_put *p) COFFER_MUST_USE;
 
+/*
+ * Several puts in one transaction with one commit, m[i] and p[i] together,
+ * n at most COFFER_OP_BATCH_MAX. The batch takes the puts that need nothing
+ * of their own: an admin of the org storing a new version without grants,
+ * keys with their own expiry or an oauth2 provider, no credential twice.
+ * Each taken put is checked and written as coffer_op_put would, with its
+ * own event, and on COFFER_OK taken[i] marks it durable, its version and
+ * expiry set. A put not taken (taken[i] false) has had nothing written:
+ * the caller runs it with coffer_op_put, which answers it exactly. If
+ * anything fails before the commit, nothing is written and no put is taken.
+ * An error is the commit's: the taken puts share it.
+ */
+enum coffer_err coffer_op_put_many(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                   struct coffer_op_put *p, size_t n, bool *taken) COFFER_MUST_USE;
+
 /* ---- revoke (admins) ---- */
 
 struct coffer_op_revoke {

@@ -269,6 +269,34 @@ enum coffer_err coffer_store_cred_next_version(struct coffer_store *s,
                                                const char *name, const char *type, const char *tier,
                                                struct coffer_store_cred *out) COFFER_MUST_USE;
 
+/* One write of coffer_store_cred_next_version_many: what to write, then what it gave. */
+struct coffer_store_cred_next {
+    const struct coffer_uuid *org_id;
+    const struct coffer_uuid *project_id;
+    const char *name;
+    const char *type;
+    const char *tier;
+    struct coffer_store_cred out;    /* as coffer_store_cred_next_version fills it */
+    int64_t issued_us;               /* the credential's updated_at: when this version was made */
+    bool revoked;                    /* the credential is revoked: the write must not stand */
+    char phase[COFFER_NAME_MAX + 1]; /* the project's current phase, "" if it has none */
+};
+
+/*
+ * coffer_store_cred_next_version for n (1..COFFER_STORE_BATCH_MAX) writes in
+ * one statement, inside a transaction. No two writes may name the same
+ * (project, name) (COFFER_E_INVALID). COFFER_E_NOT_FOUND, naming the
+ * credential, if a project is not its org's; nothing is filled then.
+ */
+enum coffer_err coffer_store_cred_next_version_many(struct coffer_store *s,
+                                                    struct coffer_store_cred_next *w,
+                                                    size_t n) COFFER_MUST_USE;
+
+/* coffer_store_cred_version_insert for n (1..COFFER_STORE_BATCH_MAX) rows in one statement. */
+enum coffer_err coffer_store_cred_version_insert_many(struct coffer_store *s,
+                                                      const struct coffer_store_cred_version *v,
+                                                      size_t n) COFFER_MUST_USE;
+
 /* Inserts a version row. COFFER_E_EXISTS if (credential, version) exists. */
 enum coffer_err
 coffer_store_cred_version_insert(struct coffer_store *s,
@@ -523,6 +551,25 @@ enum coffer_err coffer_store_cred_set_lifetime(struct coffer_store *s,
                                                const struct coffer_uuid *credential_id,
                                                int64_t expires_us,
                                                const char *expire_on_phase_end) COFFER_MUST_USE;
+
+/* One credential's lifetime and description, as a batch write sets them. */
+struct coffer_store_cred_lifetime {
+    const struct coffer_uuid *org_id;
+    const struct coffer_uuid *credential_id;
+    int64_t expires_us;              /* COFFER_AUTHZ_NO_EXPIRY for none */
+    const char *expire_on_phase_end; /* NULL for none */
+    const char *description;         /* NULL leaves it as it is */
+};
+
+/*
+ * coffer_store_cred_set_lifetime, and coffer_store_cred_set_description where
+ * a description is given, for n (1..COFFER_STORE_BATCH_MAX) distinct
+ * credentials in one statement. COFFER_E_NOT_FOUND unless every one of them
+ * is in its org.
+ */
+enum coffer_err coffer_store_cred_set_lifetime_many(struct coffer_store *s,
+                                                    const struct coffer_store_cred_lifetime *l,
+                                                    size_t n) COFFER_MUST_USE;
 
 /*
  * Revokes a credential from now on with reason (1..1024 bytes of text).

@@ -30,13 +30,20 @@ enum api_role {
 
 struct api_req;
 
+/* How a route's requests are committed. */
+enum api_batch {
+    API_ALONE,        /* each in a transaction of its own */
+    API_BATCH_ACCESS, /* accesses of one loop turn: one batch, one commit */
+    API_BATCH_PUT,    /* credential writes of one loop turn: one transaction */
+};
+
 struct api_route {
     enum evhttp_cmd_type method;
     const char *pattern; /* "/v1/orgs/{}/projects/{}/credentials/{}/access" */
     enum api_role role;
     size_t body_limit; /* 0: no body is read */
     void (*handler)(struct api_req *r);
-    bool batched; /* accesses: queued and committed together (http.c) */
+    enum api_batch batch; /* queued and committed with others of its kind (http.c) */
 };
 
 struct api_req {
@@ -56,8 +63,10 @@ struct api_req {
     struct coffer_api *api;
     /* A batched request waiting in its worker's queue: */
     struct coffer_op_access acc;
-    bool dead;          /* its connection closed before the batch ran */
-    bool token_pending; /* its bearer token is looked up with the batch's (token) */
+    struct coffer_op_put put;       /* a queued put: its body read (api_put_prepare) */
+    struct coffer_keyset *put_keys; /* and its values, owned */
+    bool dead;                      /* its connection closed before the batch ran */
+    bool token_pending;             /* its bearer token is looked up with the batch's (token) */
     struct coffer_op_token_check token;
 };
 
@@ -123,6 +132,14 @@ void api_refresh_failed(struct api_req *r, const struct coffer_op_refresh *f);
 /* Reads a put's "oauth2" object as compact JSON text (see routes.c); false: answered 400. */
 bool api_read_oauth2(struct api_req *r, char *out, size_t cap, size_t *len);
 void api_put(struct api_req *r);
+/*
+ * Reads a put to be queued into r->put and r->put_keys. A put with lists or
+ * a provider of its own is written and answered at once instead (api_put).
+ * False when answered.
+ */
+bool api_put_prepare(struct api_req *r);
+/* Answers a put with the outcome of its operation. */
+void api_put_answer(struct api_req *r, const struct coffer_op_put *p, enum coffer_err e);
 void api_revoke(struct api_req *r);
 void api_phase(struct api_req *r);
 

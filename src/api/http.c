@@ -670,7 +670,7 @@ static int token_deferred(struct coffer_api *a, struct api_req *r, char why[AUTH
     struct evkeyval *header = NULL;
     enum coffer_err e;
 
-    if (!r->route->batched || authorization_headers(r->req, &header) != 1 ||
+    if (r->route->batch == API_ALONE || authorization_headers(r->req, &header) != 1 ||
         peer_certificate_sent(r->req)) {
         return 0;
     }
@@ -687,9 +687,16 @@ static int token_deferred(struct coffer_api *a, struct api_req *r, char why[AUTH
 
 static void on_close(struct evhttp_connection *conn, void *arg);
 
+/* Reads a queued request's body as its batch needs it; false when it was answered instead. */
+static bool queued_prepare(struct api_req *q)
+{
+    return q->route->batch == API_BATCH_PUT ? api_put_prepare(q) : api_access_prepare(q, &q->acc);
+}
+
 /* Frees a queued request that has left the queue (answered, or its connection gone). */
 static void drop_queued(struct api_req *q)
 {
+    coffer_keyset_free(&q->put_keys);
     coffer_keyset_free(&q->acc.keys);
     coffer_free(q->acc.expired_keys);
     if (q->body != NULL) {
@@ -745,7 +752,7 @@ static size_t settle_tokens(struct coffer_api *a, struct api_req **batch, size_t
             refuse_unauthenticated(q, why);
         } else if (role_fits(q) &&
                    (q->route->body_limit == 0 || parse_body(q, q->route->body_limit)) &&
-                   api_access_prepare(q, &q->acc)) {
+                   queued_prepare(q)) {
             evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), on_close, a);
             batch[kept++] = q;
             nc++;
@@ -759,21 +766,94 @@ static size_t settle_tokens(struct coffer_api *a, struct api_req **batch, size_t
 }
 
 /*
- * Runs every queued access as one batch, then answers them. The batch's
+ * Runs the queued accesses as one batch and answers them. The batch's
  * events are inserted by one statement outside any transaction, so it
  * returns only after their commit: an access's values go out only after
  * its audit event is durable. If anything fails, every access of the batch
  * is answered with the error and no values (fail closed), and the clients
  * may retry.
  */
+static void flush_accesses(struct coffer_api *a, struct api_req **batch, size_t n)
+{
+    struct coffer_op_meta metas[BATCH_MAX] = {{0}};
+    struct coffer_op_access accs[BATCH_MAX];
+    enum coffer_err r;
+
+    for (size_t i = 0; i < n; i++) {
+        metas[i] = api_meta(batch[i]);
+        accs[i] = batch[i]->acc;
+    }
+    r = coffer_op_access_batch(a->ops, metas, accs, n);
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->acc = accs[i];
+    }
+    stats_of(a)->batches += r == COFFER_OK ? 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct api_req *q = batch[i];
+        enum coffer_err e = r;
+
+        if (e == COFFER_OK && q->acc.refresh_due) {
+            /* Its OAuth2 access token needs a refresh first: refreshed and decided alone. */
+            struct coffer_op_meta m = api_meta(q);
+
+            e = coffer_op_access(a->ops, &m, &q->acc);
+        }
+        if (e == COFFER_OK) {
+            if (q->acc.decision.allow) {
+                stats_of(a)->accesses_granted++;
+            } else {
+                stats_of(a)->accesses_denied++;
+            }
+        }
+        api_access_answer(q, &q->acc, e);
+    }
+}
+
+/*
+ * Writes the queued puts in one transaction and answers them: a put leaves
+ * only after the commit that holds it and its event. The puts the batch
+ * does not take (see coffer_op_put_many) are written and answered one by
+ * one, each with its own reason.
+ */
+static void flush_puts(struct coffer_api *a, struct api_req **batch, size_t n)
+{
+    struct coffer_op_meta metas[BATCH_MAX] = {{0}};
+    struct coffer_op_put puts[BATCH_MAX];
+    bool taken[BATCH_MAX];
+    bool counted = false;
+    enum coffer_err r;
+
+    for (size_t i = 0; i < n; i++) {
+        metas[i] = api_meta(batch[i]);
+        puts[i] = batch[i]->put;
+    }
+    r = coffer_op_put_many(a->ops, metas, puts, n, taken);
+    for (size_t i = 0; i < n; i++) {
+        enum coffer_err e = r;
+
+        if (r == COFFER_OK && taken[i]) {
+            stats_of(a)->puts_batched++;
+            stats_of(a)->put_batches += counted ? 0 : 1;
+            counted = true;
+        }
+
+        if (!taken[i]) {
+            e = coffer_op_put(a->ops, &metas[i], &puts[i]);
+        }
+        coffer_keyset_free(&batch[i]->put_keys);
+        api_put_answer(batch[i], &puts[i], e);
+    }
+}
+
+/* Runs every queued request, accesses and puts each as one batch, then answers them. */
 static void flush_queue(struct coffer_api *a)
 {
     struct api_req *batch[BATCH_MAX];
-    struct coffer_op_meta metas[BATCH_MAX];
-    struct coffer_op_access accs[BATCH_MAX];
+    struct api_req *accs[BATCH_MAX];
+    struct api_req *puts[BATCH_MAX];
     size_t n = a->n_queued;
-    size_t live = 0;
-    enum coffer_err r;
+    size_t n_accs = 0;
+    size_t n_puts = 0;
 
     if (n == 0) {
         return;
@@ -784,42 +864,27 @@ static void flush_queue(struct coffer_api *a)
     a->n_queued = 0;
     n = settle_tokens(a, batch, n);
     for (size_t i = 0; i < n; i++) {
-        if (!batch[i]->dead) {
-            metas[live] = api_meta(batch[i]);
-            accs[live++] = batch[i]->acc;
-        }
-    }
-    r = coffer_op_access_batch(a->ops, metas, accs, live);
-    live = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!batch[i]->dead) {
-            batch[i]->acc = accs[live++];
-        }
-    }
-    stats_of(a)->batches += r == COFFER_OK ? 1 : 0;
-    for (size_t i = 0; i < n; i++) {
         struct api_req *q = batch[i];
 
-        if (!q->dead) {
-            enum coffer_err e = r;
-
-            if (e == COFFER_OK && q->acc.refresh_due) {
-                /* Its OAuth2 access token needs a refresh first: refreshed and decided alone. */
-                struct coffer_op_meta m = api_meta(q);
-
-                e = coffer_op_access(a->ops, &m, &q->acc);
-            }
-            if (e == COFFER_OK) {
-                if (q->acc.decision.allow) {
-                    stats_of(a)->accesses_granted++;
-                } else {
-                    stats_of(a)->accesses_denied++;
-                }
-            }
-            evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), NULL, NULL);
-            api_access_answer(q, &q->acc, e);
+        if (q->dead) {
+            continue;
         }
-        drop_queued(q);
+        /* Answered with the batch: no longer when its connection closes. */
+        evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), NULL, NULL);
+        if (q->route->batch == API_BATCH_PUT) {
+            puts[n_puts++] = q;
+        } else {
+            accs[n_accs++] = q;
+        }
+    }
+    if (n_accs > 0) {
+        flush_accesses(a, accs, n_accs);
+    }
+    if (n_puts > 0) {
+        flush_puts(a, puts, n_puts);
+    }
+    for (size_t i = 0; i < n; i++) {
+        drop_queued(batch[i]);
     }
 }
 
@@ -859,7 +924,7 @@ static void enqueue(struct coffer_api *a, struct api_req *r)
     *q = *r;
     r->body = NULL;
     coffer_wipe(&r->token, sizeof(r->token));
-    if (!q->token_pending && !api_access_prepare(q, &q->acc)) {
+    if (!q->token_pending && !queued_prepare(q)) {
         drop_queued(q);
         return;
     }
@@ -916,6 +981,8 @@ void api_metrics(struct api_req *r)
         sum.accesses_granted += s->accesses_granted;
         sum.accesses_denied += s->accesses_denied;
         sum.batches += s->batches;
+        sum.put_batches += s->put_batches;
+        sum.puts_batched += s->puts_batched;
         sum.unauthenticated += s->unauthenticated;
         sum.connections_refused += s->connections_refused;
         sum.connections_open += s->connections_open;
@@ -935,6 +1002,14 @@ void api_metrics(struct api_req *r)
             "# HELP coffer_access_batches_total Batches of accesses audited with one commit.\n"
             "# TYPE coffer_access_batches_total counter\n"
             "coffer_access_batches_total %llu\n"
+            "# HELP coffer_put_batches_total Transactions of credential writes committed "
+            "together.\n"
+            "# TYPE coffer_put_batches_total counter\n"
+            "coffer_put_batches_total %llu\n"
+            "# HELP coffer_puts_batched_total Credential writes committed in those "
+            "transactions.\n"
+            "# TYPE coffer_puts_batched_total counter\n"
+            "coffer_puts_batched_total %llu\n"
             "# HELP coffer_unauthenticated_total Requests refused as unauthenticated.\n"
             "# TYPE coffer_unauthenticated_total counter\n"
             "coffer_unauthenticated_total %llu\n"
@@ -948,8 +1023,8 @@ void api_metrics(struct api_req *r)
             "# TYPE coffer_workers gauge\n"
             "coffer_workers %u\n",
             sum.status_2xx, sum.status_4xx, sum.status_5xx, sum.accesses_granted,
-            sum.accesses_denied, sum.batches, sum.unauthenticated, sum.connections_refused,
-            sum.connections_open, a->stats.n) < 0) {
+            sum.accesses_denied, sum.batches, sum.put_batches, sum.puts_batched,
+            sum.unauthenticated, sum.connections_refused, sum.connections_open, a->stats.n) < 0) {
         if (buf != NULL) {
             evbuffer_free(buf);
         }
@@ -1023,7 +1098,7 @@ static void handle(struct evhttp_request *req, void *arg)
     if (r.route->body_limit > 0 && !parse_body(&r, r.route->body_limit)) {
         return;
     }
-    if (r.route->batched) {
+    if (r.route->batch != API_ALONE) {
         enqueue(a, &r);
         return;
     }

@@ -855,6 +855,200 @@ out:
     return r;
 }
 
+/* ---- put, many at once ------------------------------------------------------------ */
+
+/* An org of a batch of puts: looked up, with its policy, once for all of them. */
+struct put_org {
+    const char *name;
+    bool ok; /* found, its policy loaded */
+    struct coffer_org org;
+    struct coffer_policy_org pol;
+};
+
+/* Whether the batch takes p as it is: only what needs no statement of its own. */
+static bool put_batchable(struct coffer_ops *o, const struct coffer_op_meta *m,
+                          const struct coffer_op_put *p, enum coffer_tier *tier)
+{
+    return ops_check_call(o, m, p, "put") == COFFER_OK && ops_is_admin_of(m->who, p->org) &&
+           check_put(p, tier) == COFFER_OK && p->n_grants == 0 && p->n_key_expiry == 0 &&
+           p->oauth2_provider == NULL && strcmp(p->type, "oauth2") != 0;
+}
+
+/* Whether put i names a credential an earlier taken put names. */
+static bool put_repeated(const struct coffer_op_put *p, const bool *taken, size_t i)
+{
+    for (size_t k = 0; k < i; k++) {
+        if (taken[k] && strcmp(p[k].org, p[i].org) == 0 &&
+            strcmp(p[k].project, p[i].project) == 0 && strcmp(p[k].name, p[i].name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The org of a put, looked up and its policy loaded on first use. NULL with
+ * *r COFFER_OK when the org is not found (that put alone answers why);
+ * NULL with *r set on trouble that ends the batch.
+ */
+static struct put_org *put_org_of(struct coffer_ops *o, struct coffer_arena *arena,
+                                  struct put_org *orgs, size_t *n_orgs, const char *name,
+                                  enum coffer_err *r)
+{
+    struct put_org *po;
+
+    *r = COFFER_OK;
+    for (size_t i = 0; i < *n_orgs; i++) {
+        if (strcmp(orgs[i].name, name) == 0) {
+            return orgs[i].ok ? &orgs[i] : NULL;
+        }
+    }
+    po = &orgs[(*n_orgs)++];
+    memset(po, 0, sizeof(*po));
+    po->name = name;
+    *r = coffer_store_org_by_name(o->st, name, &po->org);
+    if (*r == COFFER_OK) {
+        *r = coffer_store_policy_load(o->st, &po->org, arena, &po->pol);
+    }
+    if (*r == COFFER_E_NOT_FOUND) {
+        *r = COFFER_OK;
+        return NULL;
+    }
+    po->ok = *r == COFFER_OK;
+    return po->ok ? po : NULL;
+}
+
+/*
+ * Inside the open transaction: writes the taken puts, their lifetimes and
+ * their events. A put found not to fit before anything is written leaves
+ * the batch (taken[i] false); an error ends the whole batch.
+ */
+static enum coffer_err put_many_tx(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                   struct coffer_op_put *p, const enum coffer_tier *tier, size_t n,
+                                   bool *taken, struct coffer_arena *arena)
+{
+    struct put_org orgs[COFFER_OP_BATCH_MAX];
+    struct coffer_project projs[COFFER_OP_BATCH_MAX];
+    struct coffer_keys_write w[COFFER_OP_BATCH_MAX];
+    struct coffer_store_cred_next out[COFFER_OP_BATCH_MAX];
+    struct coffer_store_cred_lifetime life[COFFER_OP_BATCH_MAX];
+    struct coffer_audit_event ev[COFFER_OP_BATCH_MAX];
+    struct put_org *of[COFFER_OP_BATCH_MAX];
+    size_t idx[COFFER_OP_BATCH_MAX];
+    size_t n_orgs = 0;
+    size_t k = 0;
+    enum coffer_err r;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!taken[i]) {
+            continue;
+        }
+        if ((of[i] = put_org_of(o, arena, orgs, &n_orgs, p[i].org, &r)) == NULL) {
+            if (r != COFFER_OK) {
+                return r;
+            }
+            taken[i] = false;
+            continue;
+        }
+        r = coffer_store_project_by_name(o->st, &of[i]->org.id, p[i].project, &projs[i]);
+        if (r == COFFER_OK) {
+            r = check_against_policy(&p[i], ops_find_project(&of[i]->pol, p[i].project));
+        }
+        if (r == COFFER_E_NOT_FOUND || r == COFFER_E_INVALID) {
+            taken[i] = false; /* answered alone, with its reason */
+            continue;
+        }
+        if (r != COFFER_OK) {
+            return r;
+        }
+        w[k] = (struct coffer_keys_write){&of[i]->org.id, &projs[i].id, p[i].name,
+                                          p[i].type,      p[i].tier,    p[i].keys};
+        idx[k++] = i;
+    }
+    if (k == 0) {
+        return COFFER_OK;
+    }
+    if ((r = coffer_keys_cred_write_many(o->k, o->st, w, out, k)) != COFFER_OK) {
+        return r;
+    }
+    for (size_t j = 0; j < k; j++) {
+        size_t i = idx[j];
+        char *detail = coffer_arena_alloc(arena, DETAIL_MAX, 1);
+
+        if (detail == NULL) {
+            return coffer_err_set(COFFER_E_NOMEM, "put: event detail");
+        }
+        if ((r = lifetime(&p[i], tier[i], &of[i]->pol.tiers[tier[i]], out[j].issued_us,
+                          &p[i].expires_us)) != COFFER_OK) {
+            return r;
+        }
+        p[i].version = out[j].out.current_version;
+        life[j] =
+            (struct coffer_store_cred_lifetime){&of[i]->org.id, &out[j].out.id, p[i].expires_us,
+                                                p[i].expire_on_phase_end, p[i].description};
+        put_detail(&p[i], out[j].issued_us, p[i].expires_us, detail, DETAIL_MAX);
+        ops_event_init(&ev[j], COFFER_AUDIT_CREATE, &m[i], p[i].org, p[i].project, p[i].name);
+        ev[j].allowed = true;
+        ev[j].reason = coffer_err_str(COFFER_OK);
+        ev[j].version = p[i].version;
+        ev[j].phase = out[j].phase[0] != '\0' ? coffer_arena_strdup(arena, out[j].phase) : NULL;
+        ev[j].detail = detail;
+    }
+    if ((r = coffer_store_cred_set_lifetime_many(o->st, life, k)) != COFFER_OK) {
+        return r;
+    }
+    return coffer_store_audit_insert_many(o->st, ev, k);
+}
+
+enum coffer_err coffer_op_put_many(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                   struct coffer_op_put *p, size_t n, bool *taken)
+{
+    enum coffer_tier tier[COFFER_OP_BATCH_MAX];
+    struct coffer_arena *arena = NULL;
+    size_t n_taken = 0;
+    enum coffer_err r;
+
+    if (o == NULL || m == NULL || p == NULL || taken == NULL || n > COFFER_OP_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "put: a batch of at most %d puts",
+                              COFFER_OP_BATCH_MAX);
+    }
+    for (size_t i = 0; i < n; i++) {
+        p[i].version = 0;
+        p[i].expires_us = 0;
+        taken[i] = put_batchable(o, &m[i], &p[i], &tier[i]) && !put_repeated(p, taken, i);
+        n_taken += taken[i] ? 1 : 0;
+    }
+    coffer_err_clear();
+    if (n_taken == 0 || coffer_arena_new(0, &arena) != COFFER_OK) {
+        memset(taken, 0, n * sizeof(*taken));
+        coffer_err_clear();
+        return COFFER_OK;
+    }
+    r = coffer_store_begin(o->st);
+    if (r == COFFER_OK && (r = put_many_tx(o, m, p, tier, n, taken, arena)) != COFFER_OK) {
+        coffer_store_rollback(o->st);
+    }
+    coffer_arena_free(&arena);
+    if (r != COFFER_OK) {
+        /* Nothing was written: every put is answered alone, with its own reason. */
+        memset(taken, 0, n * sizeof(*taken));
+        for (size_t i = 0; i < n; i++) {
+            p[i].version = 0;
+            p[i].expires_us = 0;
+        }
+        coffer_err_clear();
+        return COFFER_OK;
+    }
+    /* From here the outcome is the commit's, and the taken puts share its answer. */
+    if ((r = coffer_store_commit(o->st)) != COFFER_OK) {
+        for (size_t i = 0; i < n; i++) {
+            p[i].version = 0;
+            p[i].expires_us = 0;
+        }
+    }
+    return r;
+}
+
 /* ---- revoke ------------------------------------------------------------------------ */
 
 enum coffer_err coffer_op_revoke(struct coffer_ops *o, const struct coffer_op_meta *m,

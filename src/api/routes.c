@@ -468,100 +468,151 @@ bool api_read_oauth2(struct api_req *r, char *out, size_t cap, size_t *len)
     return true;
 }
 
-void api_put(struct api_req *r)
+/*
+ * Reads a put's body into *p and a new key set *ks (the caller frees it;
+ * the values are secrets), with grants, phases and key_expiry as storage
+ * for those lists. False when answered (400 or 503).
+ */
+static bool put_read(struct api_req *r, struct coffer_op_put *p, struct coffer_keyset **ks,
+                     struct coffer_policy_grant *grants, const char *(*phases)[32],
+                     struct coffer_op_key_expiry *key_expiry, char *provider, size_t provider_cap)
 {
     static const char *const known[] = {
         "type",           "tier",   "keys",        "ttl",
         "expires_at",     "grants", "description", "expire_on_phase_end",
         "key_expires_at", "oauth2", NULL};
-    /* A worker runs one request at a time, so these can live outside the stack. */
-    static struct coffer_policy_grant grants[COFFER_POLICY_GRANTS_MAX];
-    static const char *phases[COFFER_POLICY_GRANTS_MAX][32];
-    struct coffer_op_key_expiry key_expiry[COFFER_KEYS_MAX];
-    char provider[COFFER_OAUTH2_PROVIDER_JSON_MAX + 1];
-    struct coffer_op_put p = {0};
-    struct coffer_op_meta m = api_meta(r);
-    struct coffer_keyset *ks = NULL;
     const char *ttl = NULL;
     const char *expires = NULL;
     json_t *keys;
     json_t *v;
     const char *name;
-    char when[32];
-    json_t *out;
     enum coffer_err e;
 
-    if (!api_only_fields(r, known) || !api_string_field(r, "type", &p.type, NULL) ||
-        !api_string_field(r, "tier", &p.tier, NULL) || !api_string_field(r, "ttl", &ttl, NULL) ||
+    memset(p, 0, sizeof(*p));
+    *ks = NULL;
+    if (!api_only_fields(r, known) || !api_string_field(r, "type", &p->type, NULL) ||
+        !api_string_field(r, "tier", &p->tier, NULL) || !api_string_field(r, "ttl", &ttl, NULL) ||
         !api_string_field(r, "expires_at", &expires, NULL) ||
-        !api_string_field(r, "description", &p.description, NULL) ||
-        !api_string_field(r, "expire_on_phase_end", &p.expire_on_phase_end, NULL) ||
-        !api_read_grants(r, grants, phases, &p.n_grants) ||
-        !api_read_key_expiry(r, key_expiry, &p.n_key_expiry)) {
-        return;
+        !api_string_field(r, "description", &p->description, NULL) ||
+        !api_string_field(r, "expire_on_phase_end", &p->expire_on_phase_end, NULL) ||
+        !api_read_grants(r, grants, phases, &p->n_grants) ||
+        !api_read_key_expiry(r, key_expiry, &p->n_key_expiry) ||
+        !api_read_oauth2(r, provider, provider_cap, &p->oauth2_provider_len)) {
+        return false;
     }
-    p.key_expiry = key_expiry;
-    if (!api_read_oauth2(r, provider, sizeof(provider), &p.oauth2_provider_len)) {
-        return;
-    }
-    p.oauth2_provider = p.oauth2_provider_len > 0 ? provider : NULL;
-    if (p.type == NULL || p.tier == NULL) {
+    p->grants = p->n_grants > 0 ? grants : NULL;
+    p->key_expiry = p->n_key_expiry > 0 ? key_expiry : NULL;
+    p->oauth2_provider = p->oauth2_provider_len > 0 ? provider : NULL;
+    if (p->type == NULL || p->tier == NULL) {
         api_error(r, 400, "invalid_request", "'type' and 'tier' are required");
-        return;
+        return false;
     }
-    if (ttl != NULL && coffer_policy_ttl_parse(ttl, strlen(ttl), &p.ttl_s) != COFFER_OK) {
+    if (ttl != NULL && coffer_policy_ttl_parse(ttl, strlen(ttl), &p->ttl_s) != COFFER_OK) {
         api_error(r, 400, "invalid_request", "'ttl' is not a duration such as 90d or 12h");
-        return;
+        return false;
     }
-    if (expires != NULL && !api_parse_time(expires, &p.expires_at_us)) {
+    if (expires != NULL && !api_parse_time(expires, &p->expires_at_us)) {
         api_error(r, 400, "invalid_request", "'expires_at' must be YYYY-MM-DDTHH:MM:SSZ");
-        return;
+        return false;
     }
     keys = json_object_get(r->body, "keys");
     if (!json_is_object(keys) || json_object_size(keys) == 0) {
         api_error(r, 400, "invalid_request", "'keys' must be an object of names to strings");
-        return;
+        return false;
     }
-    if ((e = coffer_keyset_new(&ks)) != COFFER_OK) {
+    if ((e = coffer_keyset_new(ks)) != COFFER_OK) {
         api_fail_op(r, e);
-        return;
+        return false;
     }
     json_object_foreach(keys, name, v)
     {
         if (!json_is_string(v)) {
-            coffer_keyset_free(&ks);
+            coffer_keyset_free(ks);
             api_error(r, 400, "invalid_request", "every value in 'keys' must be a string");
-            return;
+            return false;
         }
-        if ((e = coffer_keyset_add(ks, name, json_string_value(v), json_string_length(v))) !=
+        if ((e = coffer_keyset_add(*ks, name, json_string_value(v), json_string_length(v))) !=
             COFFER_OK) {
-            coffer_keyset_free(&ks);
+            coffer_keyset_free(ks);
             api_fail_op(r, e);
-            return;
+            return false;
         }
     }
-    p.org = r->params[0];
-    p.project = r->params[1];
-    p.name = r->params[2];
-    p.grants = grants;
-    p.keys = ks;
-    e = coffer_op_put(r->api_ops, &m, &p);
-    coffer_keyset_free(&ks);
+    p->org = r->params[0];
+    p->project = r->params[1];
+    p->name = r->params[2];
+    p->keys = *ks;
+    return true;
+}
+
+void api_put_answer(struct api_req *r, const struct coffer_op_put *p, enum coffer_err e)
+{
+    char when[32];
+    json_t *out;
+
     if (e != COFFER_OK) {
         api_fail_op(r, e);
         return;
     }
     out = api_cred_json(r);
     if (out != NULL) {
-        (void)json_object_set_new(out, "version", json_integer(p.version));
-        if (p.expires_us == COFFER_AUTHZ_NO_EXPIRY) {
+        (void)json_object_set_new(out, "version", json_integer(p->version));
+        if (p->expires_us == COFFER_AUTHZ_NO_EXPIRY) {
             (void)json_object_set_new(out, "expires_at", json_null());
         } else {
-            api_format_time(p.expires_us, when);
+            api_format_time(p->expires_us, when);
             (void)json_object_set_new(out, "expires_at", json_string(when));
         }
     }
-    api_reply(r, p.version == 1 ? 201 : 200, out);
+    api_reply(r, p->version == 1 ? 201 : 200, out);
+}
+
+/* A put's grants while it is read and written: a worker runs one handler at a time. */
+static struct coffer_policy_grant put_grants[COFFER_POLICY_GRANTS_MAX];
+static const char *put_phases[COFFER_POLICY_GRANTS_MAX][32];
+
+void api_put(struct api_req *r)
+{
+    struct coffer_op_key_expiry key_expiry[COFFER_KEYS_MAX];
+    char provider[COFFER_OAUTH2_PROVIDER_JSON_MAX + 1];
+    struct coffer_op_put p;
+    struct coffer_op_meta m = api_meta(r);
+    struct coffer_keyset *ks = NULL;
+    enum coffer_err e;
+
+    if (!put_read(r, &p, &ks, put_grants, put_phases, key_expiry, provider, sizeof(provider))) {
+        return;
+    }
+    e = coffer_op_put(r->api_ops, &m, &p);
+    coffer_keyset_free(&ks);
+    api_put_answer(r, &p, e);
+}
+
+/* Whether a body field is given (present and not null). */
+static bool given(const struct api_req *r, const char *field)
+{
+    json_t *v = json_object_get(r->body, field);
+
+    return v != NULL && !json_is_null(v);
+}
+
+bool api_put_prepare(struct api_req *r)
+{
+    json_t *type = json_object_get(r->body, "type");
+
+    if (given(r, "grants") || given(r, "key_expires_at") || given(r, "oauth2") ||
+        (json_is_string(type) && strcmp(json_string_value(type), "oauth2") == 0)) {
+        api_put(r); /* lists of its own, or a provider: written and answered alone */
+        return false;
+    }
+    {
+        struct coffer_op_key_expiry key_expiry[COFFER_KEYS_MAX];
+        char provider[COFFER_OAUTH2_PROVIDER_JSON_MAX + 1];
+
+        /* None of the lists is given, so the queued put points into none of this storage. */
+        return put_read(r, &r->put, &r->put_keys, put_grants, put_phases, key_expiry, provider,
+                        sizeof(provider));
+    }
 }
 
 void api_revoke(struct api_req *r)

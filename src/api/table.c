@@ -18,37 +18,41 @@
 #define BODY_USE (320u * 1024u)        /* a brokered request: purpose, headers, body */
 #define CRED "/v1/orgs/{}/projects/{}/credentials/{}"
 
-/* method, pattern, who may call, body limit, handler, batched (committed with others) */
+/* method, pattern, who may call, body limit, handler, how it is committed */
 static const struct api_route routes[] = {
-    {EVHTTP_REQ_GET, "/v1/health", API_ROLE_NONE, 0, api_health, false},
-    {EVHTTP_REQ_GET, "/metrics", API_ROLE_NONE, 0, api_metrics, false},
-    {EVHTTP_REQ_POST, CRED "/access", API_ROLE_AGENT, BODY_SMALL, api_access, true},
+    {EVHTTP_REQ_GET, "/v1/health", API_ROLE_NONE, 0, api_health, API_ALONE},
+    {EVHTTP_REQ_GET, "/metrics", API_ROLE_NONE, 0, api_metrics, API_ALONE},
+    {EVHTTP_REQ_POST, CRED "/access", API_ROLE_AGENT, BODY_SMALL, api_access, API_BATCH_ACCESS},
     /* Brokered use (routes_use.c): one blocking upstream call, bounded by the broker timeouts. */
-    {EVHTTP_REQ_POST, CRED "/use", API_ROLE_AGENT, BODY_USE, api_use, false},
-    {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, api_put, false},
-    {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, api_revoke, false},
-    {EVHTTP_REQ_PUT, "/v1/orgs/{}/projects/{}/phase", API_ROLE_ADMIN, BODY_SMALL, api_phase, false},
+    {EVHTTP_REQ_POST, CRED "/use", API_ROLE_AGENT, BODY_USE, api_use, API_ALONE},
+    {EVHTTP_REQ_PUT, CRED, API_ROLE_ADMIN, BODY_CREDENTIAL, api_put, API_BATCH_PUT},
+    {EVHTTP_REQ_POST, CRED "/revoke", API_ROLE_ADMIN, BODY_SMALL, api_revoke, API_ALONE},
+    {EVHTTP_REQ_PUT, "/v1/orgs/{}/projects/{}/phase", API_ROLE_ADMIN, BODY_SMALL, api_phase,
+     API_ALONE},
     /* Credential metadata (routes_meta.c): what a credential is, never what it holds. */
-    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/credentials", API_ROLE_ANY, 0, api_meta_list, false},
-    {EVHTTP_REQ_GET, CRED, API_ROLE_ANY, 0, api_meta_get, false},
+    {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/credentials", API_ROLE_ANY, 0, api_meta_list,
+     API_ALONE},
+    {EVHTTP_REQ_GET, CRED, API_ROLE_ANY, 0, api_meta_get, API_ALONE},
     /* Bearer tokens (routes_tokens.c): shown once when issued, revoked at once. */
-    {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens", API_ROLE_ADMIN, BODY_SMALL, api_token_create, false},
+    {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens", API_ROLE_ADMIN, BODY_SMALL, api_token_create,
+     API_ALONE},
     {EVHTTP_REQ_POST, "/v1/orgs/{}/tokens/{}/revoke", API_ROLE_ADMIN, BODY_SMALL, api_token_revoke,
-     false},
+     API_ALONE},
     /* Credential requests and standing approvals (routes_requests.c): agents ask, admins answer. */
     {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests", API_ROLE_AGENT, BODY_CREDENTIAL,
-     api_request_file, false},
+     api_request_file, API_ALONE},
     {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/requests", API_ROLE_ADMIN, 0, api_request_list,
-     false},
+     API_ALONE},
     {EVHTTP_REQ_GET, "/v1/orgs/{}/projects/{}/requests/{}", API_ROLE_ANY, 0, api_request_get,
-     false},
+     API_ALONE},
     {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests/{}/fulfill", API_ROLE_ADMIN,
-     BODY_CREDENTIAL, api_request_fulfill, false},
+     BODY_CREDENTIAL, api_request_fulfill, API_ALONE},
     {EVHTTP_REQ_POST, "/v1/orgs/{}/projects/{}/requests/{}/deny", API_ROLE_ADMIN, BODY_SMALL,
-     api_request_deny, false},
-    {EVHTTP_REQ_POST, CRED "/approvals", API_ROLE_ADMIN, BODY_SMALL, api_approval_create, false},
+     api_request_deny, API_ALONE},
+    {EVHTTP_REQ_POST, CRED "/approvals", API_ROLE_ADMIN, BODY_SMALL, api_approval_create,
+     API_ALONE},
     {EVHTTP_REQ_POST, CRED "/approvals/{}/revoke", API_ROLE_ADMIN, BODY_SMALL, api_approval_revoke,
-     false},
+     API_ALONE},
 };
 
 /* Whether a path segment is acceptable: 1..63 bytes of [A-Za-z0-9_.-]. */

@@ -59,18 +59,87 @@ static enum coffer_err check_write(const struct coffer_keys_write *w)
     return COFFER_OK;
 }
 
-enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_store *st,
-                                       const struct coffer_keys_write *w, uint32_t *version)
+/*
+ * Seals w's keys as version cred->current_version of cred into *v: a fresh
+ * CEK in the token encrypts the payload with AES-256-GCM under the row's
+ * additional data and is wrapped under the org's current key, then
+ * destroyed. v's key names are borrowed from w's key set; release v with
+ * release_version.
+ */
+static enum coffer_err seal_version(struct coffer_keys *k, struct coffer_p11_session *s,
+                                    struct coffer_store *st, const struct coffer_keys_write *w,
+                                    const struct coffer_store_cred *cred,
+                                    struct coffer_store_cred_version *v)
 {
-    struct coffer_p11_session *s = NULL;
-    struct coffer_store_cred cred;
-    struct coffer_store_cred_version v;
     struct coffer_secret *payload = NULL;
     struct coffer_secret_view pv;
     struct coffer_buf aad = {0};
     coffer_p11_obj ok = 0;
     coffer_p11_obj cek = 0;
     size_t n = coffer_keyset_count(w->keys);
+    enum coffer_err r;
+
+    memset(v, 0, sizeof(*v));
+    if (cred->org_current_key_version == 0) {
+        return coffer_err_set(COFFER_E_STATE, "credential %s: the org has no current key", w->name);
+    }
+    if ((r = coffer_keys_payload_encode(w->keys, &payload)) != COFFER_OK) {
+        return r;
+    }
+    pv = coffer_secret_view(payload);
+    if ((r = coffer_keys_org_key_handle(k, s, st, w->org_id, cred->org_current_key_version, &ok)) !=
+            COFFER_OK ||
+        (r = coffer_keys_aad(w->org_id, w->project_id, &cred->id, cred->current_version,
+                             coffer_keys_keyset_names(w->keys), n, &aad)) != COFFER_OK) {
+        goto out;
+    }
+    v->ciphertext = coffer_calloc(1, pv.len);
+    if (v->ciphertext == NULL) {
+        r = coffer_err_set(COFFER_E_NOMEM, "ciphertext of %zu bytes", pv.len);
+        goto out;
+    }
+    v->ciphertext_len = pv.len;
+    if (RAND_bytes(v->nonce, sizeof(v->nonce)) != 1) {
+        r = coffer_err_set(COFFER_E_CRYPTO, "RAND_bytes failed for the GCM nonce");
+        goto out;
+    }
+    if ((r = coffer_p11_generate_aes(s, &coffer_keys_spec_cek_new, &cek)) != COFFER_OK ||
+        (r = coffer_p11_gcm_encrypt(s, cek, v->nonce, aad.data, aad.len, pv.data, pv.len,
+                                    v->ciphertext, v->tag)) != COFFER_OK ||
+        (r = coffer_p11_wrap(s, ok, cek, v->wrapped_cek, &v->wrapped_cek_len)) != COFFER_OK) {
+        goto out;
+    }
+    v->credential_id = cred->id;
+    v->version = cred->current_version;
+    v->org_id = *w->org_id;
+    v->project_id = *w->project_id;
+    v->org_key_version = cred->org_current_key_version;
+    snprintf(v->aead, sizeof(v->aead), "%s", COFFER_MECH_AEAD);
+    snprintf(v->wrap_mech, sizeof(v->wrap_mech), "%s", COFFER_MECH_WRAP);
+    /* The row borrows the key set's names; release_version detaches them. */
+    v->key_names = (char **)coffer_keys_keyset_names(w->keys);
+    v->n_keys = n;
+out:
+    coffer_p11_destroy(s, &cek);
+    coffer_secret_free(&payload);
+    coffer_buf_cleanup(&aad);
+    return r;
+}
+
+/* Frees what seal_version made, leaving the borrowed key names to their key set. */
+static void release_version(struct coffer_store_cred_version *v)
+{
+    v->key_names = NULL;
+    v->n_keys = 0;
+    coffer_store_cred_version_cleanup(v);
+}
+
+enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_store *st,
+                                       const struct coffer_keys_write *w, uint32_t *version)
+{
+    struct coffer_p11_session *s = NULL;
+    struct coffer_store_cred cred;
+    struct coffer_store_cred_version v;
     bool own_tx = false;
     enum coffer_err r;
 
@@ -78,10 +147,6 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
     if ((r = check_write(w)) != COFFER_OK) {
         return r;
     }
-    if ((r = coffer_keys_payload_encode(w->keys, &payload)) != COFFER_OK) {
-        goto out;
-    }
-    pv = coffer_secret_view(payload);
     if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK) {
         goto out;
     }
@@ -97,51 +162,9 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
         own_tx = true;
     }
     if ((r = coffer_store_cred_next_version(st, w->org_id, w->project_id, w->name, w->type, w->tier,
-                                            &cred)) != COFFER_OK) {
-        goto out;
-    }
-    if (cred.org_current_key_version == 0) {
-        r = coffer_err_set(COFFER_E_STATE, "credential %s: the org has no current key", w->name);
-        goto out;
-    }
-    if ((r = coffer_keys_org_key_handle(k, s, st, w->org_id, cred.org_current_key_version, &ok)) !=
-        COFFER_OK) {
-        goto out;
-    }
-    if ((r = coffer_keys_aad(w->org_id, w->project_id, &cred.id, cred.current_version,
-                             coffer_keys_keyset_names(w->keys), n, &aad)) != COFFER_OK) {
-        goto out;
-    }
-    v.ciphertext = coffer_calloc(1, pv.len);
-    if (v.ciphertext == NULL) {
-        r = coffer_err_set(COFFER_E_NOMEM, "ciphertext of %zu bytes", pv.len);
-        goto out;
-    }
-    v.ciphertext_len = pv.len;
-    if (RAND_bytes(v.nonce, sizeof(v.nonce)) != 1) {
-        r = coffer_err_set(COFFER_E_CRYPTO, "RAND_bytes failed for the GCM nonce");
-        goto out;
-    }
-    if ((r = coffer_p11_generate_aes(s, &coffer_keys_spec_cek_new, &cek)) != COFFER_OK ||
-        (r = coffer_p11_gcm_encrypt(s, cek, v.nonce, aad.data, aad.len, pv.data, pv.len,
-                                    v.ciphertext, v.tag)) != COFFER_OK ||
-        (r = coffer_p11_wrap(s, ok, cek, v.wrapped_cek, &v.wrapped_cek_len)) != COFFER_OK) {
-        goto out;
-    }
-    v.credential_id = cred.id;
-    v.version = cred.current_version;
-    v.org_id = *w->org_id;
-    v.project_id = *w->project_id;
-    v.org_key_version = cred.org_current_key_version;
-    snprintf(v.aead, sizeof(v.aead), "%s", COFFER_MECH_AEAD);
-    snprintf(v.wrap_mech, sizeof(v.wrap_mech), "%s", COFFER_MECH_WRAP);
-    /* The row borrows the key set's names; they are detached before cleanup below. */
-    v.key_names = (char **)coffer_keys_keyset_names(w->keys);
-    v.n_keys = n;
-    r = coffer_store_cred_version_insert(st, &v);
-    v.key_names = NULL;
-    v.n_keys = 0;
-    if (r != COFFER_OK) {
+                                            &cred)) != COFFER_OK ||
+        (r = seal_version(k, s, st, w, &cred, &v)) != COFFER_OK ||
+        (r = coffer_store_cred_version_insert(st, &v)) != COFFER_OK) {
         goto out;
     }
     if (own_tx) {
@@ -155,11 +178,63 @@ out:
     if (own_tx) {
         coffer_store_rollback(st);
     }
-    coffer_p11_destroy(s, &cek);
     coffer_p11_session_put(k->p11, &s);
-    coffer_store_cred_version_cleanup(&v);
-    coffer_secret_free(&payload);
-    coffer_buf_cleanup(&aad);
+    release_version(&v);
+    return r;
+}
+
+enum coffer_err coffer_keys_cred_write_many(struct coffer_keys *k, struct coffer_store *st,
+                                            const struct coffer_keys_write *w,
+                                            struct coffer_store_cred_next *out, size_t n)
+{
+    struct coffer_p11_session *s = NULL;
+    struct coffer_store_cred_version *v = NULL;
+    enum coffer_err r;
+
+    if (w == NULL || out == NULL || n == 0 || n > COFFER_KEYS_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "a batch of writes holds 1 to %d credentials",
+                              COFFER_KEYS_BATCH_MAX);
+    }
+    if (!coffer_store_in_tx(st)) {
+        return coffer_err_set(COFFER_E_STATE, "a batch of writes runs inside a transaction");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((r = check_write(&w[i])) != COFFER_OK) {
+            return coffer_err_wrap(r, "write %zu of %zu", i + 1, n);
+        }
+        memset(&out[i], 0, sizeof(out[i]));
+        out[i].org_id = w[i].org_id;
+        out[i].project_id = w[i].project_id;
+        out[i].name = w[i].name;
+        out[i].type = w[i].type;
+        out[i].tier = w[i].tier;
+    }
+    if ((r = coffer_store_cred_next_version_many(st, out, n)) != COFFER_OK) {
+        return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].revoked) {
+            return coffer_err_set(COFFER_E_STATE, "credential %s is revoked", w[i].name);
+        }
+    }
+    if ((v = coffer_calloc(n, sizeof(*v))) == NULL) {
+        return coffer_err_set(COFFER_E_NOMEM, "a batch of %zu versions", n);
+    }
+    if ((r = coffer_p11_session_get(k->p11, &s)) != COFFER_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < n && r == COFFER_OK; i++) {
+        r = seal_version(k, s, st, &w[i], &out[i].out, &v[i]);
+    }
+    if (r == COFFER_OK) {
+        r = coffer_store_cred_version_insert_many(st, v, n);
+    }
+out:
+    coffer_p11_session_put(k->p11, &s);
+    for (size_t i = 0; i < n; i++) {
+        release_version(&v[i]);
+    }
+    coffer_free(v);
     return r;
 }
 

@@ -51,6 +51,53 @@ static const struct store_stmt cv_insert = {
     .ncols = 0,
 };
 
+/*
+ * coffer_cred_next for many credentials in one statement. The rows come back
+ * in no set order, so each names itself (project, name); with them come what
+ * the write's event and lifetime need: when the version was issued, whether
+ * the credential is revoked (the caller must then roll back), and the
+ * project's phase.
+ */
+static const struct store_stmt cred_next_many = {
+    .name = "coffer_cred_next_many",
+    .sql = "INSERT INTO coffer.credentials AS c "
+           "(org_id, project_id, name, type, tier, current_version) "
+           "SELECT q.org_id, q.project_id, q.name, q.type, q.tier, 1 "
+           "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) "
+           "AS q(org_id, project_id, name, type, tier) "
+           "ON CONFLICT (project_id, name) DO UPDATE SET "
+           "current_version = c.current_version + 1, type = excluded.type, tier = excluded.tier, "
+           "updated_at = now() "
+           "WHERE c.org_id = excluded.org_id "
+           "RETURNING id, org_id, project_id, name, type, tier, current_version, "
+           "(SELECT k.version FROM coffer.org_keys k WHERE k.org_id = c.org_id "
+           "AND k.state = 'current'), "
+           "(extract(epoch FROM c.updated_at) * 1000000)::int8, c.revoked_at IS NOT NULL, "
+           "(SELECT p.phase FROM coffer.projects p WHERE p.id = c.project_id)",
+    .nparams = 5,
+    .types = {STORE_OID_UUID_ARRAY, STORE_OID_UUID_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY},
+    .ncols = 11,
+};
+
+/* coffer_cv_insert for many versions; key names travel comma-joined (a name has no comma). */
+static const struct store_stmt cv_insert_many = {
+    .name = "coffer_cv_insert_many",
+    .sql = "INSERT INTO coffer.credential_versions (credential_id, version, org_id, project_id, "
+           "org_key_version, aead, wrap_mech, key_names, nonce, ciphertext, tag, wrapped_cek) "
+           "SELECT q.credential_id, q.version, q.org_id, q.project_id, q.org_key_version, $6, $7, "
+           "string_to_array(q.key_names, ','), q.nonce, q.ciphertext, q.tag, q.wrapped_cek "
+           "FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::uuid[], $5::int4[], $8::text[], "
+           "$9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[]) AS q(credential_id, version, "
+           "org_id, project_id, org_key_version, key_names, nonce, ciphertext, tag, wrapped_cek)",
+    .nparams = 12,
+    .types = {STORE_OID_UUID_ARRAY, STORE_OID_INT4_ARRAY, STORE_OID_UUID_ARRAY,
+              STORE_OID_UUID_ARRAY, STORE_OID_INT4_ARRAY, STORE_OID_TEXT, STORE_OID_TEXT,
+              STORE_OID_TEXT_ARRAY, STORE_OID_BYTEA_ARRAY, STORE_OID_BYTEA_ARRAY,
+              STORE_OID_BYTEA_ARRAY, STORE_OID_BYTEA_ARRAY},
+    .ncols = 0,
+};
+
 /* The columns of a full version row, in the order cv_from_row reads them. */
 #define CV_VERSION_COLS                                                                            \
     "v.credential_id, v.version, v.org_id, v.project_id, v.org_key_version, v.aead, "              \
@@ -155,7 +202,8 @@ static const struct store_stmt cv_rewrap_many = {
 };
 
 const struct store_stmt *const store_stmts_creds[] = {
-    &cred_next, &cv_insert, &cv_get_many, &cv_rewrap_many, &cv_stale, &count_stale, NULL,
+    &cred_next, &cred_next_many, &cv_insert, &cv_insert_many, &cv_get_many, &cv_rewrap_many,
+    &cv_stale,  &count_stale,    NULL,
 };
 
 static bool type_ok(const char *s)
@@ -204,23 +252,23 @@ void coffer_store_cred_version_cleanup(struct coffer_store_cred_version *v)
     *v = (struct coffer_store_cred_version){0};
 }
 
-static enum coffer_err cred_from_row(const PGresult *res, struct coffer_store_cred *out)
+/* The credential in row of a cred_next answer (columns 0..7). */
+static enum coffer_err cred_at(const PGresult *res, int row, struct coffer_store_cred *out)
 {
     enum coffer_err r;
 
-    if ((r = store_one_row(res, "credential")) != COFFER_OK ||
-        (r = store_col_uuid(res, 0, 0, "coffer.credentials.id", &out->id)) != COFFER_OK ||
-        (r = store_col_uuid(res, 0, 1, "coffer.credentials.org_id", &out->org_id)) != COFFER_OK ||
-        (r = store_col_uuid(res, 0, 2, "coffer.credentials.project_id", &out->project_id)) !=
+    if ((r = store_col_uuid(res, row, 0, "coffer.credentials.id", &out->id)) != COFFER_OK ||
+        (r = store_col_uuid(res, row, 1, "coffer.credentials.org_id", &out->org_id)) != COFFER_OK ||
+        (r = store_col_uuid(res, row, 2, "coffer.credentials.project_id", &out->project_id)) !=
             COFFER_OK ||
-        (r = store_col_name(res, 0, 3, "coffer.credentials.name", out->name)) != COFFER_OK ||
-        (r = store_col_text(res, 0, 4, "coffer.credentials.type", out->type, sizeof(out->type))) !=
-            COFFER_OK ||
-        (r = store_col_text(res, 0, 5, "coffer.credentials.tier", out->tier, sizeof(out->tier))) !=
-            COFFER_OK ||
-        (r = store_col_u32(res, 0, 6, "coffer.credentials.current_version", 1,
+        (r = store_col_name(res, row, 3, "coffer.credentials.name", out->name)) != COFFER_OK ||
+        (r = store_col_text(res, row, 4, "coffer.credentials.type", out->type,
+                            sizeof(out->type))) != COFFER_OK ||
+        (r = store_col_text(res, row, 5, "coffer.credentials.tier", out->tier,
+                            sizeof(out->tier))) != COFFER_OK ||
+        (r = store_col_u32(res, row, 6, "coffer.credentials.current_version", 1,
                            &out->current_version)) != COFFER_OK ||
-        (r = store_col_u32_or_zero(res, 0, 7, "coffer.org_keys.version (current)",
+        (r = store_col_u32_or_zero(res, row, 7, "coffer.org_keys.version (current)",
                                    &out->org_current_key_version)) != COFFER_OK) {
         return r;
     }
@@ -231,6 +279,13 @@ static enum coffer_err cred_from_row(const PGresult *res, struct coffer_store_cr
         return coffer_err_set(COFFER_E_INTEGRITY, "coffer.credentials.tier: unknown tier");
     }
     return COFFER_OK;
+}
+
+static enum coffer_err cred_from_row(const PGresult *res, struct coffer_store_cred *out)
+{
+    enum coffer_err r = store_one_row(res, "credential");
+
+    return r == COFFER_OK ? cred_at(res, 0, out) : r;
 }
 
 enum coffer_err coffer_store_cred_next_version(struct coffer_store *s,
@@ -369,6 +424,283 @@ enum coffer_err coffer_store_cred_version_insert(struct coffer_store *s,
 out:
     PQclear(res);
     coffer_buf_cleanup(&names);
+    return r;
+}
+
+static void put_be32(unsigned char out[4], uint32_t v)
+{
+    out[0] = (unsigned char)(v >> 24);
+    out[1] = (unsigned char)(v >> 16);
+    out[2] = (unsigned char)(v >> 8);
+    out[3] = (unsigned char)v;
+}
+
+/* Checks one write of a batch as coffer_store_cred_next_version checks its arguments. */
+static enum coffer_err check_next(const struct coffer_store_cred_next *w)
+{
+    enum coffer_err r;
+
+    if (w->org_id == NULL || w->project_id == NULL || w->name == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "next credential version: missing field");
+    }
+    if ((r = store_check_name(w->name, "credential name")) != COFFER_OK) {
+        return r;
+    }
+    if (w->type == NULL || !type_ok(w->type)) {
+        return coffer_err_set(COFFER_E_INVALID, "credential type must match ^[a-z0-9_]{1,31}$");
+    }
+    if (w->tier == NULL || !tier_ok(w->tier)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "credential tier must be low, medium, high or critical");
+    }
+    return COFFER_OK;
+}
+
+/* The write of w (n of them) that row of a cred_next_many answer is, or n. */
+static size_t next_of_row(const struct coffer_store_cred_next *w, size_t n,
+                          const struct coffer_store_cred *row)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (coffer_uuid_equal(w[i].project_id, &row->project_id) &&
+            strcmp(w[i].name, row->name) == 0) {
+            return i;
+        }
+    }
+    return n;
+}
+
+/* Reads row of a cred_next_many answer into its write; integrity errors for anything unasked. */
+static enum coffer_err next_at(const PGresult *res, int row, struct coffer_store_cred_next *w,
+                               size_t n, bool *seen)
+{
+    struct coffer_store_cred c;
+    struct coffer_store_cred_next *x;
+    int64_t issued = 0;
+    size_t i;
+    enum coffer_err r;
+
+    if ((r = cred_at(res, row, &c)) != COFFER_OK) {
+        return r;
+    }
+    if ((i = next_of_row(w, n, &c)) == n || seen[i]) {
+        return coffer_err_set(COFFER_E_INTEGRITY,
+                              "coffer.credentials: the database wrote a row it was not asked to");
+    }
+    x = &w[i];
+    if (!coffer_uuid_equal(&c.org_id, x->org_id)) {
+        return coffer_err_set(COFFER_E_INTEGRITY,
+                              "coffer.credentials: row does not match the query");
+    }
+    if ((r = store_col_count(res, row, 8, "coffer.credentials.updated_at", &issued)) != COFFER_OK ||
+        (r = store_col_bool(res, row, 9, "coffer.credentials.revoked_at", &x->revoked)) !=
+            COFFER_OK) {
+        return r;
+    }
+    x->phase[0] = '\0';
+    if (!PQgetisnull(res, row, 10) &&
+        (r = store_col_name(res, row, 10, "coffer.projects.phase", x->phase)) != COFFER_OK) {
+        return r;
+    }
+    x->out = c;
+    x->issued_us = issued;
+    seen[i] = true;
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_next_version_many(struct coffer_store *s,
+                                                    struct coffer_store_cred_next *w, size_t n)
+{
+    const void *orgs[COFFER_STORE_BATCH_MAX], *projects[COFFER_STORE_BATCH_MAX];
+    const char *names[COFFER_STORE_BATCH_MAX], *types[COFFER_STORE_BATCH_MAX];
+    const char *tiers[COFFER_STORE_BATCH_MAX];
+    size_t uuid_lens[COFFER_STORE_BATCH_MAX];
+    bool seen[COFFER_STORE_BATCH_MAX] = {false};
+    struct coffer_buf a[5] = {{0}};
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    if (w == NULL || n == 0 || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "a batch of writes holds 1 to %d credentials, not %zu",
+                              COFFER_STORE_BATCH_MAX, n);
+    }
+    if ((r = store_require_tx(s, "next credential versions")) != COFFER_OK) {
+        return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((r = check_next(&w[i])) != COFFER_OK) {
+            return coffer_err_wrap(r, "write %zu of %zu", i + 1, n);
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (coffer_uuid_equal(w[k].project_id, w[i].project_id) &&
+                strcmp(w[k].name, w[i].name) == 0) {
+                return coffer_err_set(COFFER_E_INVALID,
+                                      "credential %s is written twice in one batch", w[i].name);
+            }
+        }
+        orgs[i] = w[i].org_id->b;
+        projects[i] = w[i].project_id->b;
+        uuid_lens[i] = sizeof(w[i].org_id->b);
+        names[i] = w[i].name;
+        types[i] = w[i].type;
+        tiers[i] = w[i].tier;
+    }
+    if ((r = store_encode_array(STORE_OID_UUID, n, orgs, uuid_lens, &a[0])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_UUID, n, projects, uuid_lens, &a[1])) != COFFER_OK ||
+        (r = store_encode_strings(names, n, &a[2])) != COFFER_OK ||
+        (r = store_encode_strings(types, n, &a[3])) != COFFER_OK ||
+        (r = store_encode_strings(tiers, n, &a[4])) != COFFER_OK) {
+        goto out;
+    }
+    for (size_t c = 0; c < 5; c++) {
+        store_param_binary(&p, a[c].data, a[c].len);
+    }
+    if ((r = store_exec(s, &cred_next_many, &p, "creating credential versions", &res)) !=
+        COFFER_OK) {
+        if (store_sqlstate_is(s, "23503")) {
+            r = coffer_err_set(COFFER_E_NOT_FOUND, "credentials: a project is not in this org");
+        }
+        goto out;
+    }
+    for (int row = 0; row < PQntuples(res) && r == COFFER_OK; row++) {
+        r = next_at(res, row, w, n, seen);
+    }
+    for (size_t i = 0; i < n && r == COFFER_OK; i++) {
+        if (!seen[i]) {
+            /* The name exists in this project under another org: the project is not this org's. */
+            r = coffer_err_set(COFFER_E_NOT_FOUND, "credential %s: no such project in this org",
+                               w[i].name);
+        }
+    }
+out:
+    PQclear(res);
+    for (size_t c = 0; c < 5; c++) {
+        coffer_buf_cleanup(&a[c]);
+    }
+    if (r != COFFER_OK) {
+        for (size_t i = 0; i < n; i++) {
+            memset(&w[i].out, 0, sizeof(w[i].out));
+            w[i].issued_us = 0;
+            w[i].revoked = false;
+            w[i].phase[0] = '\0';
+        }
+    }
+    return r;
+}
+
+/* The key names of v joined by commas into out (cap bytes). */
+static enum coffer_err join_key_names(const struct coffer_store_cred_version *v, char *out,
+                                      size_t cap)
+{
+    size_t used = 0;
+
+    for (size_t k = 0; k < v->n_keys; k++) {
+        size_t len = strlen(v->key_names[k]);
+
+        if (used + len + 2 > cap) {
+            return coffer_err_set(COFFER_E_INVALID, "credential version: key names too long");
+        }
+        if (k > 0) {
+            out[used++] = ',';
+        }
+        memcpy(out + used, v->key_names[k], len);
+        used += len;
+    }
+    out[used] = '\0';
+    return COFFER_OK;
+}
+
+enum coffer_err coffer_store_cred_version_insert_many(struct coffer_store *s,
+                                                      const struct coffer_store_cred_version *v,
+                                                      size_t n)
+{
+    enum { N_ARRAYS = 10 };
+    /* At most 64 names of at most 64 bytes, each with its comma. */
+    static char joined[COFFER_STORE_BATCH_MAX][COFFER_KEYS_MAX * (COFFER_KEY_NAME_MAX + 1) + 1];
+    const void *ids[COFFER_STORE_BATCH_MAX], *orgs[COFFER_STORE_BATCH_MAX];
+    const void *projects[COFFER_STORE_BATCH_MAX], *vers[COFFER_STORE_BATCH_MAX];
+    const void *okvs[COFFER_STORE_BATCH_MAX], *nonces[COFFER_STORE_BATCH_MAX];
+    const void *cts[COFFER_STORE_BATCH_MAX], *tags[COFFER_STORE_BATCH_MAX];
+    const void *wraps[COFFER_STORE_BATCH_MAX];
+    const char *names[COFFER_STORE_BATCH_MAX];
+    size_t uuid_lens[COFFER_STORE_BATCH_MAX], int_lens[COFFER_STORE_BATCH_MAX];
+    size_t nonce_lens[COFFER_STORE_BATCH_MAX], ct_lens[COFFER_STORE_BATCH_MAX];
+    size_t tag_lens[COFFER_STORE_BATCH_MAX], wrap_lens[COFFER_STORE_BATCH_MAX];
+    unsigned char ints[COFFER_STORE_BATCH_MAX][2][4];
+    struct coffer_buf a[N_ARRAYS] = {{0}};
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r = COFFER_OK;
+
+    if (v == NULL || n == 0 || n > COFFER_STORE_BATCH_MAX) {
+        return coffer_err_set(COFFER_E_INVALID, "a batch of versions holds 1 to %d rows, not %zu",
+                              COFFER_STORE_BATCH_MAX, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((r = check_version_row(&v[i])) != COFFER_OK ||
+            (r = join_key_names(&v[i], joined[i], sizeof(joined[i]))) != COFFER_OK) {
+            return coffer_err_wrap(r, "version %zu of %zu", i + 1, n);
+        }
+        put_be32(ints[i][0], v[i].version);
+        put_be32(ints[i][1], v[i].org_key_version);
+        ids[i] = v[i].credential_id.b;
+        orgs[i] = v[i].org_id.b;
+        projects[i] = v[i].project_id.b;
+        vers[i] = ints[i][0];
+        okvs[i] = ints[i][1];
+        names[i] = joined[i];
+        nonces[i] = v[i].nonce;
+        cts[i] = v[i].ciphertext;
+        tags[i] = v[i].tag;
+        wraps[i] = v[i].wrapped_cek;
+        uuid_lens[i] = sizeof(v[i].credential_id.b);
+        int_lens[i] = 4;
+        nonce_lens[i] = COFFER_GCM_IV_LEN;
+        ct_lens[i] = v[i].ciphertext_len;
+        tag_lens[i] = COFFER_GCM_TAG_LEN;
+        wrap_lens[i] = v[i].wrapped_cek_len;
+    }
+    if ((r = store_encode_array(STORE_OID_UUID, n, ids, uuid_lens, &a[0])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_INT4, n, vers, int_lens, &a[1])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_UUID, n, orgs, uuid_lens, &a[2])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_UUID, n, projects, uuid_lens, &a[3])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_INT4, n, okvs, int_lens, &a[4])) != COFFER_OK ||
+        (r = store_encode_strings(names, n, &a[5])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_BYTEA, n, nonces, nonce_lens, &a[6])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_BYTEA, n, cts, ct_lens, &a[7])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_BYTEA, n, tags, tag_lens, &a[8])) != COFFER_OK ||
+        (r = store_encode_array(STORE_OID_BYTEA, n, wraps, wrap_lens, &a[9])) != COFFER_OK) {
+        goto out;
+    }
+    for (size_t c = 0; c < 5; c++) {
+        store_param_binary(&p, a[c].data, a[c].len);
+    }
+    store_param_text(&p, COFFER_MECH_AEAD);
+    store_param_text(&p, COFFER_MECH_WRAP);
+    for (size_t c = 5; c < N_ARRAYS; c++) {
+        store_param_binary(&p, a[c].data, a[c].len);
+    }
+    if ((r = store_exec(s, &cv_insert_many, &p, "inserting credential versions", &res)) !=
+        COFFER_OK) {
+        if (r == COFFER_E_EXISTS) {
+            r = coffer_err_set(COFFER_E_EXISTS, "a credential version of the batch already exists");
+        } else if (store_sqlstate_is(s, "23503")) {
+            r = coffer_err_set(COFFER_E_NOT_FOUND,
+                               "inserting credential versions: no such credential in this org "
+                               "and project, or no such org key version");
+        }
+        goto out;
+    }
+    if (store_affected(res) != (long)n) {
+        r = coffer_err_set(COFFER_E_INTEGRITY, "inserting credential versions: %ld of %zu inserted",
+                           store_affected(res), n);
+    }
+out:
+    PQclear(res);
+    for (size_t c = 0; c < N_ARRAYS; c++) {
+        coffer_buf_cleanup(&a[c]);
+    }
     return r;
 }
 
@@ -729,14 +1061,6 @@ enum coffer_err coffer_store_count_stale(struct coffer_store *s, int64_t *cred_v
     }
     PQclear(res);
     return r;
-}
-
-static void put_be32(unsigned char out[4], uint32_t v)
-{
-    out[0] = (unsigned char)(v >> 24);
-    out[1] = (unsigned char)(v >> 16);
-    out[2] = (unsigned char)(v >> 8);
-    out[3] = (unsigned char)v;
 }
 
 static enum coffer_err check_rewrap(const struct coffer_store_rewrap *it)

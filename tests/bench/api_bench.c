@@ -16,6 +16,7 @@
  *     api_bench SECONDS WORKERS seal [CONNECTIONS]
  *     api_bench SECONDS WORKERS sweep [CONNECTIONS [ROWS [SHARE]]]
  *     api_bench SECONDS WORKERS soak [CONNECTIONS]
+ *     api_bench SECONDS WORKERS writes
  *
  * The seal mode measures accesses with the audit sealer running against it
  * paused; the sweep mode stores ROWS (default 20000) more credentials once,
@@ -23,7 +24,9 @@
  * measures accesses with the background sweeper running (keys.sweep: true,
  * the default rate) against it off. The soak mode runs a mixed load
  * (writes, revocations, denials, accesses, rotations) for SECONDS and
- * samples the memory of cofferd's processes (see soak()).
+ * samples the memory of cofferd's processes (see soak()). The writes mode
+ * creates new credentials by PUT (an admin's bearer token, every name new)
+ * at 1, 16 and 64 connections and checks that each 201 has its create event.
  */
 #include "bench_util.h"
 
@@ -383,6 +386,86 @@ static const char soak_lua[] =
     "revoked %%d\\n', t[1], t[2], t[3], t[4], t[5]))\n"
     "end\n";
 
+/* ---- Writes: credentials created by PUT, every name new ---- */
+
+static const char writes_lua[] =
+    "local threads = {}\n"
+    "function setup(thread)\n"
+    "  thread:set('id', #threads + 1)\n"
+    "  table.insert(threads, thread)\n"
+    "end\n"
+    "n = 0\n"
+    "local head = {['Content-Type'] = 'application/json', ['Authorization'] = 'Bearer %s'}\n"
+    "local value = '{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":"
+    "{\"api_key\":\"write-value-0123456789abcdef\"}}'\n"
+    "request = function()\n"
+    "  n = n + 1\n"
+    "  return wrk.format('PUT', '/v1/orgs/dev/projects/demo/credentials/w-%d-' .. id .. '-' .. n,"
+    " head, value)\n"
+    "end\n";
+
+/* Creations/s by PUT at 1, 16 and 64 connections; each 201 must have its create event. */
+static int writes(int seconds)
+{
+    static const int conns[] = {1, 16, 64};
+    static char out[65536];
+    char lua[PATH_MAX];
+    char admin_token[128];
+    char duration[16];
+    struct bench_reply r;
+    int rc = 0;
+    FILE *f;
+
+    if (!bench_token("admin/writes", admin_token, sizeof(admin_token), &r)) {
+        fprintf(stderr, "api_bench writes: admin token: %ld\n", r.status);
+        return 1;
+    }
+    snprintf(duration, sizeof(duration), "%ds", seconds);
+    printf("api_bench writes: wrk, %d s per run, 2 threads, keep-alive, PUT of a new credential "
+           "(one key, tier medium) per request; %s\n\n",
+           seconds, bench_dir);
+    printf("%-12s %12s %10s %10s %10s %10s\n", "connections", "created/s", "p50", "p99", "non-2xx",
+           "audited");
+    for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]) && rc == 0; i++) {
+        char c[8];
+        char t[8];
+        char rate[32];
+        char p50[32];
+        char p99[32];
+        char bad[32];
+        double before = bench_owner_number("SELECT count(*) FROM coffer.audit_events WHERE "
+                                           "action = 'create' AND allowed");
+        double after;
+        const char *wargv[] = {"/usr/bin/wrk", "-t", t,   "-c", c, "-d", duration, "--latency",
+                               "-s",           lua,  BASE, NULL};
+
+        snprintf(lua, sizeof(lua), "%s/writes-%zu.lua", bench_dir, i);
+        if ((f = fopen(lua, "w")) == NULL ||
+            fprintf(f, writes_lua, admin_token, (int)i) < 0 || fclose(f) != 0) {
+            bench_die("writing the writes script");
+        }
+        snprintf(c, sizeof(c), "%d", conns[i]);
+        snprintf(t, sizeof(t), "%d", conns[i] < 2 ? 1 : 2);
+        if (bench_capture(wargv, out, sizeof(out)) != 0) {
+            fprintf(stderr, "api_bench: wrk failed:\n%s\n", out);
+            rc = 1;
+            break;
+        }
+        after = bench_owner_number("SELECT count(*) FROM coffer.audit_events WHERE "
+                                   "action = 'create' AND allowed");
+        bench_field(out, "Non-2xx or 3xx responses:", bad, sizeof(bad));
+        printf("%-12d %12s %10s %10s %10s %10.0f\n", conns[i],
+               bench_field(out, "Requests/sec:", rate, sizeof(rate)),
+               bench_field(out, "50%", p50, sizeof(p50)), bench_field(out, "99%", p99, sizeof(p99)),
+               bad[0] != '\0' ? bad : "0", after - before);
+        if (bad[0] != '\0' || before < 0 || after < 0) {
+            rc = 1;
+        }
+    }
+    OPENSSL_cleanse(admin_token, sizeof(admin_token));
+    return rc;
+}
+
 #define SOAK_SAMPLES_MAX 128 /* memory samples, one every 10 s */
 #define SOAK_PROCS_MAX 16    /* cofferd's children followed */
 
@@ -604,9 +687,10 @@ int main(int argc, char **argv)
     bool seal_mode = argc > 3 && strcmp(argv[3], "seal") == 0;
     bool sweep_mode = argc > 3 && strcmp(argv[3], "sweep") == 0;
     bool soak_mode = argc > 3 && strcmp(argv[3], "soak") == 0;
+    bool writes_mode = argc > 3 && strcmp(argv[3], "writes") == 0;
 
     if (seconds < 1 || seconds > 600 || n_workers < 0 || n_workers > 64) {
-        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal|sweep|soak "
+        fprintf(stderr, "usage: api_bench [SECONDS_PER_RUN [WORKERS [seal|sweep|soak|writes "
                         "[CONNECTIONS [ROWS]]]]]\n");
         return 2;
     }
@@ -647,7 +731,13 @@ int main(int argc, char **argv)
         return rc;
     }
     OPENSSL_cleanse(token, sizeof(token));
+    if (writes_mode) {
+        int rc = writes(seconds);
 
+        bench_finish(rc == 0);
+        curl_global_cleanup();
+        return rc;
+    }
     if (seal_mode || sweep_mode) {
         int n_conns = argc > 4 ? atoi(argv[4]) : 64;
         int rows = argc > 5 ? atoi(argv[5]) : 20000;

@@ -8,7 +8,8 @@
  * with the same permission_denied, malformed requests answered cleanly
  * while the server keeps serving, revocation taking effect on the next
  * access, a phase change, a key past its own expiry left out of an access
- * and named, the audit rows of all of it, a worker killed and
+ * and named, puts sent at once written in shared transactions with the
+ * answers and events each gets alone, the audit rows of all of it, a worker killed and
  * replaced, and a clean stop on SIGTERM. No secret value may appear in the
  * server's output or in any audit row.
  */
@@ -26,6 +27,7 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -409,6 +411,108 @@ static void test_connection_limit(void **state)
 }
 
 /* /metrics sums the counters of every worker, in Prometheus text. */
+/* ---- Puts at once: committed together ---- */
+
+/* As many as one worker takes (limits.max_connections), so that none is turned away. */
+#define PUT_CROWD 4
+
+struct put_member {
+    pthread_barrier_t *go;
+    char path[128];
+    CURLcode rc;
+    struct https_reply r;
+};
+
+static void *put_main(void *arg)
+{
+    static const char value[] = "{\"type\":\"api_key\",\"tier\":\"medium\",\"keys\":{\"api_key\":"
+                                "\"" SECRET "\"}}";
+    struct put_member *m = arg;
+    const char *cert = NULL;
+    const char *key = NULL;
+
+    (void)https_dev_identity(&tls, "admin", &cert, &key);
+    (void)pthread_barrier_wait(m->go);
+    m->rc = https_request(&target, "PUT", m->path, value, cert, key, NULL, &m->r);
+    return NULL;
+}
+
+/* The value of a counter in a /metrics answer, or -1. */
+static long metric(const char *body, const char *name)
+{
+    char needle[96];
+    const char *p;
+
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    p = strstr(body, needle);
+    return p != NULL ? atol(p + strlen(needle)) : -1;
+}
+
+/*
+ * Puts sent at once, which a worker writes in a shared transaction: a new
+ * credential, one credential twice, and a project that does not exist.
+ * Every answer is the one a put alone gets, and every write has its event.
+ */
+static void test_concurrent_puts(void **state)
+{
+    static struct put_member m[PUT_CROWD];
+    static const char *const paths[PUT_CROWD] = {
+        "/v1/orgs/dev/projects/demo/credentials/crowd-0",
+        "/v1/orgs/dev/projects/nosuch/credentials/crowd-1",
+        "/v1/orgs/dev/projects/demo/credentials/same",
+        "/v1/orgs/dev/projects/demo/credentials/same",
+    };
+    pthread_t t[PUT_CROWD];
+    pthread_barrier_t go;
+    struct https_reply r;
+    long batched_before;
+    int same_1 = 0;
+    int same_2 = 0;
+
+    (void)state;
+    request("GET", "/metrics", NULL, NULL, &r);
+    batched_before = metric(r.body, "coffer_puts_batched_total");
+    assert_true(batched_before >= 0);
+    assert_int_equal(pthread_barrier_init(&go, NULL, PUT_CROWD + 1), 0);
+    for (int i = 0; i < PUT_CROWD; i++) {
+        m[i] = (struct put_member){.go = &go};
+        snprintf(m[i].path, sizeof(m[i].path), "%s", paths[i]);
+        assert_int_equal(pthread_create(&t[i], NULL, put_main, &m[i]), 0);
+    }
+    (void)pthread_barrier_wait(&go);
+    for (int i = 0; i < PUT_CROWD; i++) {
+        (void)pthread_join(t[i], NULL);
+    }
+    (void)pthread_barrier_destroy(&go);
+    for (int i = 0; i < PUT_CROWD; i++) {
+        assert_int_equal(m[i].rc, CURLE_OK);
+        assert_null(strstr(m[i].r.body, SECRET));
+    }
+    if (m[0].r.status != 201 || strstr(m[0].r.body, "\"version\":1") == NULL) {
+        fail_msg("new credential: %ld %s", m[0].r.status, m[0].r.body);
+    }
+    assert_int_equal(m[1].r.status, 404);
+    for (int i = 2; i < PUT_CROWD; i++) {
+        same_1 += m[i].r.status == 201 && strstr(m[i].r.body, "\"version\":1") != NULL;
+        same_2 += m[i].r.status == 200 && strstr(m[i].r.body, "\"version\":2") != NULL;
+    }
+    assert_int_equal(same_1, 1);
+    assert_int_equal(same_2, 1);
+    assert_true(world_sql_is(&w,
+                             "SELECT count(*) FROM coffer.audit_events WHERE action = 'create' "
+                             "AND allowed AND credential IN ('crowd-0', 'crowd-1', 'same')",
+                             "3"));
+    assert_true(world_sql_is(&w,
+                             "SELECT count(*) FROM coffer.credential_versions v JOIN "
+                             "coffer.credentials c ON c.id = v.credential_id WHERE c.name IN "
+                             "('crowd-0', 'crowd-1', 'same')",
+                             "3"));
+    /* The new one and one of the pair at least were written by a shared transaction. */
+    request("GET", "/metrics", NULL, NULL, &r);
+    assert_true(metric(r.body, "coffer_puts_batched_total") >= batched_before + 2);
+    assert_true(metric(r.body, "coffer_put_batches_total") >= 1);
+}
+
 static void test_metrics(void **state)
 {
     struct https_reply r;
@@ -511,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_revoke_and_phase),
         cmocka_unit_test(test_worker_replaced),
         cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_concurrent_puts),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_no_secret_leaked),
         cmocka_unit_test(test_sigterm_stops_cleanly),

@@ -20,6 +20,12 @@
  *     is broken), a key past its expiry left out and named on the single
  *     and the batched access and in the event, every key past it denied as
  *     expired, and the metadata showing each key's expiry;
+ *   - put, many at once: the puts the batch takes written in one
+ *     transaction, each with the single path's event, lifetime and
+ *     description; the ones it leaves (a credential twice, no such project,
+ *     not an admin, grants, a phase not in the policy) untouched and
+ *     answered alone as before; a revoked credential or an event that
+ *     cannot be written leaving the whole batch unwritten;
  *   - revoke and phase: the effect and its event together;
  *   - no audit row holds any value stored.
  */
@@ -1390,6 +1396,174 @@ static void test_revoke(void **state)
                              "1"));
 }
 
+/* ---- put, many at once ------------------------------------------------------------- */
+
+#define BATCH_PUTS 8
+
+/* A batch of puts, each by its own principal and request id. */
+struct put_batch {
+    struct coffer_principal who[BATCH_PUTS];
+    struct coffer_op_meta m[BATCH_PUTS];
+    struct coffer_op_put p[BATCH_PUTS];
+    struct coffer_keyset *ks[BATCH_PUTS];
+    char r[BATCH_PUTS][16];
+    bool taken[BATCH_PUTS];
+    size_t n;
+};
+
+/* Adds an api_key put of name (value CANARY "-batch-" name) by who to b; returns it. */
+static struct coffer_op_put *batch_add(struct put_batch *b, const struct coffer_principal *who,
+                                       const char *project, const char *name)
+{
+    static const char *const names[] = {"api_key"};
+    char value[96];
+    const char *values[] = {value};
+    size_t i = b->n++;
+
+    assert_true(i < BATCH_PUTS);
+    snprintf(value, sizeof(value), "%s-batch-%s", CANARY, name);
+    b->who[i] = *who;
+    b->ks[i] = keyset(1, names, values);
+    put_init(&b->p[i], "acme", name, "api_key", "medium", b->ks[i]);
+    b->p[i].project = project;
+    b->m[i] = (struct coffer_op_meta){
+        .who = &b->who[i], .request_id = rid(b->r[i]), .client_addr = "[::1]:5002"};
+    return &b->p[i];
+}
+
+static void batch_free(struct put_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        coffer_keyset_free(&b->ks[i]);
+    }
+}
+
+static void test_put_many(void **state)
+{
+    struct coffer_principal adm = admin("acme", "alice");
+    struct coffer_principal builder = agent("acme", "builder", "b-1");
+    struct coffer_policy_grant g = {.agent_type = "deployer"};
+    const struct coffer_secret *sec;
+    struct coffer_op_access a;
+    struct coffer_op_put single;
+    struct put_batch b = {0};
+    char r[16];
+
+    (void)state;
+    /* The single path's put of the same shape, to compare the batch's event with. */
+    put_init(&single, "acme", "batch-single", "api_key", "medium", NULL);
+    {
+        static const char *const names[] = {"api_key"};
+        static const char *const values[] = {CANARY "-single"};
+        struct coffer_keyset *ks = keyset(1, names, values);
+
+        single.keys = ks;
+        single.ttl_s = 3600;
+        single.description = "made alone";
+        assert_int_equal(put_as(&adm, &single, rid(r)), COFFER_OK);
+        coffer_keyset_free(&ks);
+    }
+
+    batch_add(&b, &adm, "proj", "batch-a")->ttl_s = 3600;
+    b.p[0].description = "made in a batch";
+    batch_add(&b, &adm, "proj", "registry");              /* a new version of a stored one */
+    batch_add(&b, &adm, "proj", "batch-a");               /* the same credential again */
+    batch_add(&b, &adm, "nope", "batch-b");               /* no such project */
+    batch_add(&b, &builder, "proj", "batch-c");           /* not an admin */
+    batch_add(&b, &adm, "proj", "batch-d")->n_grants = 1; /* a grant of its own */
+    b.p[5].grants = &g;
+    batch_add(&b, &adm, "proj", "batch-e")->expire_on_phase_end = "nophase";
+    assert_int_equal(coffer_op_put_many(&ops, b.m, b.p, b.n, b.taken), COFFER_OK);
+
+    /* Taken: written, each with its own event, as the single path writes it. */
+    assert_true(b.taken[0]);
+    assert_true(b.taken[1]);
+    assert_int_equal(b.p[0].version, 1);
+    assert_int_equal(b.p[1].version, 3);
+    assert_event(b.r[0], "create|true|ok|false|-|1|build|admin");
+    assert_event(b.r[1], "create|true|ok|false|-|3|build|admin");
+    assert_int_equal(lifetime_of("batch-a"), 3600);
+    assert_int_equal(b.p[0].expires_us,
+                     count("SELECT (extract(epoch FROM expires_at) * 1000000)::int8 FROM "
+                           "coffer.credentials WHERE name = 'batch-a'"));
+    assert_true(world_sql_is(&w,
+                             "SELECT description FROM coffer.credentials WHERE name = 'batch-a'",
+                             "made in a batch"));
+    {
+        char sql[512];
+
+        snprintf(sql, sizeof(sql),
+                 "SELECT (SELECT detail FROM coffer.audit_events WHERE request_id = '%s') = "
+                 "(SELECT detail FROM coffer.audit_events WHERE request_id = '%s')",
+                 b.r[0], r);
+        assert_true(world_sql_is(&w, sql, "t"));
+    }
+    /* The stored values round-trip through an access. */
+    assert_int_equal(access_as(&builder, "acme", "registry", "push image app:3", rid(r), &a),
+                     COFFER_OK);
+    assert_true(a.decision.allow);
+    assert_int_equal(a.version, 3);
+    sec = coffer_keyset_get(a.keys, "api_key");
+    assert_non_null(sec);
+    assert_int_equal(coffer_secret_len(sec), strlen(CANARY "-batch-registry"));
+    assert_memory_equal(coffer_secret_view(sec).data, CANARY "-batch-registry",
+                        strlen(CANARY "-batch-registry"));
+    coffer_keyset_free(&a.keys);
+
+    /* Not taken: nothing of them written; alone, each gets the single path's answer. */
+    for (size_t i = 2; i < b.n; i++) {
+        assert_false(b.taken[i]);
+        assert_int_equal(b.p[i].version, 0);
+        assert_int_equal(events_of(b.r[i]), 0);
+    }
+    assert_int_equal(count("SELECT count(*) FROM coffer.credentials WHERE name IN ('batch-b', "
+                           "'batch-c', 'batch-d', 'batch-e')"),
+                     0);
+    assert_int_equal(coffer_op_put(&ops, &b.m[2], &b.p[2]), COFFER_OK);
+    assert_int_equal(b.p[2].version, 2);
+    assert_int_equal(coffer_op_put(&ops, &b.m[3], &b.p[3]), COFFER_E_NOT_FOUND);
+    assert_int_equal(coffer_op_put(&ops, &b.m[4], &b.p[4]), COFFER_E_NOT_FOUND);
+    assert_event(b.r[4], "create|false|not_found|false|-|-|-|agent");
+    assert_int_equal(coffer_op_put(&ops, &b.m[5], &b.p[5]), COFFER_OK);
+    assert_int_equal(coffer_op_put(&ops, &b.m[6], &b.p[6]), COFFER_E_INVALID);
+    batch_free(&b);
+
+    /* A revoked credential in the batch: nothing of the batch is written. */
+    memset(&b, 0, sizeof(b));
+    batch_add(&b, &adm, "proj", "batch-f");
+    batch_add(&b, &adm, "proj", "rev-key");
+    assert_int_equal(coffer_op_put_many(&ops, b.m, b.p, b.n, b.taken), COFFER_OK);
+    assert_false(b.taken[0]);
+    assert_false(b.taken[1]);
+    assert_int_equal(events_of(b.r[0]), 0);
+    assert_int_equal(count("SELECT count(*) FROM coffer.credentials WHERE name = 'batch-f'"), 0);
+    assert_true(world_sql_is(&w,
+                             "SELECT current_version FROM coffer.credentials WHERE name = "
+                             "'rev-key'",
+                             "1"));
+    assert_int_equal(coffer_op_put(&ops, &b.m[0], &b.p[0]), COFFER_OK);
+    assert_int_equal(coffer_op_put(&ops, &b.m[1], &b.p[1]), COFFER_E_STATE);
+    batch_free(&b);
+
+    /* Events that cannot be written: nothing is written, and alone each fails too. */
+    memset(&b, 0, sizeof(b));
+    batch_add(&b, &adm, "proj", "batch-g");
+    batch_add(&b, &adm, "proj", "batch-a");
+    world_sql(&w, "ALTER TABLE coffer.audit_events ADD CONSTRAINT no_more CHECK (false) NOT VALID");
+    assert_int_equal(coffer_op_put_many(&ops, b.m, b.p, b.n, b.taken), COFFER_OK);
+    assert_false(b.taken[0]);
+    assert_false(b.taken[1]);
+    assert_int_not_equal(coffer_op_put(&ops, &b.m[0], &b.p[0]), COFFER_OK);
+    assert_int_not_equal(coffer_op_put(&ops, &b.m[1], &b.p[1]), COFFER_OK);
+    world_sql(&w, "ALTER TABLE coffer.audit_events DROP CONSTRAINT no_more");
+    assert_int_equal(count("SELECT count(*) FROM coffer.credentials WHERE name = 'batch-g'"), 0);
+    assert_true(world_sql_is(&w,
+                             "SELECT current_version FROM coffer.credentials WHERE name = "
+                             "'batch-a'",
+                             "2"));
+    batch_free(&b);
+}
+
 /* ---- phase ----------------------------------------------------------------------------- */
 
 static void test_phase(void **state)
@@ -1513,6 +1687,7 @@ int main(void)
         cmocka_unit_test(test_fail_closed),
         cmocka_unit_test(test_fail_closed_put),
         cmocka_unit_test(test_revoke),
+        cmocka_unit_test(test_put_many),
         cmocka_unit_test(test_phase),
         cmocka_unit_test(test_no_values_in_audit),
     };
