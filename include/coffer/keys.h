@@ -208,10 +208,11 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
 /*
  * coffer_keys_cred_write for n (1..COFFER_KEYS_BATCH_MAX) distinct
  * credentials inside the caller's transaction, with one statement for their
- * version numbers and one for their rows. out[i] receives what the database
- * gave write i (its id and version, when it was issued, the project's
- * phase). COFFER_E_STATE if a credential is revoked; on any error the caller
- * rolls back.
+ * version numbers and one for their rows. The caller sets each out[i]'s
+ * lifetime and description, written with it; out[i] then receives what the
+ * database gave write i (its id and version, when it was issued, the
+ * project's phase). COFFER_E_STATE if a credential is revoked; on any error
+ * the caller rolls back.
  */
 enum coffer_err coffer_keys_cred_write_many(struct coffer_keys *k, struct coffer_store *st,
                                             const struct coffer_keys_write *w,

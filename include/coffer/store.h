@@ -276,6 +276,9 @@ struct coffer_store_cred_next {
     const char *name;
     const char *type;
     const char *tier;
+    int64_t expires_us; /* the credential's own expiry, COFFER_AUTHZ_NO_EXPIRY for none */
+    const char *expire_on_phase_end; /* the phase whose end expires it, or NULL */
+    const char *description;         /* NULL leaves the stored one as it is */
     struct coffer_store_cred out;    /* as coffer_store_cred_next_version fills it */
     int64_t issued_us;               /* the credential's updated_at: when this version was made */
     bool revoked;                    /* the credential is revoked: the write must not stand */
@@ -284,13 +287,21 @@ struct coffer_store_cred_next {
 
 /*
  * coffer_store_cred_next_version for n (1..COFFER_STORE_BATCH_MAX) writes in
- * one statement, inside a transaction. No two writes may name the same
+ * one statement, inside a transaction, setting each credential's lifetime
+ * and description as coffer_store_cred_set_lifetime and
+ * coffer_store_cred_set_description would. No two writes may name the same
  * (project, name) (COFFER_E_INVALID). COFFER_E_NOT_FOUND, naming the
  * credential, if a project is not its org's; nothing is filled then.
  */
 enum coffer_err coffer_store_cred_next_version_many(struct coffer_store *s,
                                                     struct coffer_store_cred_next *w,
                                                     size_t n) COFFER_MUST_USE;
+
+/*
+ * The database's time of the open transaction (now()), in microseconds
+ * since the epoch: the updated_at of every credential it writes.
+ */
+enum coffer_err coffer_store_tx_now(struct coffer_store *s, int64_t *now_us) COFFER_MUST_USE;
 
 /* coffer_store_cred_version_insert for n (1..COFFER_STORE_BATCH_MAX) rows in one statement. */
 enum coffer_err coffer_store_cred_version_insert_many(struct coffer_store *s,
@@ -551,25 +562,6 @@ enum coffer_err coffer_store_cred_set_lifetime(struct coffer_store *s,
                                                const struct coffer_uuid *credential_id,
                                                int64_t expires_us,
                                                const char *expire_on_phase_end) COFFER_MUST_USE;
-
-/* One credential's lifetime and description, as a batch write sets them. */
-struct coffer_store_cred_lifetime {
-    const struct coffer_uuid *org_id;
-    const struct coffer_uuid *credential_id;
-    int64_t expires_us;              /* COFFER_AUTHZ_NO_EXPIRY for none */
-    const char *expire_on_phase_end; /* NULL for none */
-    const char *description;         /* NULL leaves it as it is */
-};
-
-/*
- * coffer_store_cred_set_lifetime, and coffer_store_cred_set_description where
- * a description is given, for n (1..COFFER_STORE_BATCH_MAX) distinct
- * credentials in one statement. COFFER_E_NOT_FOUND unless every one of them
- * is in its org.
- */
-enum coffer_err coffer_store_cred_set_lifetime_many(struct coffer_store *s,
-                                                    const struct coffer_store_cred_lifetime *l,
-                                                    size_t n) COFFER_MUST_USE;
 
 /*
  * Revokes a credential from now on with reason (1..1024 bytes of text).

@@ -918,6 +918,22 @@ static struct put_org *put_org_of(struct coffer_ops *o, struct coffer_arena *are
     return po->ok ? po : NULL;
 }
 
+/* The project of put i, found by an earlier put of the batch in the same project or looked up. */
+static enum coffer_err put_project_of(struct coffer_ops *o, const struct coffer_org *org,
+                                      const struct coffer_op_put *p, const bool *taken,
+                                      const struct coffer_project *projs, size_t i,
+                                      struct coffer_project *out)
+{
+    for (size_t k = 0; k < i; k++) {
+        if (taken[k] && strcmp(p[k].org, p[i].org) == 0 &&
+            strcmp(p[k].project, p[i].project) == 0) {
+            *out = projs[k];
+            return COFFER_OK;
+        }
+    }
+    return coffer_store_project_by_name(o->st, &org->id, p[i].project, out);
+}
+
 /*
  * Inside the open transaction: writes the taken puts, their lifetimes and
  * their events. A put found not to fit before anything is written leaves
@@ -931,38 +947,49 @@ static enum coffer_err put_many_tx(struct coffer_ops *o, const struct coffer_op_
     struct coffer_project projs[COFFER_OP_BATCH_MAX];
     struct coffer_keys_write w[COFFER_OP_BATCH_MAX];
     struct coffer_store_cred_next out[COFFER_OP_BATCH_MAX];
-    struct coffer_store_cred_lifetime life[COFFER_OP_BATCH_MAX];
     struct coffer_audit_event ev[COFFER_OP_BATCH_MAX];
-    struct put_org *of[COFFER_OP_BATCH_MAX];
+    struct put_org *of;
     size_t idx[COFFER_OP_BATCH_MAX];
     size_t n_orgs = 0;
     size_t k = 0;
+    int64_t now_us = 0;
     enum coffer_err r;
 
+    /* Every credential written in this transaction is issued at its time. */
+    if ((r = coffer_store_tx_now(o->st, &now_us)) != COFFER_OK) {
+        return r;
+    }
     for (size_t i = 0; i < n; i++) {
         if (!taken[i]) {
             continue;
         }
-        if ((of[i] = put_org_of(o, arena, orgs, &n_orgs, p[i].org, &r)) == NULL) {
+        if ((of = put_org_of(o, arena, orgs, &n_orgs, p[i].org, &r)) == NULL) {
             if (r != COFFER_OK) {
                 return r;
             }
             taken[i] = false;
             continue;
         }
-        r = coffer_store_project_by_name(o->st, &of[i]->org.id, p[i].project, &projs[i]);
+        r = put_project_of(o, &of->org, p, taken, projs, i, &projs[i]);
         if (r == COFFER_OK) {
-            r = check_against_policy(&p[i], ops_find_project(&of[i]->pol, p[i].project));
+            r = check_against_policy(&p[i], ops_find_project(&of->pol, p[i].project));
+        }
+        if (r == COFFER_OK) {
+            r = lifetime(&p[i], tier[i], &of->pol.tiers[tier[i]], now_us, &p[i].expires_us);
         }
         if (r == COFFER_E_NOT_FOUND || r == COFFER_E_INVALID) {
             taken[i] = false; /* answered alone, with its reason */
+            p[i].expires_us = 0;
             continue;
         }
         if (r != COFFER_OK) {
             return r;
         }
-        w[k] = (struct coffer_keys_write){&of[i]->org.id, &projs[i].id, p[i].name,
-                                          p[i].type,      p[i].tier,    p[i].keys};
+        w[k] = (struct coffer_keys_write){&of->org.id, &projs[i].id, p[i].name,
+                                          p[i].type,   p[i].tier,    p[i].keys};
+        out[k].expires_us = p[i].expires_us;
+        out[k].expire_on_phase_end = p[i].expire_on_phase_end;
+        out[k].description = p[i].description;
         idx[k++] = i;
     }
     if (k == 0) {
@@ -978,24 +1005,19 @@ static enum coffer_err put_many_tx(struct coffer_ops *o, const struct coffer_op_
         if (detail == NULL) {
             return coffer_err_set(COFFER_E_NOMEM, "put: event detail");
         }
-        if ((r = lifetime(&p[i], tier[i], &of[i]->pol.tiers[tier[i]], out[j].issued_us,
-                          &p[i].expires_us)) != COFFER_OK) {
-            return r;
+        if (out[j].issued_us != now_us) {
+            return coffer_err_set(COFFER_E_INTEGRITY,
+                                  "put: credential %s was not issued at its transaction's time",
+                                  p[i].name);
         }
         p[i].version = out[j].out.current_version;
-        life[j] =
-            (struct coffer_store_cred_lifetime){&of[i]->org.id, &out[j].out.id, p[i].expires_us,
-                                                p[i].expire_on_phase_end, p[i].description};
-        put_detail(&p[i], out[j].issued_us, p[i].expires_us, detail, DETAIL_MAX);
+        put_detail(&p[i], now_us, p[i].expires_us, detail, DETAIL_MAX);
         ops_event_init(&ev[j], COFFER_AUDIT_CREATE, &m[i], p[i].org, p[i].project, p[i].name);
         ev[j].allowed = true;
         ev[j].reason = coffer_err_str(COFFER_OK);
         ev[j].version = p[i].version;
         ev[j].phase = out[j].phase[0] != '\0' ? coffer_arena_strdup(arena, out[j].phase) : NULL;
         ev[j].detail = detail;
-    }
-    if ((r = coffer_store_cred_set_lifetime_many(o->st, life, k)) != COFFER_OK) {
-        return r;
     }
     return coffer_store_audit_insert_many(o->st, ev, k);
 }

@@ -202,7 +202,7 @@ enum coffer_err coffer_keys_cred_write_many(struct coffer_keys *k, struct coffer
         if ((r = check_write(&w[i])) != COFFER_OK) {
             return coffer_err_wrap(r, "write %zu of %zu", i + 1, n);
         }
-        memset(&out[i], 0, sizeof(out[i]));
+        memset(&out[i].out, 0, sizeof(out[i].out));
         out[i].org_id = w[i].org_id;
         out[i].project_id = w[i].project_id;
         out[i].name = w[i].name;

@@ -110,21 +110,6 @@ static const struct store_stmt description_set = {
     .types = {STORE_OID_UUID, STORE_OID_UUID, STORE_OID_TEXT},
 };
 
-/* lifetime_set and description_set of many credentials; NULL texts as lifetime_set reads them. */
-static const struct store_stmt lifetime_set_many = {
-    .name = "coffer_cred_lifetime_set_many",
-    .sql = "UPDATE coffer.credentials c SET expires_at = CASE WHEN u.expires IS NULL THEN NULL "
-           "ELSE timestamptz 'epoch' + u.expires::int8 * interval '1 microsecond' END, "
-           "expire_on_phase_end = u.phase_end, description = COALESCE(u.description, "
-           "c.description) "
-           "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) "
-           "AS u(org_id, id, expires, phase_end, description) "
-           "WHERE c.id = u.id AND c.org_id = u.org_id",
-    .nparams = 5,
-    .types = {STORE_OID_UUID_ARRAY, STORE_OID_UUID_ARRAY, STORE_OID_TEXT_ARRAY,
-              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY},
-};
-
 /*
  * A grant given again replaces the API grant of the same agent type and
  * instance (its phases may differ). The old rows go first in a statement of
@@ -157,8 +142,8 @@ static const struct store_stmt grants_api_add = {
 };
 
 const struct store_stmt *const store_stmts_access[] = {
-    &access_load,     &lifetime_set,     &lifetime_set_many, &revoke,
-    &description_set, &grants_api_clear, &grants_api_add,    NULL};
+    &access_load,      &lifetime_set,   &revoke, &description_set,
+    &grants_api_clear, &grants_api_add, NULL};
 
 /* Splits a comma-joined list of phase names ("" for none) into the arena. */
 static enum coffer_err split_phases(struct coffer_arena *a, const char *joined,
@@ -594,77 +579,6 @@ enum coffer_err coffer_store_cred_set_lifetime(struct coffer_store *s,
     n = store_affected(res);
     PQclear(res);
     return n == 1 ? COFFER_OK : coffer_err_set(COFFER_E_NOT_FOUND, "credential not found");
-}
-
-enum coffer_err coffer_store_cred_set_lifetime_many(struct coffer_store *s,
-                                                    const struct coffer_store_cred_lifetime *l,
-                                                    size_t n)
-{
-    const void *orgs[COFFER_STORE_BATCH_MAX], *ids[COFFER_STORE_BATCH_MAX];
-    const char *expires[COFFER_STORE_BATCH_MAX], *ends[COFFER_STORE_BATCH_MAX];
-    const char *descs[COFFER_STORE_BATCH_MAX];
-    char numbers[COFFER_STORE_BATCH_MAX][24];
-    size_t uuid_lens[COFFER_STORE_BATCH_MAX];
-    struct coffer_buf a[5] = {{0}};
-    struct store_params p = {0};
-    PGresult *res = NULL;
-    enum coffer_err r = COFFER_OK;
-
-    if (l == NULL || n == 0 || n > COFFER_STORE_BATCH_MAX) {
-        return coffer_err_set(COFFER_E_INVALID, "a batch of lifetimes holds 1 to %d rows, not %zu",
-                              COFFER_STORE_BATCH_MAX, n);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (l[i].org_id == NULL || l[i].credential_id == NULL) {
-            return coffer_err_set(COFFER_E_INVALID, "lifetime %zu of %zu: no credential", i + 1, n);
-        }
-        if (l[i].expire_on_phase_end != NULL &&
-            (r = store_check_name(l[i].expire_on_phase_end, "expire_on_phase_end")) != COFFER_OK) {
-            return r;
-        }
-        if (l[i].description != NULL &&
-            !coffer_text_ok(l[i].description, strnlen(l[i].description, COFFER_POLICY_DESC_MAX + 1),
-                            COFFER_POLICY_DESC_MAX)) {
-            return coffer_err_set(COFFER_E_INVALID,
-                                  "a description is 1 to %u bytes of UTF-8 without control "
-                                  "characters",
-                                  COFFER_POLICY_DESC_MAX);
-        }
-        orgs[i] = l[i].org_id->b;
-        ids[i] = l[i].credential_id->b;
-        uuid_lens[i] = sizeof(l[i].org_id->b);
-        expires[i] = NULL;
-        if (l[i].expires_us != COFFER_AUTHZ_NO_EXPIRY) {
-            (void)snprintf(numbers[i], sizeof(numbers[i]), "%" PRId64, l[i].expires_us);
-            expires[i] = numbers[i];
-        }
-        ends[i] = l[i].expire_on_phase_end;
-        descs[i] = l[i].description;
-    }
-    if ((r = store_encode_array(STORE_OID_UUID, n, orgs, uuid_lens, &a[0])) != COFFER_OK ||
-        (r = store_encode_array(STORE_OID_UUID, n, ids, uuid_lens, &a[1])) != COFFER_OK ||
-        (r = store_encode_strings(expires, n, &a[2])) != COFFER_OK ||
-        (r = store_encode_strings(ends, n, &a[3])) != COFFER_OK ||
-        (r = store_encode_strings(descs, n, &a[4])) != COFFER_OK) {
-        goto out;
-    }
-    for (size_t c = 0; c < 5; c++) {
-        store_param_binary(&p, a[c].data, a[c].len);
-    }
-    if ((r = store_exec(s, &lifetime_set_many, &p, "setting credential lifetimes", &res)) !=
-        COFFER_OK) {
-        goto out;
-    }
-    if (store_affected(res) != (long)n) {
-        r = coffer_err_set(COFFER_E_NOT_FOUND, "setting credential lifetimes: %ld of %zu found",
-                           store_affected(res), n);
-    }
-out:
-    PQclear(res);
-    for (size_t c = 0; c < 5; c++) {
-        coffer_buf_cleanup(&a[c]);
-    }
-    return r;
 }
 
 enum coffer_err coffer_store_cred_revoke(struct coffer_store *s, const struct coffer_uuid *org_id,

@@ -18,6 +18,7 @@
 
 #include "coffer/buf.h"
 #include "coffer/mem.h"
+#include "coffer/text.h"
 #include "store/store_int.h"
 
 #define WRAPPED_MIN 16
@@ -54,30 +55,44 @@ static const struct store_stmt cv_insert = {
 /*
  * coffer_cred_next for many credentials in one statement. The rows come back
  * in no set order, so each names itself (project, name); with them come what
- * the write's event and lifetime need: when the version was issued, whether
+ * the write's event needs: when the version was issued, whether
  * the credential is revoked (the caller must then roll back), and the
  * project's phase.
  */
 static const struct store_stmt cred_next_many = {
     .name = "coffer_cred_next_many",
     .sql = "INSERT INTO coffer.credentials AS c "
-           "(org_id, project_id, name, type, tier, current_version) "
-           "SELECT q.org_id, q.project_id, q.name, q.type, q.tier, 1 "
-           "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) "
-           "AS q(org_id, project_id, name, type, tier) "
+           "(org_id, project_id, name, type, tier, current_version, expires_at, "
+           "expire_on_phase_end, description) "
+           "SELECT q.org_id, q.project_id, q.name, q.type, q.tier, 1, "
+           "timestamptz 'epoch' + q.expires::int8 * interval '1 microsecond', q.phase_end, "
+           "q.description "
+           "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], "
+           "$7::text[], $8::text[]) "
+           "AS q(org_id, project_id, name, type, tier, expires, phase_end, description) "
            "ON CONFLICT (project_id, name) DO UPDATE SET "
            "current_version = c.current_version + 1, type = excluded.type, tier = excluded.tier, "
-           "updated_at = now() "
+           "updated_at = now(), expires_at = excluded.expires_at, "
+           "expire_on_phase_end = excluded.expire_on_phase_end, "
+           "description = COALESCE(excluded.description, c.description) "
            "WHERE c.org_id = excluded.org_id "
            "RETURNING id, org_id, project_id, name, type, tier, current_version, "
            "(SELECT k.version FROM coffer.org_keys k WHERE k.org_id = c.org_id "
            "AND k.state = 'current'), "
            "(extract(epoch FROM c.updated_at) * 1000000)::int8, c.revoked_at IS NOT NULL, "
            "(SELECT p.phase FROM coffer.projects p WHERE p.id = c.project_id)",
-    .nparams = 5,
+    .nparams = 8,
     .types = {STORE_OID_UUID_ARRAY, STORE_OID_UUID_ARRAY, STORE_OID_TEXT_ARRAY,
+              STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
               STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY},
     .ncols = 11,
+};
+
+static const struct store_stmt tx_now = {
+    .name = "coffer_tx_now",
+    .sql = "SELECT (extract(epoch FROM now()) * 1000000)::int8",
+    .nparams = 0,
+    .ncols = 1,
 };
 
 /* coffer_cv_insert for many versions; key names travel comma-joined (a name has no comma). */
@@ -202,8 +217,8 @@ static const struct store_stmt cv_rewrap_many = {
 };
 
 const struct store_stmt *const store_stmts_creds[] = {
-    &cred_next, &cred_next_many, &cv_insert, &cv_insert_many, &cv_get_many, &cv_rewrap_many,
-    &cv_stale,  &count_stale,    NULL,
+    &cred_next,   &cred_next_many, &tx_now,   &cv_insert,   &cv_insert_many,
+    &cv_get_many, &cv_rewrap_many, &cv_stale, &count_stale, NULL,
 };
 
 static bool type_ok(const char *s)
@@ -453,6 +468,17 @@ static enum coffer_err check_next(const struct coffer_store_cred_next *w)
         return coffer_err_set(COFFER_E_INVALID,
                               "credential tier must be low, medium, high or critical");
     }
+    if (w->expire_on_phase_end != NULL &&
+        (r = store_check_name(w->expire_on_phase_end, "expire_on_phase_end")) != COFFER_OK) {
+        return r;
+    }
+    if (w->description != NULL &&
+        !coffer_text_ok(w->description, strnlen(w->description, COFFER_POLICY_DESC_MAX + 1),
+                        COFFER_POLICY_DESC_MAX)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "a description is 1 to %u bytes of UTF-8 without control characters",
+                              COFFER_POLICY_DESC_MAX);
+    }
     return COFFER_OK;
 }
 
@@ -512,10 +538,12 @@ enum coffer_err coffer_store_cred_next_version_many(struct coffer_store *s,
 {
     const void *orgs[COFFER_STORE_BATCH_MAX], *projects[COFFER_STORE_BATCH_MAX];
     const char *names[COFFER_STORE_BATCH_MAX], *types[COFFER_STORE_BATCH_MAX];
-    const char *tiers[COFFER_STORE_BATCH_MAX];
+    const char *tiers[COFFER_STORE_BATCH_MAX], *expires[COFFER_STORE_BATCH_MAX];
+    const char *ends[COFFER_STORE_BATCH_MAX], *descs[COFFER_STORE_BATCH_MAX];
+    char numbers[COFFER_STORE_BATCH_MAX][24];
     size_t uuid_lens[COFFER_STORE_BATCH_MAX];
     bool seen[COFFER_STORE_BATCH_MAX] = {false};
-    struct coffer_buf a[5] = {{0}};
+    struct coffer_buf a[8] = {{0}};
     struct store_params p = {0};
     PGresult *res = NULL;
     enum coffer_err r;
@@ -545,15 +573,25 @@ enum coffer_err coffer_store_cred_next_version_many(struct coffer_store *s,
         names[i] = w[i].name;
         types[i] = w[i].type;
         tiers[i] = w[i].tier;
+        expires[i] = NULL;
+        if (w[i].expires_us != COFFER_AUTHZ_NO_EXPIRY) {
+            (void)snprintf(numbers[i], sizeof(numbers[i]), "%" PRId64, w[i].expires_us);
+            expires[i] = numbers[i];
+        }
+        ends[i] = w[i].expire_on_phase_end;
+        descs[i] = w[i].description;
     }
     if ((r = store_encode_array(STORE_OID_UUID, n, orgs, uuid_lens, &a[0])) != COFFER_OK ||
         (r = store_encode_array(STORE_OID_UUID, n, projects, uuid_lens, &a[1])) != COFFER_OK ||
         (r = store_encode_strings(names, n, &a[2])) != COFFER_OK ||
         (r = store_encode_strings(types, n, &a[3])) != COFFER_OK ||
-        (r = store_encode_strings(tiers, n, &a[4])) != COFFER_OK) {
+        (r = store_encode_strings(tiers, n, &a[4])) != COFFER_OK ||
+        (r = store_encode_strings(expires, n, &a[5])) != COFFER_OK ||
+        (r = store_encode_strings(ends, n, &a[6])) != COFFER_OK ||
+        (r = store_encode_strings(descs, n, &a[7])) != COFFER_OK) {
         goto out;
     }
-    for (size_t c = 0; c < 5; c++) {
+    for (size_t c = 0; c < 8; c++) {
         store_param_binary(&p, a[c].data, a[c].len);
     }
     if ((r = store_exec(s, &cred_next_many, &p, "creating credential versions", &res)) !=
@@ -575,7 +613,7 @@ enum coffer_err coffer_store_cred_next_version_many(struct coffer_store *s,
     }
 out:
     PQclear(res);
-    for (size_t c = 0; c < 5; c++) {
+    for (size_t c = 0; c < 8; c++) {
         coffer_buf_cleanup(&a[c]);
     }
     if (r != COFFER_OK) {
@@ -586,6 +624,24 @@ out:
             w[i].phase[0] = '\0';
         }
     }
+    return r;
+}
+
+enum coffer_err coffer_store_tx_now(struct coffer_store *s, int64_t *now_us)
+{
+    struct store_params p = {0};
+    PGresult *res = NULL;
+    enum coffer_err r;
+
+    *now_us = 0;
+    if ((r = store_require_tx(s, "the transaction's time")) != COFFER_OK ||
+        (r = store_exec(s, &tx_now, &p, "reading the transaction's time", &res)) != COFFER_OK) {
+        return r;
+    }
+    if ((r = store_one_row(res, "the transaction's time")) == COFFER_OK) {
+        r = store_col_count(res, 0, 0, "now()", now_us);
+    }
+    PQclear(res);
     return r;
 }
 
