@@ -27,6 +27,10 @@
  * One row per lookup whose org and project exist, in the order of the
  * lookups, ending with the lookup's ordinal (from 1): $1, $2 and $3 are the
  * orgs, projects and credential names of the lookups, as parallel text[].
+ * The rows of each lookup are lateral subqueries (OFFSET 0 keeps each one):
+ * the statement's cached plan guesses ten lookups, and for ten a hash join
+ * over a whole table (every org, every rule) looks cheaper than ten index
+ * probes, which made a decision cost grow with the number of orgs.
  */
 static const struct store_stmt access_load = {
     .name = "coffer_access_load",
@@ -51,15 +55,19 @@ static const struct store_stmt access_load = {
            "FROM unnest(v.key_names, v.key_expires_at) AS u(k, e) WHERE u.k = 'access_token'), q.i "
            "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS q(org, project, "
            "name, i) "
-           "JOIN coffer.orgs o ON o.name = q.org "
-           "JOIN coffer.projects p ON p.org_id = o.id AND p.name = q.project "
-           "AND p.removed_at IS NULL "
-           "LEFT JOIN coffer.credentials c "
-           "ON c.project_id = p.id AND c.org_id = o.id AND c.name = q.name "
-           "LEFT JOIN coffer.credential_rules r ON r.project_id = p.id AND r.name = q.name "
-           "LEFT JOIN coffer.credential_versions v ON v.credential_id = c.id "
-           "AND v.org_id = o.id AND v.version = c.current_version "
-           "LEFT JOIN coffer.tier_lifetimes t ON t.org_id = o.id AND t.tier = c.tier "
+           /* Each lookup probes its own rows (see above). */
+           "CROSS JOIN LATERAL (SELECT x.id FROM coffer.orgs x WHERE x.name = q.org OFFSET 0) o "
+           "CROSS JOIN LATERAL (SELECT x.id, x.phase FROM coffer.projects x "
+           "WHERE x.org_id = o.id AND x.name = q.project AND x.removed_at IS NULL OFFSET 0) p "
+           "LEFT JOIN LATERAL (SELECT x.* FROM coffer.credentials x "
+           "WHERE x.project_id = p.id AND x.org_id = o.id AND x.name = q.name OFFSET 0) c ON true "
+           "LEFT JOIN LATERAL (SELECT x.* FROM coffer.credential_rules x "
+           "WHERE x.project_id = p.id AND x.name = q.name OFFSET 0) r ON true "
+           "LEFT JOIN LATERAL (SELECT x.* FROM coffer.credential_versions x "
+           "WHERE x.credential_id = c.id AND x.org_id = o.id AND x.version = c.current_version "
+           "OFFSET 0) v ON true "
+           "LEFT JOIN LATERAL (SELECT x.* FROM coffer.tier_lifetimes x "
+           "WHERE x.org_id = o.id AND x.tier = c.tier OFFSET 0) t ON true "
            "CROSS JOIN LATERAL (SELECT array_agg(x.agent_type ORDER BY x.id) AS types, "
            "array_agg(x.instance ORDER BY x.id) AS instances, "
            "array_agg(array_to_string(x.phases, ',') ORDER BY x.id) AS phases "
