@@ -386,6 +386,41 @@ static const char soak_lua[] =
     "revoked %%d\\n', t[1], t[2], t[3], t[4], t[5]))\n"
     "end\n";
 
+/*
+ * One row of a rate table: wrk with lua against url at conns connections
+ * for duration, and how much the number counted by count_sql grew meanwhile.
+ * Returns false if wrk failed or any answer was not a success.
+ */
+static bool wrk_row(int conns, const char *duration, const char *lua, const char *url,
+                    const char *count_sql)
+{
+    static char out[65536];
+    char c[8];
+    char t[8];
+    char rate[32];
+    char p50[32];
+    char p99[32];
+    char bad[32];
+    double before = bench_owner_number(count_sql);
+    double after;
+    const char *wargv[] = {"/usr/bin/wrk", "-t",        t,    "-c", c,   "-d",
+                           duration,       "--latency", "-s", lua,  url, NULL};
+
+    snprintf(c, sizeof(c), "%d", conns);
+    snprintf(t, sizeof(t), "%d", conns < 2 ? 1 : 2);
+    if (bench_capture(wargv, out, sizeof(out)) != 0) {
+        fprintf(stderr, "api_bench: wrk failed:\n%s\n", out);
+        return false;
+    }
+    after = bench_owner_number(count_sql);
+    bench_field(out, "Non-2xx or 3xx responses:", bad, sizeof(bad));
+    printf("%-12d %12s %10s %10s %10s %10.0f\n", conns,
+           bench_field(out, "Requests/sec:", rate, sizeof(rate)),
+           bench_field(out, "50%", p50, sizeof(p50)), bench_field(out, "99%", p99, sizeof(p99)),
+           bad[0] != '\0' ? bad : "0", after - before);
+    return bad[0] == '\0' && before >= 0 && after >= 0;
+}
+
 /* ---- Writes: credentials created by PUT, every name new ---- */
 
 static const char writes_lua[] =
@@ -408,7 +443,6 @@ static const char writes_lua[] =
 static int writes(int seconds)
 {
     static const int conns[] = {1, 16, 64};
-    static char out[65536];
     char lua[PATH_MAX];
     char admin_token[128];
     char duration[16];
@@ -427,38 +461,14 @@ static int writes(int seconds)
     printf("%-12s %12s %10s %10s %10s %10s\n", "connections", "created/s", "p50", "p99", "non-2xx",
            "audited");
     for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]) && rc == 0; i++) {
-        char c[8];
-        char t[8];
-        char rate[32];
-        char p50[32];
-        char p99[32];
-        char bad[32];
-        double before = bench_owner_number("SELECT count(*) FROM coffer.audit_events WHERE "
-                                           "action = 'create' AND allowed");
-        double after;
-        const char *wargv[] = {"/usr/bin/wrk", "-t", t,   "-c", c, "-d", duration, "--latency",
-                               "-s",           lua,  BASE, NULL};
-
         snprintf(lua, sizeof(lua), "%s/writes-%zu.lua", bench_dir, i);
-        if ((f = fopen(lua, "w")) == NULL ||
-            fprintf(f, writes_lua, admin_token, (int)i) < 0 || fclose(f) != 0) {
+        if ((f = fopen(lua, "w")) == NULL || fprintf(f, writes_lua, admin_token, (int)i) < 0 ||
+            fclose(f) != 0) {
             bench_die("writing the writes script");
         }
-        snprintf(c, sizeof(c), "%d", conns[i]);
-        snprintf(t, sizeof(t), "%d", conns[i] < 2 ? 1 : 2);
-        if (bench_capture(wargv, out, sizeof(out)) != 0) {
-            fprintf(stderr, "api_bench: wrk failed:\n%s\n", out);
-            rc = 1;
-            break;
-        }
-        after = bench_owner_number("SELECT count(*) FROM coffer.audit_events WHERE "
-                                   "action = 'create' AND allowed");
-        bench_field(out, "Non-2xx or 3xx responses:", bad, sizeof(bad));
-        printf("%-12d %12s %10s %10s %10s %10.0f\n", conns[i],
-               bench_field(out, "Requests/sec:", rate, sizeof(rate)),
-               bench_field(out, "50%", p50, sizeof(p50)), bench_field(out, "99%", p99, sizeof(p99)),
-               bad[0] != '\0' ? bad : "0", after - before);
-        if (bad[0] != '\0' || before < 0 || after < 0) {
+        if (!wrk_row(conns[i], duration, lua, BASE,
+                     "SELECT count(*) FROM coffer.audit_events WHERE action = 'create' AND "
+                     "allowed")) {
             rc = 1;
         }
     }
@@ -760,40 +770,12 @@ int main(int argc, char **argv)
            "audited");
     snprintf(duration, sizeof(duration), "%ds", seconds);
     for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++) {
-        char c[8];
-        char t[8];
-        char rate[32];
-        char p50[32];
-        char p99[32];
-        char bad[32];
-        long long before = bench_granted_events();
-        long long after;
-        const char *wargv[] = {"/usr/bin/wrk",
-                               "-t",
-                               t,
-                               "-c",
-                               c,
-                               "-d",
-                               duration,
-                               "--latency",
-                               "-s",
-                               lua,
-                               BASE "/v1/orgs/dev/projects/demo/credentials/"
-                                    "demo-api-key/access",
-                               NULL};
-
-        snprintf(c, sizeof(c), "%d", conns[i]);
-        snprintf(t, sizeof(t), "%d", conns[i] < 2 ? 1 : 2);
-        if (bench_capture(wargv, out, sizeof(out)) != 0) {
-            fprintf(stderr, "api_bench: wrk failed:\n%s\n", out);
+        if (!wrk_row(conns[i], duration, lua,
+                     BASE "/v1/orgs/dev/projects/demo/credentials/demo-api-key/access",
+                     "SELECT count(*) FROM coffer.audit_events WHERE action = 'access' AND "
+                     "reason = 'granted'")) {
             return 1;
         }
-        after = bench_granted_events();
-        bench_field(out, "Non-2xx or 3xx responses:", bad, sizeof(bad));
-        printf("%-12d %12s %10s %10s %10s %10lld\n", conns[i],
-               bench_field(out, "Requests/sec:", rate, sizeof(rate)),
-               bench_field(out, "50%", p50, sizeof(p50)), bench_field(out, "99%", p99, sizeof(p99)),
-               bad[0] != '\0' ? bad : "0", after - before);
     }
     bench_finish(true);
     {
