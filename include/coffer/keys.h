@@ -211,8 +211,9 @@ enum coffer_err coffer_keys_cred_write(struct coffer_keys *k, struct coffer_stor
  * version numbers and one for their rows. The caller sets each out[i]'s
  * lifetime and description, written with it; out[i] then receives what the
  * database gave write i (its id and version, when it was issued, the
- * project's phase). COFFER_E_STATE if a credential is revoked; on any error
- * the caller rolls back.
+ * project's phase). COFFER_E_STATE if a credential is revoked,
+ * COFFER_E_NOT_FOUND if a project was removed; on any error the caller rolls
+ * back.
  */
 enum coffer_err coffer_keys_cred_write_many(struct coffer_keys *k, struct coffer_store *st,
                                             const struct coffer_keys_write *w,

@@ -206,7 +206,8 @@ enum coffer_err coffer_op_put(struct coffer_ops *o, const struct coffer_op_meta 
  * expiry set. A put not taken (taken[i] false) has had nothing written:
  * the caller runs it with coffer_op_put, which answers it exactly. If
  * anything fails before the commit, nothing is written and no put is taken.
- * An error is the commit's: the taken puts share it.
+ * An error is the commit's, and the taken puts share it; or, with nothing
+ * taken, it names an argument out of range (taken NULL, n too large).
  */
 enum coffer_err coffer_op_put_many(struct coffer_ops *o, const struct coffer_op_meta *m,
                                    struct coffer_op_put *p, size_t n, bool *taken) COFFER_MUST_USE;

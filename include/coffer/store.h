@@ -282,6 +282,7 @@ struct coffer_store_cred_next {
     struct coffer_store_cred out;    /* as coffer_store_cred_next_version fills it */
     int64_t issued_us;               /* the credential's updated_at: when this version was made */
     bool revoked;                    /* the credential is revoked: the write must not stand */
+    bool project_removed;            /* its project left the policy: nor then */
     char phase[COFFER_NAME_MAX + 1]; /* the project's current phase, "" if it has none */
 };
 

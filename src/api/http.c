@@ -819,7 +819,7 @@ static void flush_puts(struct coffer_api *a, struct api_req **batch, size_t n)
 {
     struct coffer_op_meta metas[BATCH_MAX] = {{0}};
     struct coffer_op_put puts[BATCH_MAX];
-    bool taken[BATCH_MAX];
+    bool taken[BATCH_MAX] = {false};
     bool counted = false;
     enum coffer_err r;
 
@@ -828,20 +828,25 @@ static void flush_puts(struct coffer_api *a, struct api_req **batch, size_t n)
         puts[i] = batch[i]->put;
     }
     r = coffer_op_put_many(a->ops, metas, puts, n, taken);
+    /* The batch's puts first, all with the commit's answer; then the others, each alone. */
     for (size_t i = 0; i < n; i++) {
-        enum coffer_err e = r;
-
-        if (r == COFFER_OK && taken[i]) {
-            stats_of(a)->puts_batched++;
-            stats_of(a)->put_batches += counted ? 0 : 1;
-            counted = true;
+        if (taken[i]) {
+            if (r == COFFER_OK) {
+                stats_of(a)->puts_batched++;
+                stats_of(a)->put_batches += counted ? 0 : 1;
+                counted = true;
+            }
+            coffer_keyset_free(&batch[i]->put_keys);
+            api_put_answer(batch[i], &puts[i], r);
         }
-
+    }
+    for (size_t i = 0; i < n; i++) {
         if (!taken[i]) {
-            e = coffer_op_put(a->ops, &metas[i], &puts[i]);
+            enum coffer_err e = coffer_op_put(a->ops, &metas[i], &puts[i]);
+
+            coffer_keyset_free(&batch[i]->put_keys);
+            api_put_answer(batch[i], &puts[i], e);
         }
-        coffer_keyset_free(&batch[i]->put_keys);
-        api_put_answer(batch[i], &puts[i], e);
     }
 }
 

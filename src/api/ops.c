@@ -1030,9 +1030,13 @@ enum coffer_err coffer_op_put_many(struct coffer_ops *o, const struct coffer_op_
     size_t n_taken = 0;
     enum coffer_err r;
 
-    if (o == NULL || m == NULL || p == NULL || taken == NULL || n > COFFER_OP_BATCH_MAX) {
+    if (taken == NULL || n > COFFER_OP_BATCH_MAX) {
         return coffer_err_set(COFFER_E_INVALID, "put: a batch of at most %d puts",
                               COFFER_OP_BATCH_MAX);
+    }
+    memset(taken, 0, n * sizeof(*taken));
+    if (o == NULL || m == NULL || p == NULL) {
+        return COFFER_OK; /* nothing taken: each put answers for itself alone */
     }
     for (size_t i = 0; i < n; i++) {
         p[i].version = 0;

@@ -216,6 +216,10 @@ enum coffer_err coffer_keys_cred_write_many(struct coffer_keys *k, struct coffer
         if (out[i].revoked) {
             return coffer_err_set(COFFER_E_STATE, "credential %s is revoked", w[i].name);
         }
+        if (out[i].project_removed) {
+            return coffer_err_set(COFFER_E_NOT_FOUND, "credential %s: its project is not in use",
+                                  w[i].name);
+        }
     }
     if ((v = coffer_calloc(n, sizeof(*v))) == NULL) {
         return coffer_err_set(COFFER_E_NOMEM, "a batch of %zu versions", n);

@@ -56,8 +56,8 @@ static const struct store_stmt cv_insert = {
  * coffer_cred_next for many credentials in one statement. The rows come back
  * in no set order, so each names itself (project, name); with them come what
  * the write's event needs: when the version was issued, whether
- * the credential is revoked (the caller must then roll back), and the
- * project's phase.
+ * the credential is revoked or its project removed (the caller must then
+ * roll back), and the project's phase.
  */
 static const struct store_stmt cred_next_many = {
     .name = "coffer_cred_next_many",
@@ -80,12 +80,13 @@ static const struct store_stmt cred_next_many = {
            "(SELECT k.version FROM coffer.org_keys k WHERE k.org_id = c.org_id "
            "AND k.state = 'current'), "
            "(extract(epoch FROM c.updated_at) * 1000000)::int8, c.revoked_at IS NOT NULL, "
-           "(SELECT p.phase FROM coffer.projects p WHERE p.id = c.project_id)",
+           "(SELECT p.phase FROM coffer.projects p WHERE p.id = c.project_id), "
+           "(SELECT p.removed_at IS NOT NULL FROM coffer.projects p WHERE p.id = c.project_id)",
     .nparams = 8,
     .types = {STORE_OID_UUID_ARRAY, STORE_OID_UUID_ARRAY, STORE_OID_TEXT_ARRAY,
               STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY,
               STORE_OID_TEXT_ARRAY, STORE_OID_TEXT_ARRAY},
-    .ncols = 11,
+    .ncols = 12,
 };
 
 static const struct store_stmt tx_now = {
@@ -519,6 +520,8 @@ static enum coffer_err next_at(const PGresult *res, int row, struct coffer_store
     }
     if ((r = store_col_count(res, row, 8, "coffer.credentials.updated_at", &issued)) != COFFER_OK ||
         (r = store_col_bool(res, row, 9, "coffer.credentials.revoked_at", &x->revoked)) !=
+            COFFER_OK ||
+        (r = store_col_bool(res, row, 11, "coffer.projects.removed_at", &x->project_removed)) !=
             COFFER_OK) {
         return r;
     }
@@ -621,6 +624,7 @@ out:
             memset(&w[i].out, 0, sizeof(w[i].out));
             w[i].issued_us = 0;
             w[i].revoked = false;
+            w[i].project_removed = false;
             w[i].phase[0] = '\0';
         }
     }

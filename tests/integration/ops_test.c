@@ -24,8 +24,8 @@
  *     transaction, each with the single path's event, lifetime and
  *     description; the ones it leaves (a credential twice, no such project,
  *     not an admin, grants, a phase not in the policy) untouched and
- *     answered alone as before; a revoked credential or an event that
- *     cannot be written leaving the whole batch unwritten;
+ *     answered alone as before; a revoked credential, a removed project or
+ *     an event that cannot be written leaving the whole batch unwritten;
  *   - revoke and phase: the effect and its event together;
  *   - no audit row holds any value stored.
  */
@@ -1543,6 +1543,23 @@ static void test_put_many(void **state)
                              "1"));
     assert_int_equal(coffer_op_put(&ops, &b.m[0], &b.p[0]), COFFER_OK);
     assert_int_equal(coffer_op_put(&ops, &b.m[1], &b.p[1]), COFFER_E_STATE);
+    batch_free(&b);
+
+    /* A project removed from the policy: nothing of the batch is written either. */
+    world_sql(&w, "INSERT INTO coffer.projects (org_id, name, removed_at) SELECT id, 'gone', now() "
+                  "FROM coffer.orgs WHERE name = 'acme'");
+    memset(&b, 0, sizeof(b));
+    batch_add(&b, &adm, "proj", "batch-h");
+    batch_add(&b, &adm, "gone", "batch-i");
+    assert_int_equal(coffer_op_put_many(&ops, b.m, b.p, b.n, b.taken), COFFER_OK);
+    assert_false(b.taken[0]);
+    assert_false(b.taken[1]);
+    assert_int_equal(count("SELECT count(*) FROM coffer.credentials WHERE name IN ('batch-h', "
+                           "'batch-i')"),
+                     0);
+    assert_int_equal(coffer_op_put(&ops, &b.m[0], &b.p[0]), COFFER_OK);
+    assert_int_equal(coffer_op_put(&ops, &b.m[1], &b.p[1]), COFFER_E_NOT_FOUND);
+    assert_int_equal(count("SELECT count(*) FROM coffer.credentials WHERE name = 'batch-i'"), 0);
     batch_free(&b);
 
     /* Events that cannot be written: nothing is written, and alone each fails too. */
