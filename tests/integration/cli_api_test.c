@@ -683,32 +683,6 @@ static void test_request_flow(void **state)
     }
 }
 
-/* Runs a local coffer command against this test's token and database. */
-static void run_local(const char *const *args, struct harness_run *r)
-{
-    const char *argv[8];
-    char vars[5][PATH_MAX + 160];
-    const char *envp[8];
-    size_t n = 0;
-
-    argv[n++] = COFFER_BIN;
-    while (*args != NULL && n < 7) {
-        argv[n++] = *args++;
-    }
-    argv[n] = NULL;
-    snprintf(vars[0], sizeof(vars[0]), "COFFER_PKCS11_MODULE=%s", w.h.p11.module);
-    snprintf(vars[1], sizeof(vars[1]), "COFFER_TOKEN_URI=%s", w.h.p11.token_uri);
-    snprintf(vars[2], sizeof(vars[2]), "COFFER_PIN_SOURCE=%s", w.h.p11.pin_source);
-    snprintf(vars[3], sizeof(vars[3]), "COFFER_DATABASE=%s", w.h.db_app);
-    snprintf(vars[4], sizeof(vars[4]), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
-    for (size_t i = 0; i < 5; i++) {
-        envp[i] = vars[i];
-    }
-    envp[5] = "PATH=/usr/bin:/bin";
-    envp[6] = NULL;
-    harness_run(argv, envp, r);
-}
-
 /* Bearer tokens end to end if the server has their routes; a clean refusal if not. */
 static void test_tokens(void **state)
 {
@@ -720,7 +694,7 @@ static void test_tokens(void **state)
 
     (void)state;
     /* Tokens are digested with a key an operator makes first, where the build offers it. */
-    run_local(mac, &r);
+    world_run_local(&w, COFFER_BIN, mac, &r);
     {
         const char *args[] = {"token", "create", "dev", "--principal", "agent/analyst/analyst-1",
                               "--ttl", "1h",     NULL};

@@ -406,32 +406,6 @@ static void test_environment(void **state)
     assert_true(access_events("deploy payments exec-env", "stripe", "true", "1"));
 }
 
-/* Runs a local coffer command against this test's token and database. */
-static void run_local(const char *const *args, struct harness_run *r)
-{
-    const char *argv[8];
-    char vars[5][PATH_MAX + 160];
-    const char *envp[8];
-    size_t n = 0;
-
-    argv[n++] = COFFER_BIN;
-    while (*args != NULL && n < 7) {
-        argv[n++] = *args++;
-    }
-    argv[n] = NULL;
-    snprintf(vars[0], sizeof(vars[0]), "COFFER_PKCS11_MODULE=%s", w.h.p11.module);
-    snprintf(vars[1], sizeof(vars[1]), "COFFER_TOKEN_URI=%s", w.h.p11.token_uri);
-    snprintf(vars[2], sizeof(vars[2]), "COFFER_PIN_SOURCE=%s", w.h.p11.pin_source);
-    snprintf(vars[3], sizeof(vars[3]), "COFFER_DATABASE=%s", w.h.db_app);
-    snprintf(vars[4], sizeof(vars[4]), "SOFTHSM2_CONF=%s", w.h.env.softhsm_conf);
-    for (size_t i = 0; i < 5; i++) {
-        envp[i] = vars[i];
-    }
-    envp[5] = "PATH=/usr/bin:/bin";
-    envp[6] = NULL;
-    harness_run(argv, envp, r);
-}
-
 /* An agent that authenticates with a bearer token: the access works, the token stays behind. */
 static void test_bearer_token_stays(void **state)
 {
@@ -453,7 +427,7 @@ static void test_bearer_token_stays(void **state)
     const char *last;
 
     (void)state;
-    run_local(mac, &r);
+    world_run_local(&w, COFFER_BIN, mac, &r);
     run("admin", create, &r);
     if (r.status == 1 && strstr(r.out, "no such route") != NULL) {
         skip();
