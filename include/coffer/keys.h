@@ -66,6 +66,15 @@ const struct coffer_secret *coffer_keyset_value(const struct coffer_keyset *ks, 
 /* Value by name, or NULL. */
 const struct coffer_secret *coffer_keyset_get(const struct coffer_keyset *ks, const char *name);
 
+/*
+ * A new set (*out) with every key of ks, in order, but the n named in
+ * leave_out (names not in ks are ignored). The values are copied into
+ * locked memory; ks is unchanged.
+ */
+enum coffer_err coffer_keyset_copy_without(const struct coffer_keyset *ks,
+                                           const char *const *leave_out, size_t n,
+                                           struct coffer_keyset **out) COFFER_MUST_USE;
+
 /* ---- Context ---------------------------------------------------------------- */
 
 struct coffer_keys;

@@ -85,16 +85,6 @@ enum coffer_err ops_key_expiry_write(struct coffer_ops *o, const struct coffer_o
                                             p->n_key_expiry);
 }
 
-static bool listed(const char *const *list, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(list[i], name) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* The names of list joined by commas, newly allocated; NULL when out of memory. */
 static char *join(const char *const *list, size_t n)
 {
@@ -132,21 +122,10 @@ enum coffer_err ops_key_expiry_withhold(const struct coffer_store_access *acc,
     if (acc->n_expired_keys == 0) {
         return COFFER_OK;
     }
-    if ((r = coffer_keyset_new(&kept)) != COFFER_OK) {
-        return r;
-    }
     n = coffer_keyset_count(*keys);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = coffer_keyset_name(*keys, i);
-        struct coffer_secret_view v;
-
-        if (listed(acc->expired_keys, acc->n_expired_keys, name)) {
-            continue;
-        }
-        v = coffer_secret_view(coffer_keyset_value(*keys, i));
-        if ((r = coffer_keyset_add(kept, name, v.data, v.len)) != COFFER_OK) {
-            goto out;
-        }
+    if ((r = coffer_keyset_copy_without(*keys, acc->expired_keys, acc->n_expired_keys, &kept)) !=
+        COFFER_OK) {
+        return r;
     }
     /* The load counted the keys of this very version: every expired one was among them. */
     if (coffer_keyset_count(kept) + acc->n_expired_keys != n || coffer_keyset_count(kept) == 0) {

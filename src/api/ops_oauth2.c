@@ -314,29 +314,16 @@ bool ops_oauth2_due(const struct coffer_store_access *acc, int64_t now_us)
 enum coffer_err ops_oauth2_withhold(const struct coffer_store_access *acc,
                                     struct coffer_keyset **keys)
 {
+    static const char *const refresh[] = {"refresh_token"};
     struct coffer_keyset *kept = NULL;
-    size_t n;
     enum coffer_err r;
 
     if (acc->oauth2_provider == NULL || *keys == NULL ||
         coffer_keyset_get(*keys, "refresh_token") == NULL) {
         return COFFER_OK;
     }
-    if ((r = coffer_keyset_new(&kept)) != COFFER_OK) {
+    if ((r = coffer_keyset_copy_without(*keys, refresh, 1, &kept)) != COFFER_OK) {
         return r;
-    }
-    n = coffer_keyset_count(*keys);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = coffer_keyset_name(*keys, i);
-        struct coffer_secret_view v = coffer_secret_view(coffer_keyset_value(*keys, i));
-
-        if (strcmp(name, "refresh_token") == 0) {
-            continue;
-        }
-        if ((r = coffer_keyset_add(kept, name, v.data, v.len)) != COFFER_OK) {
-            coffer_keyset_free(&kept);
-            return r;
-        }
     }
     coffer_keyset_free(keys);
     *keys = kept;

@@ -193,3 +193,30 @@ char *const *coffer_keys_keyset_names(const struct coffer_keyset *ks)
 {
     return ks->names;
 }
+
+enum coffer_err coffer_keyset_copy_without(const struct coffer_keyset *ks,
+                                           const char *const *leave_out, size_t n,
+                                           struct coffer_keyset **out)
+{
+    struct coffer_keyset *kept = NULL;
+    enum coffer_err r;
+
+    *out = NULL;
+    if ((r = coffer_keyset_new(&kept)) != COFFER_OK) {
+        return r;
+    }
+    for (size_t i = 0; i < ks->n; i++) {
+        struct coffer_secret_view v = coffer_secret_view(ks->values[i]);
+        bool left_out = false;
+
+        for (size_t j = 0; j < n && !left_out; j++) {
+            left_out = strcmp(ks->names[i], leave_out[j]) == 0;
+        }
+        if (!left_out && (r = coffer_keyset_add(kept, ks->names[i], v.data, v.len)) != COFFER_OK) {
+            coffer_keyset_free(&kept);
+            return r;
+        }
+    }
+    *out = kept;
+    return COFFER_OK;
+}

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The envelope's encodings without a token: key-set validation, the
+ * The envelope's encodings without a token: key-set validation and copies, the
  * additional data (every field changes it; no two rows share one), and the
  * payload format (round trip of every shape, and rejection of every
  * malformed encoding).
@@ -91,6 +91,36 @@ static void aad_of(const struct coffer_uuid *o, const struct coffer_uuid *p,
 static bool same(const struct coffer_buf *a, const struct coffer_buf *b)
 {
     return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+static void test_keyset_copy_without(void **state)
+{
+    static const char *const leave[] = {"refresh_token", "absent"};
+    struct coffer_keyset *ks = NULL;
+    struct coffer_keyset *kept = NULL;
+    struct coffer_secret_view v;
+
+    (void)state;
+    assert_int_equal(coffer_keyset_new(&ks), COFFER_OK);
+    assert_int_equal(coffer_keyset_add(ks, "access_token", "at", 2), COFFER_OK);
+    assert_int_equal(coffer_keyset_add(ks, "refresh_token", "rt", 2), COFFER_OK);
+    assert_int_equal(coffer_keyset_add(ks, "scope", "", 0), COFFER_OK);
+    assert_int_equal(coffer_keyset_copy_without(ks, leave, 2, &kept), COFFER_OK);
+    /* The others, in their order, with their values; the original is unchanged. */
+    assert_int_equal(coffer_keyset_count(kept), 2);
+    assert_string_equal(coffer_keyset_name(kept, 0), "access_token");
+    assert_string_equal(coffer_keyset_name(kept, 1), "scope");
+    v = coffer_secret_view(coffer_keyset_get(kept, "access_token"));
+    assert_int_equal(v.len, 2);
+    assert_memory_equal(v.data, "at", 2);
+    assert_null(coffer_keyset_get(kept, "refresh_token"));
+    assert_int_equal(coffer_keyset_count(ks), 3);
+    coffer_keyset_free(&kept);
+    /* Leaving nothing out copies the whole set. */
+    assert_int_equal(coffer_keyset_copy_without(ks, NULL, 0, &kept), COFFER_OK);
+    assert_int_equal(coffer_keyset_count(kept), 3);
+    coffer_keyset_free(&kept);
+    coffer_keyset_free(&ks);
 }
 
 static void test_aad_binds_every_field(void **state)
@@ -238,6 +268,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keyset_names),
         cmocka_unit_test(test_keyset_limits),
+        cmocka_unit_test(test_keyset_copy_without),
         cmocka_unit_test(test_aad_binds_every_field),
         cmocka_unit_test(test_aad_rejects_bad_names),
         cmocka_unit_test(test_payload_shapes),
