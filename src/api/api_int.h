@@ -59,6 +59,7 @@ struct api_req {
     struct coffer_principal who;
     char token_id[COFFER_UUID_STR_LEN]; /* the bearer token that authenticated it, or "" */
     json_t *body;                       /* the parsed body of a route that takes one */
+    size_t body_len;                    /* its length in bytes */
     struct coffer_ops *api_ops;
     struct coffer_api *api;
     /* A batched request waiting in its worker's queue: */

@@ -32,6 +32,8 @@
 
 /* The most accesses one transaction commits together. */
 #define BATCH_MAX COFFER_OP_BATCH_MAX
+/* The most request bytes a queue holds (credential values arrive in puts of up to 320 KiB). */
+#define QUEUE_BYTES_MAX (2u * 1024u * 1024u)
 
 struct coffer_api {
     struct event_base *base;
@@ -42,12 +44,13 @@ struct coffer_api {
     char trust_domain[COFFER_TRUST_DOMAIN_MAX + 1];
     size_t max_body;
     /*
-     * Accesses that arrived in this turn of the event loop, waiting to be
-     * decided, unsealed, audited and committed in one transaction: one flush
-     * of the database log for all of them instead of one each.
+     * Accesses and puts that arrived in this turn of the event loop, waiting
+     * to be committed together: one flush of the database log for all of
+     * them instead of one each. queued_bytes counts their request bodies.
      */
     struct api_req *queue[BATCH_MAX];
     size_t n_queued;
+    size_t queued_bytes;
     struct event *flush_ev;
     unsigned max_connections;
     struct timeval request_timeout; /* limits.request_timeout_ms */
@@ -608,6 +611,7 @@ static bool parse_body(struct api_req *r, size_t limit)
         return false;
     }
     r->body = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &err);
+    r->body_len = len;
     /* The body may hold credential values: wipe libevent's copy now. */
     OPENSSL_cleanse(p, len);
     evbuffer_drain(in, len);
@@ -867,6 +871,7 @@ static void flush_queue(struct coffer_api *a)
         batch[i] = a->queue[i];
     }
     a->n_queued = 0;
+    a->queued_bytes = 0;
     n = settle_tokens(a, batch, n);
     for (size_t i = 0; i < n; i++) {
         struct api_req *q = batch[i];
@@ -913,13 +918,15 @@ static void on_close(struct evhttp_connection *conn, void *arg)
 }
 
 /*
- * Queues an access (r is copied; its body moves with it). The batch runs
- * once the loop has handled everything else that was ready in this turn,
- * or at once when the queue is full.
+ * Queues an access or a put (r is copied; its body moves with it). The
+ * batch runs once the loop has handled everything else that was ready in
+ * this turn, or at once when the queue is full, in requests or in bytes.
  */
 static void enqueue(struct coffer_api *a, struct api_req *r)
 {
     struct api_req *q = coffer_calloc(1, sizeof(*q));
+    /* Its body, read already or still waiting in the input buffer (a token to look up first). */
+    size_t bytes = r->body_len + evbuffer_get_length(evhttp_request_get_input_buffer(r->req));
 
     if (q == NULL) {
         coffer_wipe(&r->token, sizeof(r->token));
@@ -933,11 +940,13 @@ static void enqueue(struct coffer_api *a, struct api_req *r)
         drop_queued(q);
         return;
     }
-    if (a->n_queued == BATCH_MAX) {
+    if (a->n_queued == BATCH_MAX ||
+        (a->n_queued > 0 && a->queued_bytes + bytes > QUEUE_BYTES_MAX)) {
         flush_queue(a);
     }
     evhttp_connection_set_closecb(evhttp_request_get_connection(q->req), on_close, a);
     a->queue[a->n_queued++] = q;
+    a->queued_bytes += bytes;
     event_active(a->flush_ev, EV_TIMEOUT, 0);
 }
 
