@@ -47,6 +47,7 @@ bench: build
 	./build/core_bench
 	./build/limit_bench
 	./build/api_bench
+	./build/api_bench 10 0 writes
 	./build/api_bench 10 0 seal 64
 
 clean:
