@@ -12,6 +12,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,4 +203,30 @@ void harness_run(const char *const *argv, const char *const *envp, struct harnes
     got = read(fd, res->out, sizeof(res->out) - 1);
     res->out[got > 0 ? got : 0] = '\0';
     close(fd);
+}
+
+void harness_run_local(const struct harness *h, const char *bin, const char *const *args,
+                       struct harness_run *res)
+{
+    const char *argv[16];
+    char vars[5][PATH_MAX + 160];
+    const char *envp[7];
+    size_t n = 0;
+
+    argv[n++] = bin;
+    while (*args != NULL && n < 15) {
+        argv[n++] = *args++;
+    }
+    argv[n] = NULL;
+    snprintf(vars[0], sizeof(vars[0]), "COFFER_PKCS11_MODULE=%s", h->p11.module);
+    snprintf(vars[1], sizeof(vars[1]), "COFFER_TOKEN_URI=%s", h->p11.token_uri);
+    snprintf(vars[2], sizeof(vars[2]), "COFFER_PIN_SOURCE=%s", h->p11.pin_source);
+    snprintf(vars[3], sizeof(vars[3]), "COFFER_DATABASE=%s", h->db_app);
+    snprintf(vars[4], sizeof(vars[4]), "SOFTHSM2_CONF=%s", h->env.softhsm_conf);
+    for (size_t i = 0; i < 5; i++) {
+        envp[i] = vars[i];
+    }
+    envp[5] = "PATH=/usr/bin:/bin";
+    envp[6] = NULL;
+    harness_run(argv, envp, res);
 }

@@ -50,4 +50,12 @@ struct harness_run {
  */
 void harness_run(const char *const *argv, const char *const *envp, struct harness_run *res);
 
+/*
+ * Runs the coffer command at bin (absolute) with up to 14 args (NULL
+ * terminated) as a local operator would: against h's token and database,
+ * with nothing else in its environment but a plain PATH.
+ */
+void harness_run_local(const struct harness *h, const char *bin, const char *const *args,
+                       struct harness_run *res);
+
 #endif

@@ -8,7 +8,6 @@
 #include "coffer/mem.h"
 #include "coffer/policy.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,30 +235,4 @@ bool world_events_are(struct world *w, long mark, const char *expected)
 bool world_reasons_are(struct world *w, long mark, const char *expected)
 {
     return events_are(w, mark, "action || '/' || allowed || '/' || reason", expected);
-}
-
-void world_run_local(const struct world *w, const char *bin, const char *const *args,
-                     struct harness_run *r)
-{
-    const char *argv[8];
-    char vars[5][PATH_MAX + 160];
-    const char *envp[8];
-    size_t n = 0;
-
-    argv[n++] = bin;
-    while (*args != NULL && n < 7) {
-        argv[n++] = *args++;
-    }
-    argv[n] = NULL;
-    snprintf(vars[0], sizeof(vars[0]), "COFFER_PKCS11_MODULE=%s", w->h.p11.module);
-    snprintf(vars[1], sizeof(vars[1]), "COFFER_TOKEN_URI=%s", w->h.p11.token_uri);
-    snprintf(vars[2], sizeof(vars[2]), "COFFER_PIN_SOURCE=%s", w->h.p11.pin_source);
-    snprintf(vars[3], sizeof(vars[3]), "COFFER_DATABASE=%s", w->h.db_app);
-    snprintf(vars[4], sizeof(vars[4]), "SOFTHSM2_CONF=%s", w->h.env.softhsm_conf);
-    for (size_t i = 0; i < 5; i++) {
-        envp[i] = vars[i];
-    }
-    envp[5] = "PATH=/usr/bin:/bin";
-    envp[6] = NULL;
-    harness_run(argv, envp, r);
 }

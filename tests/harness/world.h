@@ -77,12 +77,4 @@ bool world_events_are(struct world *w, long mark, const char *expected);
 /* The same with each event as "action/allowed/reason". */
 bool world_reasons_are(struct world *w, long mark, const char *expected);
 
-/*
- * Runs the coffer command at bin (absolute) with up to six args (NULL
- * terminated) as a local operator would: against w's token and database,
- * with nothing else in its environment but a plain PATH.
- */
-void world_run_local(const struct world *w, const char *bin, const char *const *args,
-                     struct harness_run *r);
-
 #endif

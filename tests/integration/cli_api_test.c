@@ -694,7 +694,7 @@ static void test_tokens(void **state)
 
     (void)state;
     /* Tokens are digested with a key an operator makes first, where the build offers it. */
-    world_run_local(&w, COFFER_BIN, mac, &r);
+    harness_run_local(&w.h, COFFER_BIN, mac, &r);
     {
         const char *args[] = {"token", "create", "dev", "--principal", "agent/analyst/analyst-1",
                               "--ttl", "1h",     NULL};

@@ -427,7 +427,7 @@ static void test_bearer_token_stays(void **state)
     const char *last;
 
     (void)state;
-    world_run_local(&w, COFFER_BIN, mac, &r);
+    harness_run_local(&w.h, COFFER_BIN, mac, &r);
     run("admin", create, &r);
     if (r.status == 1 && strstr(r.out, "no such route") != NULL) {
         skip();

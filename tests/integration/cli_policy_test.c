@@ -26,27 +26,7 @@ static char dir[] = "/tmp/coffer-cli-policy.XXXXXX";
 /* Runs the coffer binary with args and this test's token and database. */
 static void run(const char *const *args, struct harness_run *res)
 {
-    const char *argv[16];
-    char vars[5][PATH_MAX + 160];
-    const char *envp[7];
-    size_t n = 0;
-
-    argv[n++] = COFFER_BIN;
-    while (*args != NULL && n < 15) {
-        argv[n++] = *args++;
-    }
-    argv[n] = NULL;
-    snprintf(vars[0], sizeof(vars[0]), "COFFER_PKCS11_MODULE=%s", h.p11.module);
-    snprintf(vars[1], sizeof(vars[1]), "COFFER_TOKEN_URI=%s", h.p11.token_uri);
-    snprintf(vars[2], sizeof(vars[2]), "COFFER_PIN_SOURCE=%s", h.p11.pin_source);
-    snprintf(vars[3], sizeof(vars[3]), "COFFER_DATABASE=%s", h.db_app);
-    snprintf(vars[4], sizeof(vars[4]), "SOFTHSM2_CONF=%s", h.env.softhsm_conf);
-    for (size_t i = 0; i < 5; i++) {
-        envp[i] = vars[i];
-    }
-    envp[5] = "PATH=/usr/bin:/bin";
-    envp[6] = NULL;
-    harness_run(argv, envp, res);
+    harness_run_local(&h, COFFER_BIN, args, res);
 }
 
 static void expect(const char *const *args, int status, const char *needle)
