@@ -934,6 +934,17 @@ static enum coffer_err put_project_of(struct coffer_ops *o, const struct coffer_
     return coffer_store_project_by_name(o->st, &org->id, p[i].project, out);
 }
 
+/* Whether put x comes before put y in the order a batch writes them: org, project, name. */
+static bool put_before(const struct coffer_op_put *x, const struct coffer_op_put *y)
+{
+    int c = strcmp(x->org, y->org);
+
+    if (c == 0) {
+        c = strcmp(x->project, y->project);
+    }
+    return c != 0 ? c < 0 : strcmp(x->name, y->name) < 0;
+}
+
 /*
  * Inside the open transaction: writes the taken puts, their lifetimes and
  * their events. A put found not to fit before anything is written leaves
@@ -952,6 +963,7 @@ static enum coffer_err put_many_tx(struct coffer_ops *o, const struct coffer_op_
     size_t idx[COFFER_OP_BATCH_MAX];
     size_t n_orgs = 0;
     size_t k = 0;
+    size_t pos;
     int64_t now_us = 0;
     enum coffer_err r;
 
@@ -985,12 +997,24 @@ static enum coffer_err put_many_tx(struct coffer_ops *o, const struct coffer_op_
         if (r != COFFER_OK) {
             return r;
         }
-        w[k] = (struct coffer_keys_write){&of->org.id, &projs[i].id, p[i].name,
-                                          p[i].type,   p[i].tier,    p[i].keys};
-        out[k].expires_us = p[i].expires_us;
-        out[k].expire_on_phase_end = p[i].expire_on_phase_end;
-        out[k].description = p[i].description;
-        idx[k++] = i;
+        /*
+         * In the order of (org, project, name), whatever the order of arrival: two
+         * workers' batches then lock the credentials they share in the same order
+         * and never wait for each other in a circle.
+         */
+        for (pos = k; pos > 0 && put_before(&p[i], &p[idx[pos - 1]]); pos--) {
+            w[pos] = w[pos - 1];
+            out[pos] = out[pos - 1];
+            idx[pos] = idx[pos - 1];
+        }
+        w[pos] = (struct coffer_keys_write){&of->org.id, &projs[i].id, p[i].name,
+                                            p[i].type,   p[i].tier,    p[i].keys};
+        memset(&out[pos], 0, sizeof(out[pos]));
+        out[pos].expires_us = p[i].expires_us;
+        out[pos].expire_on_phase_end = p[i].expire_on_phase_end;
+        out[pos].description = p[i].description;
+        idx[pos] = i;
+        k++;
     }
     if (k == 0) {
         return COFFER_OK;
