@@ -664,7 +664,7 @@ static enum coffer_err join_key_names(const struct coffer_store_cred_version *v,
         if (k > 0) {
             out[used++] = ',';
         }
-        memcpy(out + used, v->key_names[k], len);
+        coffer_memcpy(out + used, v->key_names[k], len);
         used += len;
     }
     out[used] = '\0';
