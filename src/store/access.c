@@ -637,12 +637,8 @@ enum coffer_err coffer_store_cred_set_description(struct coffer_store *s,
     enum coffer_err r;
     long n;
 
-    if (description != NULL &&
-        !coffer_text_ok(description, strnlen(description, COFFER_POLICY_DESC_MAX + 1),
-                        COFFER_POLICY_DESC_MAX)) {
-        return coffer_err_set(COFFER_E_INVALID,
-                              "a description is 1 to %u bytes of UTF-8 without control characters",
-                              COFFER_POLICY_DESC_MAX);
+    if (description != NULL && (r = store_check_description(description)) != COFFER_OK) {
+        return r;
     }
     store_param_uuid(&p, org_id);
     store_param_uuid(&p, credential_id);

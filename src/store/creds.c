@@ -18,7 +18,6 @@
 
 #include "coffer/buf.h"
 #include "coffer/mem.h"
-#include "coffer/text.h"
 #include "store/store_int.h"
 
 #define WRAPPED_MIN 16
@@ -304,6 +303,34 @@ static enum coffer_err cred_from_row(const PGresult *res, struct coffer_store_cr
     return r == COFFER_OK ? cred_at(res, 0, out) : r;
 }
 
+/* Checks the arguments of one write, alone or of a batch. */
+static enum coffer_err check_next(const struct coffer_store_cred_next *w)
+{
+    enum coffer_err r;
+
+    if (w->org_id == NULL || w->project_id == NULL || w->name == NULL) {
+        return coffer_err_set(COFFER_E_INVALID, "next credential version: missing field");
+    }
+    if ((r = store_check_name(w->name, "credential name")) != COFFER_OK) {
+        return r;
+    }
+    if (w->type == NULL || !type_ok(w->type)) {
+        return coffer_err_set(COFFER_E_INVALID, "credential type must match ^[a-z0-9_]{1,31}$");
+    }
+    if (w->tier == NULL || !tier_ok(w->tier)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "credential tier must be low, medium, high or critical");
+    }
+    if (w->expire_on_phase_end != NULL &&
+        (r = store_check_name(w->expire_on_phase_end, "expire_on_phase_end")) != COFFER_OK) {
+        return r;
+    }
+    if (w->description != NULL && (r = store_check_description(w->description)) != COFFER_OK) {
+        return r;
+    }
+    return COFFER_OK;
+}
+
 enum coffer_err coffer_store_cred_next_version(struct coffer_store *s,
                                                const struct coffer_uuid *org_id,
                                                const struct coffer_uuid *project_id,
@@ -316,15 +343,12 @@ enum coffer_err coffer_store_cred_next_version(struct coffer_store *s,
 
     memset(out, 0, sizeof(*out));
     if ((r = store_require_tx(s, "next credential version")) != COFFER_OK ||
-        (r = store_check_name(name, "credential name")) != COFFER_OK) {
+        (r = check_next(&(struct coffer_store_cred_next){.org_id = org_id,
+                                                         .project_id = project_id,
+                                                         .name = name,
+                                                         .type = type,
+                                                         .tier = tier})) != COFFER_OK) {
         return r;
-    }
-    if (type == NULL || !type_ok(type)) {
-        return coffer_err_set(COFFER_E_INVALID, "credential type must match ^[a-z0-9_]{1,31}$");
-    }
-    if (tier == NULL || !tier_ok(tier)) {
-        return coffer_err_set(COFFER_E_INVALID,
-                              "credential tier must be low, medium, high or critical");
     }
     store_param_uuid(&p, org_id);
     store_param_uuid(&p, project_id);
@@ -449,38 +473,6 @@ static void put_be32(unsigned char out[4], uint32_t v)
     out[1] = (unsigned char)(v >> 16);
     out[2] = (unsigned char)(v >> 8);
     out[3] = (unsigned char)v;
-}
-
-/* Checks one write of a batch as coffer_store_cred_next_version checks its arguments. */
-static enum coffer_err check_next(const struct coffer_store_cred_next *w)
-{
-    enum coffer_err r;
-
-    if (w->org_id == NULL || w->project_id == NULL || w->name == NULL) {
-        return coffer_err_set(COFFER_E_INVALID, "next credential version: missing field");
-    }
-    if ((r = store_check_name(w->name, "credential name")) != COFFER_OK) {
-        return r;
-    }
-    if (w->type == NULL || !type_ok(w->type)) {
-        return coffer_err_set(COFFER_E_INVALID, "credential type must match ^[a-z0-9_]{1,31}$");
-    }
-    if (w->tier == NULL || !tier_ok(w->tier)) {
-        return coffer_err_set(COFFER_E_INVALID,
-                              "credential tier must be low, medium, high or critical");
-    }
-    if (w->expire_on_phase_end != NULL &&
-        (r = store_check_name(w->expire_on_phase_end, "expire_on_phase_end")) != COFFER_OK) {
-        return r;
-    }
-    if (w->description != NULL &&
-        !coffer_text_ok(w->description, strnlen(w->description, COFFER_POLICY_DESC_MAX + 1),
-                        COFFER_POLICY_DESC_MAX)) {
-        return coffer_err_set(COFFER_E_INVALID,
-                              "a description is 1 to %u bytes of UTF-8 without control characters",
-                              COFFER_POLICY_DESC_MAX);
-    }
-    return COFFER_OK;
 }
 
 /* The write of w (n of them) that row of a cred_next_many answer is, or n. */

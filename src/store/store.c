@@ -30,6 +30,7 @@
 
 #include "coffer/log.h"
 #include "coffer/mem.h"
+#include "coffer/text.h"
 #include "store/migrations.h"
 
 #define CONNECT_TIMEOUT "5"
@@ -106,6 +107,17 @@ enum coffer_err store_check_name(const char *name, const char *what)
                               "%s: must be 1 to %d characters of a-z, 0-9, '_' and '-', "
                               "starting with a letter or digit",
                               what, COFFER_NAME_MAX);
+    }
+    return COFFER_OK;
+}
+
+enum coffer_err store_check_description(const char *description)
+{
+    if (!coffer_text_ok(description, strnlen(description, COFFER_POLICY_DESC_MAX + 1),
+                        COFFER_POLICY_DESC_MAX)) {
+        return coffer_err_set(COFFER_E_INVALID,
+                              "a description is 1 to %u bytes of UTF-8 without control characters",
+                              COFFER_POLICY_DESC_MAX);
     }
     return COFFER_OK;
 }

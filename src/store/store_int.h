@@ -210,6 +210,8 @@ enum coffer_err store_col_key_names(const PGresult *res, int row, int col, const
 
 /* COFFER_E_INVALID unless name matches ^[a-z0-9][a-z0-9_-]{0,62}$. what names the field. */
 enum coffer_err store_check_name(const char *name, const char *what) COFFER_MUST_USE;
+/* COFFER_E_INVALID unless description (not NULL) is 1..COFFER_POLICY_DESC_MAX bytes of text. */
+enum coffer_err store_check_description(const char *description) COFFER_MUST_USE;
 /* Whether s (len bytes) matches ^[a-z0-9][a-z0-9_-]{0,62}$. */
 bool store_name_ok(const char *s, size_t len);
 /* Whether s is a key name: [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}, len bytes. */
