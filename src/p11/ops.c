@@ -16,6 +16,7 @@
 #include "p11/p11_int.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "coffer/log.h"
 #include "coffer/mem.h"
@@ -761,6 +762,9 @@ static enum coffer_err check_init_args(const char *label, const struct coffer_se
     return COFFER_OK;
 }
 
+/* How many times the slots are read when one of them cannot be (see coffer_p11_init_token). */
+#define INIT_SCAN_ATTEMPTS 5u
+
 /* The first slot with an uninitialised token; COFFER_E_EXISTS if label is taken. */
 static enum coffer_err find_free_slot(CK_FUNCTION_LIST *fn, const char *label, CK_SLOT_ID *out)
 {
@@ -864,7 +868,22 @@ enum coffer_err coffer_p11_init_token(const char *module, const char *label,
     if ((rc = p11_module_acquire(module, &fn)) != COFFER_OK) {
         return rc;
     }
-    if ((rc = find_free_slot(fn, label, &slot)) != COFFER_OK) {
+    /*
+     * Another process rewriting its token's file as the slots are read makes
+     * that slot's C_GetTokenInfo fail with CKR_GENERAL_ERROR (see the same
+     * race in coffer_p11_open): the slots are read again a few times. No PIN
+     * is tried here, so trying again cannot lock anything.
+     */
+    for (unsigned attempt = 1;; attempt++) {
+        struct timespec pause = {0, (long)attempt * 20 * 1000 * 1000};
+
+        rc = find_free_slot(fn, label, &slot);
+        if (rc != COFFER_E_TOKEN || attempt == INIT_SCAN_ATTEMPTS) {
+            break;
+        }
+        (void)nanosleep(&pause, NULL);
+    }
+    if (rc != COFFER_OK) {
         goto out;
     }
     memset(padded, ' ', sizeof(padded));
