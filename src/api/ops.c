@@ -208,13 +208,26 @@ struct batch_item {
 _Static_assert(COFFER_OP_BATCH_MAX <= COFFER_STORE_BATCH_MAX,
                "a batch is one lookup and one insert");
 
-enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
-                                       struct coffer_op_access *a, size_t n)
+/* What a failed batch leaves: no values, every access denied. */
+static void batch_fail(struct coffer_op_access *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        coffer_keyset_free(&a[i].keys);
+        coffer_free(a[i].expired_keys);
+        a[i].expired_keys = NULL;
+        a[i].version = 0;
+        deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
+    }
+}
+
+enum coffer_err coffer_op_access_batch_send(struct coffer_ops *o, struct coffer_store *events,
+                                            const struct coffer_op_meta *m,
+                                            struct coffer_op_access *a, size_t n, size_t *sent)
 {
     struct batch_item items[COFFER_OP_BATCH_MAX];
     struct coffer_keys_read_req reqs[COFFER_OP_BATCH_MAX];
     struct coffer_store_access_req lookups[COFFER_OP_BATCH_MAX];
-    struct coffer_audit_event events[COFFER_OP_BATCH_MAX];
+    struct coffer_audit_event evs[COFFER_OP_BATCH_MAX];
     size_t idx[COFFER_OP_BATCH_MAX];
     struct coffer_arena *arena = NULL;
     size_t nr = 0;
@@ -222,9 +235,10 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
     size_t ne = 0;
     enum coffer_err r;
 
-    if (n > COFFER_OP_BATCH_MAX || o == NULL || o->st == NULL) {
+    if (sent == NULL || n > COFFER_OP_BATCH_MAX || o == NULL || o->st == NULL || events == NULL) {
         return coffer_err_set(COFFER_E_STATE, "access batch: bad call");
     }
+    *sent = 0;
     if ((r = coffer_arena_new(0, &arena)) != COFFER_OK) {
         return r;
     }
@@ -314,7 +328,7 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
     /* 3. Audit every decision with one statement. */
     for (size_t i = 0; i < n; i++) {
         struct batch_item *it = &items[i];
-        struct coffer_audit_event *ev = &events[ne];
+        struct coffer_audit_event *ev = &evs[ne];
 
         if (a[i].refresh_due) {
             continue;
@@ -348,9 +362,10 @@ enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer
         }
         ne++;
     }
-    if (ne > 0 && (r = coffer_store_audit_insert_many(o->st, events, ne)) != COFFER_OK) {
+    if (ne > 0 && (r = coffer_store_audit_send_many(events, evs, ne)) != COFFER_OK) {
         goto out;
     }
+    *sent = ne;
     for (size_t i = 0; i < n; i++) {
         if (!a[i].refresh_due) {
             a[i].decision = items[i].d;
@@ -362,16 +377,36 @@ out:
         for (size_t j = 0; j < nr; j++) {
             coffer_keyset_free(&reqs[j].keys);
         }
-        for (size_t i = 0; i < n; i++) {
-            coffer_keyset_free(&a[i].keys);
-            coffer_free(a[i].expired_keys);
-            a[i].expired_keys = NULL;
-            a[i].version = 0;
-            deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
-        }
+        batch_fail(a, n);
     }
     coffer_arena_free(&arena);
     return r;
+}
+
+enum coffer_err coffer_op_access_batch_finish(struct coffer_store *events,
+                                              struct coffer_op_access *a, size_t n, size_t sent)
+{
+    enum coffer_err r = sent > 0 ? coffer_store_audit_recv_many(events, sent) : COFFER_OK;
+
+    if (r != COFFER_OK) {
+        batch_fail(a, n);
+    }
+    return r;
+}
+
+enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_op_access *a, size_t n)
+{
+    size_t sent = 0;
+    enum coffer_err r;
+
+    if (o == NULL) {
+        return coffer_err_set(COFFER_E_STATE, "access batch: bad call");
+    }
+    if ((r = coffer_op_access_batch_send(o, o->st, m, a, n, &sent)) != COFFER_OK) {
+        return r;
+    }
+    return coffer_op_access_batch_finish(o->st, a, n, sent);
 }
 
 /* One access in a transaction of its own: a batch of one, as the server's batches decide. */

@@ -543,14 +543,17 @@ void coffer_store_close(struct coffer_store **s)
 /*
  * A connection lost between transactions is re-established once (the server
  * may have restarted); one lost inside a transaction is not, because the
- * caller's transaction is gone and must be seen to fail.
+ * caller's transaction is gone and must be seen to fail. Between
+ * transactions, what the server sent while the connection was idle is read
+ * first: a server that restarted meanwhile closed it, and a statement sent
+ * on it would fail although a new connection would serve it.
  */
 static enum coffer_err ensure_connected(struct coffer_store *s, const char *what)
 {
     char message[MESSAGE_MAX];
     enum coffer_err r;
 
-    if (PQstatus(s->conn) == CONNECTION_OK) {
+    if (PQstatus(s->conn) == CONNECTION_OK && (s->in_tx || PQconsumeInput(s->conn) == 1)) {
         return COFFER_OK;
     }
     if (s->in_tx) {
@@ -574,6 +577,20 @@ static enum coffer_err ensure_connected(struct coffer_store *s, const char *what
 bool coffer_store_in_flight(const struct coffer_store *s)
 {
     return s->pending != NULL;
+}
+
+int coffer_store_socket(const struct coffer_store *s)
+{
+    return s != NULL && s->conn != NULL ? PQsocket(s->conn) : -1;
+}
+
+bool coffer_store_answer_ready(struct coffer_store *s)
+{
+    if (s == NULL || s->pending == NULL) {
+        return true;
+    }
+    /* A failed read leaves the error for the receive to report. */
+    return PQconsumeInput(s->conn) == 0 || PQisBusy(s->conn) == 0;
 }
 
 enum coffer_err store_send(struct coffer_store *s, const struct store_stmt *st,
