@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,6 +542,27 @@ void coffer_store_close(struct coffer_store **s)
 }
 
 /*
+ * Whether the server closed a connection that had nothing in flight. Such
+ * a connection has nothing to read unless the server spoke unprompted: a
+ * notice, or its last message before closing (a restart or shutdown),
+ * followed by the end of the stream, which the second read meets.
+ */
+static bool closed_while_idle(struct coffer_store *s)
+{
+    for (int i = 0; i < 4; i++) {
+        struct pollfd p = {.fd = PQsocket(s->conn), .events = POLLIN};
+
+        if (poll(&p, 1, 0) <= 0) {
+            return false;
+        }
+        if (PQconsumeInput(s->conn) == 0) {
+            return true;
+        }
+    }
+    return PQstatus(s->conn) != CONNECTION_OK;
+}
+
+/*
  * A connection lost between transactions is re-established once (the server
  * may have restarted); one lost inside a transaction is not, because the
  * caller's transaction is gone and must be seen to fail. Between
@@ -553,7 +575,7 @@ static enum coffer_err ensure_connected(struct coffer_store *s, const char *what
     char message[MESSAGE_MAX];
     enum coffer_err r;
 
-    if (PQstatus(s->conn) == CONNECTION_OK && (s->in_tx || PQconsumeInput(s->conn) == 1)) {
+    if (PQstatus(s->conn) == CONNECTION_OK && (s->in_tx || !closed_while_idle(s))) {
         return COFFER_OK;
     }
     if (s->in_tx) {

@@ -102,6 +102,14 @@ CURLcode https_request(const struct https_target *t, const char *method, const c
                        const char *body, const char *cert, const char *key,
                        const char *const *headers, struct https_reply *out)
 {
+    return https_request_within(t, method, path, body, cert, key, headers, 30000L, out);
+}
+
+CURLcode https_request_within(const struct https_target *t, const char *method, const char *path,
+                              const char *body, const char *cert, const char *key,
+                              const char *const *headers, long timeout_ms,
+                              struct https_reply *out)
+{
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
     char url[1024];
@@ -117,7 +125,7 @@ CURLcode https_request(const struct https_target *t, const char *method, const c
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, https_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     if (cert != NULL && key != NULL) {
         curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
         curl_easy_setopt(c, CURLOPT_SSLKEY, key);

@@ -17,6 +17,10 @@
  *     database_unavailable within 2 s, 20 concurrent requests too, health
  *     says the database is unavailable, and after a start the service
  *     returns by itself;
+ *   - the audit table held by another transaction: no access is answered
+ *     (no value leaves) until its event can commit, other requests are
+ *     answered meanwhile, a client that leaves first kills no worker and is
+ *     still audited, and afterwards every access has its value and event;
  *   - the disk under PostgreSQL full: writes are refused with 503
  *     database_unavailable (never a 500), an access is either answered with
  *     its audit event written or refused, the server keeps answering, and
@@ -851,6 +855,138 @@ static void test_database_unreachable(void **state)
                   back_ms);
 }
 
+/* ---- 4. A commit held back ------------------------------------------------------------------ */
+
+#define HELD 6           /* accesses sent while their events cannot commit */
+#define HELD_MS 1500     /* how long the audit table is held */
+#define GIVE_UP_MS 300   /* the client that leaves before its answer */
+#define HEALTH_WITHIN_MS 750
+
+struct held_client {
+    int index;
+    CURLcode rc;
+    long status;
+    bool has_value;
+    long took;
+};
+
+static atomic_int held_answered; /* answers that arrived while the table was held */
+static atomic_bool table_held;
+
+static void *held_main(void *arg)
+{
+    static struct https_reply replies_held[HELD];
+    struct held_client *m = arg;
+    struct https_reply *r = &replies_held[m->index];
+    char name[32];
+    char path[160];
+    long t0 = now_ms();
+
+    snprintf(name, sizeof(name), "acc-%d", m->index % ACC_CREDS);
+    snprintf(path, sizeof(path), "/v1/orgs/dev/projects/demo/credentials/%s/access", name);
+    m->rc = https_request_within(&target, "POST", path, "{\"purpose\":\"deploy\"}",
+                                 env.tls.agent_cert, env.tls.agent_key, NULL,
+                                 m->index == 0 ? GIVE_UP_MS : 30000L, r);
+    m->took = now_ms() - t0;
+    if (m->rc == CURLE_OK && atomic_load(&table_held)) {
+        atomic_fetch_add(&held_answered, 1);
+    }
+    m->status = m->rc == CURLE_OK ? r->status : 0;
+    m->has_value = m->rc == CURLE_OK && holds_value(r, name);
+    return NULL;
+}
+
+/*
+ * The audit table held by another transaction, so that no event can
+ * commit: no access is answered (no value leaves) until it is released,
+ * the workers go on answering other requests meanwhile, a client that
+ * leaves before its answer costs nothing but its answer (its access is
+ * still audited; no worker dies), and once released every access is
+ * answered with its value and has its event.
+ */
+static void test_commit_held(void **state)
+{
+    static struct https_reply r;
+    static struct held_client clients[HELD];
+    pthread_t t[HELD];
+    pid_t before[2];
+    pid_t after[2];
+    PGconn *owner = db_open();
+    PGconn *c;
+    PGresult *res;
+    long mark;
+    long t0;
+    long health_ms;
+
+    (void)state;
+    /*
+     * Accesses first, so that every database connection of both workers has
+     * been used since the restart above: one re-established under the lock
+     * would wait for it to prepare its statements.
+     */
+    for (int i = 0; i < 24; i++) {
+        expect_readable("acc-3");
+    }
+    mark = audit_mark();
+    assert_int_equal(server_workers(before, 2), 2);
+    res = PQexec(owner, "BEGIN; LOCK TABLE coffer.audit_events IN EXCLUSIVE MODE");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        fail_msg("holding the audit table: %s", PQerrorMessage(owner));
+    }
+    PQclear(res);
+    atomic_store(&held_answered, 0);
+    atomic_store(&table_held, true);
+    for (int i = 0; i < HELD; i++) {
+        clients[i] = (struct held_client){.index = i};
+        assert_int_equal(pthread_create(&t[i], NULL, held_main, &clients[i]), 0);
+    }
+    sleep_ms(HELD_MS / 3);
+    t0 = now_ms();
+    assert_int_equal(https_request(&target, "GET", "/v1/health", NULL, NULL, NULL, NULL, &r),
+                     CURLE_OK);
+    health_ms = now_ms() - t0;
+    assert_int_equal(r.status, 200);
+    if (health_ms >= HEALTH_WITHIN_MS) {
+        fail_msg("health answered after %ld ms while access events waited to commit", health_ms);
+    }
+    sleep_ms(HELD_MS - HELD_MS / 3);
+    /* Cleared before the release: an answer counted here came while the table was held. */
+    atomic_store(&table_held, false);
+    assert_int_equal(atomic_load(&held_answered), 0);
+    res = PQexec(owner, "COMMIT");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(owner);
+    for (int i = 0; i < HELD; i++) {
+        (void)pthread_join(t[i], NULL);
+    }
+    if (clients[0].rc != CURLE_OPERATION_TIMEDOUT) {
+        fail_msg("the client that gave up after %d ms got curl result %d, status %ld", GIVE_UP_MS,
+                 (int)clients[0].rc, clients[0].status);
+    }
+    for (int i = 1; i < HELD; i++) {
+        if (!clients[i].has_value) {
+            fail_msg("access %d: answered %ld without its value (curl result %d)", i,
+                     clients[i].status, (int)clients[i].rc);
+        }
+        if (clients[i].took < HELD_MS - HELD_MS / 3) {
+            fail_msg("access %d answered after %ld ms, before its event could commit", i,
+                     clients[i].took);
+        }
+    }
+    c = db_open();
+    assert_int_equal(access_events_since(c, mark), HELD);
+    PQfinish(c);
+    assert_int_equal(server_workers(after, 2), 2);
+    assert_true((before[0] == after[0] && before[1] == after[1]) ||
+                (before[0] == after[1] && before[1] == after[0]));
+    expect_readable("acc-2");
+    print_message("audit table held %d ms: no access answered meanwhile, health answered in %ld "
+                  "ms, %d accesses answered with their values after it, the client that left "
+                  "audited too, no worker lost\n",
+                  HELD_MS, health_ms, HELD - 1);
+}
+
 /* ---- 3. The disk under PostgreSQL full ------------------------------------------------------- */
 
 static char filler[96];
@@ -1157,6 +1293,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_restart_under_load),
         cmocka_unit_test(test_database_unreachable),
+        cmocka_unit_test(test_commit_held),
         cmocka_unit_test(test_disk_full),
     };
 
