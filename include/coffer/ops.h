@@ -25,19 +25,10 @@
 #include "coffer/spiffe.h"
 #include "coffer/store.h"
 
-/* How many connections a worker keeps for the events of its access batches. */
-#define COFFER_OPS_EVENT_CONNS 2
-
-/*
- * What every operation runs with: one worker's connection and token
- * context, and the connections its access batches' events are committed
- * on while it goes on serving (NULL where there are none: then events go
- * on st and the worker waits for their commit).
- */
+/* What every operation runs with: one worker's connection and token context. */
 struct coffer_ops {
     struct coffer_store *st;
     struct coffer_keys *k;
-    struct coffer_store *event_st[COFFER_OPS_EVENT_CONNS];
 };
 
 /* Who asks, and how the request is named in the audit log. */
@@ -149,24 +140,6 @@ enum coffer_err coffer_op_access(struct coffer_ops *o, const struct coffer_op_me
  */
 enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
                                        struct coffer_op_access *a, size_t n) COFFER_MUST_USE;
-
-/*
- * coffer_op_access_batch in two halves, so that a worker can serve other
- * requests while the database commits the events: send decides, unseals
- * and sends the events on the connection events (outside any transaction;
- * o->st, or a connection kept for events) without waiting, and sets *sent
- * to the number of events in flight; finish waits for their commit. Every
- * a[i] (decision and keys) is provisional until finish returns COFFER_OK:
- * nothing may be handed to anyone before. On an error from either half
- * every a[i].keys is freed and every decision is a denial.
- */
-enum coffer_err coffer_op_access_batch_send(struct coffer_ops *o, struct coffer_store *events,
-                                            const struct coffer_op_meta *m,
-                                            struct coffer_op_access *a, size_t n,
-                                            size_t *sent) COFFER_MUST_USE;
-enum coffer_err coffer_op_access_batch_finish(struct coffer_store *events,
-                                              struct coffer_op_access *a, size_t n,
-                                              size_t sent) COFFER_MUST_USE;
 
 /* ---- put: create a credential or add a version (admins) ---- */
 

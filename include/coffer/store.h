@@ -598,34 +598,6 @@ enum coffer_err coffer_store_audit_insert_many(struct coffer_store *s,
                                                const struct coffer_audit_event *e,
                                                size_t n) COFFER_MUST_USE;
 
-/*
- * The two halves of coffer_store_audit_insert_many, so that a worker can go
- * on serving while the database commits: send_many checks and sends the
- * events without waiting; recv_many waits for the statement's answer and
- * checks that all n were inserted. Outside a transaction only: on COFFER_OK
- * from recv_many all n are durable; on any error none is written. While the
- * statement is in flight every other call on the connection fails with
- * COFFER_E_STATE (close discards the answer).
- */
-enum coffer_err coffer_store_audit_send_many(struct coffer_store *s,
-                                             const struct coffer_audit_event *e,
-                                             size_t n) COFFER_MUST_USE;
-enum coffer_err coffer_store_audit_recv_many(struct coffer_store *s, size_t n) COFFER_MUST_USE;
-
-/*
- * The connection's socket, for an event loop to watch while a statement is
- * in flight (it may change when a lost connection is re-established, so
- * take it after each send); -1 when there is none.
- */
-int coffer_store_socket(const struct coffer_store *s);
-
-/*
- * Reads what has arrived on the connection; true when the statement in
- * flight has its whole answer, or the connection failed (the receive then
- * returns the error), so that the receive will not block.
- */
-bool coffer_store_answer_ready(struct coffer_store *s);
-
 /* Whether a transaction begun with coffer_store_begin is open. */
 bool coffer_store_in_tx(const struct coffer_store *s);
 

@@ -66,8 +66,7 @@ struct api_req {
     struct coffer_op_access acc;
     struct coffer_op_put put;       /* a queued put: its body read (api_put_prepare) */
     struct coffer_keyset *put_keys; /* and its values, owned */
-    bool dead;                      /* its connection closed before it was answered */
-    bool in_flight; /* its batch's events are being committed (owned by the flight) */
+    bool dead;                      /* its connection closed before the batch ran */
     bool token_pending;             /* its bearer token is looked up with the batch's (token) */
     struct coffer_op_token_check token;
 };

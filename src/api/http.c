@@ -35,22 +35,6 @@
 /* The most request bytes a queue holds (credential values arrive in puts of up to 320 KiB). */
 #define QUEUE_BYTES_MAX (2u * 1024u * 1024u)
 
-/*
- * An access batch whose events are being committed on one of the worker's
- * event connections. Its requests wait here, answered only once the commit
- * is known, while the loop reads and runs the next batch.
- */
-struct flight {
-    struct coffer_api *api;
-    struct coffer_store *st; /* the connection its events went on */
-    struct event *ev;        /* that connection readable */
-    struct api_req *reqs[BATCH_MAX];
-    struct coffer_op_access accs[BATCH_MAX];
-    size_t n;
-    size_t sent; /* events in the statement in flight */
-    bool busy;
-};
-
 struct coffer_api {
     struct event_base *base;
     struct evhttp *http;
@@ -68,8 +52,6 @@ struct coffer_api {
     size_t n_queued;
     size_t queued_bytes;
     struct event *flush_ev;
-    struct flight flights[COFFER_OPS_EVENT_CONNS];
-    size_t next_flight; /* the flight to use next: the oldest busy one when all are */
     unsigned max_connections;
     struct timeval request_timeout; /* limits.request_timeout_ms */
     struct timeval idle_timeout;    /* limits.idle_timeout_ms */
@@ -788,13 +770,24 @@ static size_t settle_tokens(struct coffer_api *a, struct api_req **batch, size_t
 }
 
 /*
- * Answers an access batch once the commit of its events is known (r: how
- * the batch ended). If it failed, every access of the batch is answered
- * with the error and no values (fail closed), and the clients may retry.
+ * Runs the queued accesses as one batch and answers them. The batch's
+ * events are inserted by one statement outside any transaction, so it
+ * returns only after their commit: an access's values go out only after
+ * its audit event is durable. If anything fails, every access of the batch
+ * is answered with the error and no values (fail closed), and the clients
+ * may retry.
  */
-static void answer_accesses(struct coffer_api *a, struct api_req **batch,
-                            struct coffer_op_access *accs, size_t n, enum coffer_err r)
+static void flush_accesses(struct coffer_api *a, struct api_req **batch, size_t n)
 {
+    struct coffer_op_meta metas[BATCH_MAX] = {{0}};
+    struct coffer_op_access accs[BATCH_MAX];
+    enum coffer_err r;
+
+    for (size_t i = 0; i < n; i++) {
+        metas[i] = api_meta(batch[i]);
+        accs[i] = batch[i]->acc;
+    }
+    r = coffer_op_access_batch(a->ops, metas, accs, n);
     for (size_t i = 0; i < n; i++) {
         batch[i]->acc = accs[i];
     }
@@ -803,9 +796,6 @@ static void answer_accesses(struct coffer_api *a, struct api_req **batch,
         struct api_req *q = batch[i];
         enum coffer_err e = r;
 
-        if (q->dead) {
-            continue; /* its connection is gone; drop_queued wipes what it would have had */
-        }
         if (e == COFFER_OK && q->acc.refresh_due) {
             /* Its OAuth2 access token needs a refresh first: refreshed and decided alone. */
             struct coffer_op_meta m = api_meta(q);
@@ -821,128 +811,6 @@ static void answer_accesses(struct coffer_api *a, struct api_req **batch,
         }
         api_access_answer(q, &q->acc, e);
     }
-}
-
-/* A flight's commit is known: its requests are answered and freed. */
-static void land(struct flight *f)
-{
-    enum coffer_err r;
-
-    if (f->ev != NULL) {
-        event_free(f->ev);
-        f->ev = NULL;
-    }
-    r = coffer_op_access_batch_finish(f->st, f->accs, f->n, f->sent);
-    f->busy = false;
-    for (size_t i = 0; i < f->n; i++) {
-        if (!f->reqs[i]->dead) {
-            evhttp_connection_set_closecb(evhttp_request_get_connection(f->reqs[i]->req), NULL,
-                                          NULL);
-        }
-    }
-    answer_accesses(f->api, f->reqs, f->accs, f->n, r);
-    for (size_t i = 0; i < f->n; i++) {
-        drop_queued(f->reqs[i]);
-        f->reqs[i] = NULL;
-    }
-    f->n = 0;
-    if (f->api->n_queued > 0) {
-        event_active(f->api->flush_ev, EV_TIMEOUT, 0);
-    }
-}
-
-static void on_landed(evutil_socket_t fd, short what, void *arg)
-{
-    struct flight *f = arg;
-
-    (void)fd;
-    (void)what;
-    if (coffer_store_answer_ready(f->st)) {
-        land(f);
-    }
-}
-
-/*
- * The flight for the next batch, or NULL when the worker has no event
- * connections. When every one is busy, the oldest is waited for.
- */
-static struct flight *free_flight(struct coffer_api *a)
-{
-    struct flight *f;
-
-    for (size_t k = 0; k < COFFER_OPS_EVENT_CONNS; k++) {
-        size_t i = (a->next_flight + k) % COFFER_OPS_EVENT_CONNS;
-
-        f = &a->flights[i];
-        if (f->st != NULL && !f->busy) {
-            a->next_flight = i + 1;
-            return f;
-        }
-    }
-    f = &a->flights[a->next_flight % COFFER_OPS_EVENT_CONNS];
-    if (f->st == NULL) {
-        return NULL;
-    }
-    land(f);
-    a->next_flight++;
-    return f;
-}
-
-/* Hands a batch whose events were sent to f; false (nothing taken) if the loop cannot watch it. */
-static bool take_off(struct coffer_api *a, struct flight *f, struct api_req **batch, size_t n,
-                     size_t sent)
-{
-    int fd = coffer_store_socket(f->st);
-
-    f->ev = fd >= 0 ? event_new(a->base, fd, EV_READ | EV_PERSIST, on_landed, f) : NULL;
-    if (f->ev == NULL || event_add(f->ev, NULL) != 0) {
-        if (f->ev != NULL) {
-            event_free(f->ev);
-            f->ev = NULL;
-        }
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        f->reqs[i] = batch[i];
-        batch[i]->in_flight = true;
-        evhttp_connection_set_closecb(evhttp_request_get_connection(batch[i]->req), on_close, a);
-    }
-    f->n = n;
-    f->sent = sent;
-    f->busy = true;
-    return true;
-}
-
-/*
- * Runs the queued accesses as one batch. The batch's events are inserted by
- * one statement outside any transaction, and an access's values go out
- * only after that statement has committed: its audit event is durable.
- * The statement goes on one of the worker's event connections when it has
- * them, and the batch waits there (a flight) while the loop serves other
- * requests; otherwise the worker waits for the commit and answers at once.
- */
-static void flush_accesses(struct coffer_api *a, struct api_req **batch, size_t n)
-{
-    struct coffer_op_meta metas[BATCH_MAX] = {{0}};
-    struct coffer_op_access own[BATCH_MAX];
-    struct flight *f = free_flight(a);
-    struct coffer_op_access *accs = f != NULL ? f->accs : own;
-    struct coffer_store *st = f != NULL ? f->st : a->ops->st;
-    size_t sent = 0;
-    enum coffer_err r;
-
-    for (size_t i = 0; i < n; i++) {
-        metas[i] = api_meta(batch[i]);
-        accs[i] = batch[i]->acc;
-    }
-    r = coffer_op_access_batch_send(a->ops, st, metas, accs, n, &sent);
-    if (r == COFFER_OK && sent > 0 && f != NULL && take_off(a, f, batch, n, sent)) {
-        return;
-    }
-    if (r == COFFER_OK) {
-        r = coffer_op_access_batch_finish(st, accs, n, sent);
-    }
-    answer_accesses(a, batch, accs, n, r);
 }
 
 /*
@@ -1026,24 +894,15 @@ static void flush_queue(struct coffer_api *a)
         flush_puts(a, puts, n_puts);
     }
     for (size_t i = 0; i < n; i++) {
-        if (!batch[i]->in_flight) {
-            drop_queued(batch[i]);
-        }
+        drop_queued(batch[i]);
     }
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
-    struct coffer_api *a = arg;
-
     (void)fd;
     (void)what;
-    for (size_t k = 0; k < COFFER_OPS_EVENT_CONNS; k++) {
-        if (a->flights[k].busy) {
-            return; /* the queue grows until it lands */
-        }
-    }
-    flush_queue(a);
+    flush_queue(arg);
 }
 
 /* A connection closed: its queued request must not be answered (libevent frees it). */
@@ -1052,17 +911,8 @@ static void on_close(struct evhttp_connection *conn, void *arg)
     struct coffer_api *a = arg;
 
     for (size_t i = 0; i < a->n_queued; i++) {
-        if (!a->queue[i]->dead && evhttp_request_get_connection(a->queue[i]->req) == conn) {
+        if (evhttp_request_get_connection(a->queue[i]->req) == conn) {
             a->queue[i]->dead = true;
-        }
-    }
-    for (size_t k = 0; k < COFFER_OPS_EVENT_CONNS; k++) {
-        struct flight *f = &a->flights[k];
-
-        for (size_t i = 0; f->busy && i < f->n; i++) {
-            if (!f->reqs[i]->dead && evhttp_request_get_connection(f->reqs[i]->req) == conn) {
-                f->reqs[i]->dead = true;
-            }
         }
     }
 }
@@ -1307,10 +1157,6 @@ enum coffer_err coffer_api_new(const struct coffer_config *cfg, struct event_bas
         (r = coffer_op_use_configure(cfg)) != COFFER_OK) {
         goto fail;
     }
-    for (size_t k = 0; k < COFFER_OPS_EVENT_CONNS; k++) {
-        a->flights[k].api = a;
-        a->flights[k].st = ops->event_st[k];
-    }
     a->flush_ev = event_new(base, -1, 0, on_flush, a);
     a->http = evhttp_new(base);
     if (a->flush_ev == NULL || a->http == NULL) {
@@ -1380,11 +1226,6 @@ void coffer_api_free(struct coffer_api **a)
         return;
     }
     flush_queue(*a);
-    for (size_t k = 0; k < COFFER_OPS_EVENT_CONNS; k++) {
-        if ((*a)->flights[k].busy) {
-            land(&(*a)->flights[k]);
-        }
-    }
     if ((*a)->flush_ev != NULL) {
         event_free((*a)->flush_ev);
     }

@@ -208,26 +208,13 @@ struct batch_item {
 _Static_assert(COFFER_OP_BATCH_MAX <= COFFER_STORE_BATCH_MAX,
                "a batch is one lookup and one insert");
 
-/* What a failed batch leaves: no values, every access denied. */
-static void batch_fail(struct coffer_op_access *a, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        coffer_keyset_free(&a[i].keys);
-        coffer_free(a[i].expired_keys);
-        a[i].expired_keys = NULL;
-        a[i].version = 0;
-        deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
-    }
-}
-
-enum coffer_err coffer_op_access_batch_send(struct coffer_ops *o, struct coffer_store *events,
-                                            const struct coffer_op_meta *m,
-                                            struct coffer_op_access *a, size_t n, size_t *sent)
+enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
+                                       struct coffer_op_access *a, size_t n)
 {
     struct batch_item items[COFFER_OP_BATCH_MAX];
     struct coffer_keys_read_req reqs[COFFER_OP_BATCH_MAX];
     struct coffer_store_access_req lookups[COFFER_OP_BATCH_MAX];
-    struct coffer_audit_event evs[COFFER_OP_BATCH_MAX];
+    struct coffer_audit_event events[COFFER_OP_BATCH_MAX];
     size_t idx[COFFER_OP_BATCH_MAX];
     struct coffer_arena *arena = NULL;
     size_t nr = 0;
@@ -235,10 +222,9 @@ enum coffer_err coffer_op_access_batch_send(struct coffer_ops *o, struct coffer_
     size_t ne = 0;
     enum coffer_err r;
 
-    if (sent == NULL || n > COFFER_OP_BATCH_MAX || o == NULL || o->st == NULL || events == NULL) {
+    if (n > COFFER_OP_BATCH_MAX || o == NULL || o->st == NULL) {
         return coffer_err_set(COFFER_E_STATE, "access batch: bad call");
     }
-    *sent = 0;
     if ((r = coffer_arena_new(0, &arena)) != COFFER_OK) {
         return r;
     }
@@ -328,7 +314,7 @@ enum coffer_err coffer_op_access_batch_send(struct coffer_ops *o, struct coffer_
     /* 3. Audit every decision with one statement. */
     for (size_t i = 0; i < n; i++) {
         struct batch_item *it = &items[i];
-        struct coffer_audit_event *ev = &evs[ne];
+        struct coffer_audit_event *ev = &events[ne];
 
         if (a[i].refresh_due) {
             continue;
@@ -362,10 +348,9 @@ enum coffer_err coffer_op_access_batch_send(struct coffer_ops *o, struct coffer_
         }
         ne++;
     }
-    if (ne > 0 && (r = coffer_store_audit_send_many(events, evs, ne)) != COFFER_OK) {
+    if (ne > 0 && (r = coffer_store_audit_insert_many(o->st, events, ne)) != COFFER_OK) {
         goto out;
     }
-    *sent = ne;
     for (size_t i = 0; i < n; i++) {
         if (!a[i].refresh_due) {
             a[i].decision = items[i].d;
@@ -377,36 +362,16 @@ out:
         for (size_t j = 0; j < nr; j++) {
             coffer_keyset_free(&reqs[j].keys);
         }
-        batch_fail(a, n);
+        for (size_t i = 0; i < n; i++) {
+            coffer_keyset_free(&a[i].keys);
+            coffer_free(a[i].expired_keys);
+            a[i].expired_keys = NULL;
+            a[i].version = 0;
+            deny(&a[i].decision, COFFER_AUTHZ_NO_GRANT);
+        }
     }
     coffer_arena_free(&arena);
     return r;
-}
-
-enum coffer_err coffer_op_access_batch_finish(struct coffer_store *events,
-                                              struct coffer_op_access *a, size_t n, size_t sent)
-{
-    enum coffer_err r = sent > 0 ? coffer_store_audit_recv_many(events, sent) : COFFER_OK;
-
-    if (r != COFFER_OK) {
-        batch_fail(a, n);
-    }
-    return r;
-}
-
-enum coffer_err coffer_op_access_batch(struct coffer_ops *o, const struct coffer_op_meta *m,
-                                       struct coffer_op_access *a, size_t n)
-{
-    size_t sent = 0;
-    enum coffer_err r;
-
-    if (o == NULL) {
-        return coffer_err_set(COFFER_E_STATE, "access batch: bad call");
-    }
-    if ((r = coffer_op_access_batch_send(o, o->st, m, a, n, &sent)) != COFFER_OK) {
-        return r;
-    }
-    return coffer_op_access_batch_finish(o->st, a, n, sent);
 }
 
 /* One access in a transaction of its own: a batch of one, as the server's batches decide. */

@@ -232,22 +232,6 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     coffer_policy_diags_cleanup(&d);
 }
 
-/*
- * The connections a worker commits its access batches' events on, so that
- * it serves other requests while the database flushes its log.
- */
-static enum coffer_err open_event_stores(const struct coffer_config *cfg, struct coffer_ops *ops)
-{
-    enum coffer_err r;
-
-    for (size_t i = 0; i < COFFER_OPS_EVENT_CONNS; i++) {
-        if ((r = coffer_store_open(cfg->database, &ops->event_st[i])) != COFFER_OK) {
-            return r;
-        }
-    }
-    return COFFER_OK;
-}
-
 /* Runs one worker to its end; returns its exit status. */
 static int worker_main(const struct serve_opts *o, int fd, int index, const sigset_t *set)
 {
@@ -272,8 +256,7 @@ static int worker_main(const struct serve_opts *o, int fd, int index, const sigs
     coffer_api_json_init();
     if ((r = coffer_p11_open(&w.pc, &w.p11)) != COFFER_OK ||
         (r = coffer_keys_new(w.p11, &w.ops.k)) != COFFER_OK ||
-        (r = coffer_store_open(cfg->database, &w.ops.st)) != COFFER_OK ||
-        (r = open_event_stores(cfg, &w.ops)) != COFFER_OK) {
+        (r = coffer_store_open(cfg->database, &w.ops.st)) != COFFER_OK) {
         coffer_error(LOG_MOD, "worker %d cannot start: %s: %s", index, coffer_err_str(r),
                      coffer_err_detail());
         /* An outage is not a configuration error: the supervisor tries again. */
@@ -322,9 +305,6 @@ out:
     coffer_api_free(&w.api);
     if (w.base != NULL) {
         event_base_free(w.base);
-    }
-    for (size_t i = 0; i < COFFER_OPS_EVENT_CONNS; i++) {
-        coffer_store_close(&w.ops.event_st[i]);
     }
     coffer_store_close(&w.ops.st);
     coffer_keys_free(&w.ops.k);

@@ -424,14 +424,15 @@ static const char *opt_number(uint32_t v, char buf[12])
     return buf;
 }
 
-enum coffer_err coffer_store_audit_send_many(struct coffer_store *s,
-                                             const struct coffer_audit_event *e, size_t n)
+enum coffer_err coffer_store_audit_insert_many(struct coffer_store *s,
+                                               const struct coffer_audit_event *e, size_t n)
 {
     const char *v[EVENT_COLS][COFFER_STORE_BATCH_MAX];
     size_t purpose_lens[COFFER_STORE_BATCH_MAX];
     char numbers[COFFER_STORE_BATCH_MAX][3][12];
     struct coffer_buf cols[EVENT_COLS];
     struct store_params p = {0};
+    PGresult *res = NULL;
     enum coffer_err r = COFFER_OK;
 
     if (s == NULL || e == NULL || n == 0 || n > COFFER_STORE_BATCH_MAX) {
@@ -470,39 +471,15 @@ enum coffer_err coffer_store_audit_send_many(struct coffer_store *s,
         r = store_encode_texts(v[c], c == COL_PURPOSE ? purpose_lens : NULL, n, &cols[c]);
         store_param_binary(&p, cols[c].data, cols[c].len);
     }
-    if (r == COFFER_OK) {
-        r = store_send(s, &audit_insert_many, &p, "writing audit events");
-    }
-    for (size_t c = 0; c < EVENT_COLS; c++) {
-        coffer_buf_cleanup(&cols[c]);
-    }
-    return r;
-}
-
-enum coffer_err coffer_store_audit_recv_many(struct coffer_store *s, size_t n)
-{
-    PGresult *res = NULL;
-    enum coffer_err r;
-
-    if (s == NULL || s->pending != &audit_insert_many) {
-        return coffer_err_set(COFFER_E_STATE, "writing audit events: none in flight");
-    }
-    if ((r = store_recv(s, "writing audit events", &res)) == COFFER_OK &&
+    if (r == COFFER_OK &&
+        (r = store_exec(s, &audit_insert_many, &p, "writing audit events", &res)) == COFFER_OK &&
         store_affected(res) != (long)n) {
         r = coffer_err_set(COFFER_E_INTEGRITY, "writing audit events: %ld of %zu inserted",
                            store_affected(res), n);
     }
     PQclear(res);
-    return r;
-}
-
-enum coffer_err coffer_store_audit_insert_many(struct coffer_store *s,
-                                               const struct coffer_audit_event *e, size_t n)
-{
-    enum coffer_err r;
-
-    if ((r = coffer_store_audit_send_many(s, e, n)) != COFFER_OK) {
-        return r;
+    for (size_t c = 0; c < EVENT_COLS; c++) {
+        coffer_buf_cleanup(&cols[c]);
     }
-    return coffer_store_audit_recv_many(s, n);
+    return r;
 }

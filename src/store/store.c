@@ -601,20 +601,6 @@ bool coffer_store_in_flight(const struct coffer_store *s)
     return s->pending != NULL;
 }
 
-int coffer_store_socket(const struct coffer_store *s)
-{
-    return s != NULL && s->conn != NULL ? PQsocket(s->conn) : -1;
-}
-
-bool coffer_store_answer_ready(struct coffer_store *s)
-{
-    if (s == NULL || s->pending == NULL) {
-        return true;
-    }
-    /* A failed read leaves the error for the receive to report. */
-    return PQconsumeInput(s->conn) == 0 || PQisBusy(s->conn) == 0;
-}
-
 enum coffer_err store_send(struct coffer_store *s, const struct store_stmt *st,
                            const struct store_params *p, const char *what)
 {

@@ -905,10 +905,11 @@ static void test_lost_connection(void **state)
     /* Between transactions the store reconnects and prepares again. */
     ok(coffer_store_org_by_name(s2, "acme", &org));
     /*
-     * Outside a transaction the statement that meets the dead connection fails
-     * (its outcome is unknown, so it is never replayed); the next one reconnects.
+     * Outside a transaction a connection the server closed while it was idle
+     * is found closed before anything is sent on it: the store reconnects and
+     * the statement runs once, on the new connection.
      */
-    err_is(coffer_store_org_by_name(st, "acme", &org), COFFER_E_DB_UNAVAILABLE);
+    ok(coffer_store_org_by_name(st, "acme", &org));
     ok(coffer_store_org_by_name(st, "acme", &org));
     coffer_store_close(&s2);
     assert_null(s2);
