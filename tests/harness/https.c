@@ -107,8 +107,7 @@ CURLcode https_request(const struct https_target *t, const char *method, const c
 
 CURLcode https_request_within(const struct https_target *t, const char *method, const char *path,
                               const char *body, const char *cert, const char *key,
-                              const char *const *headers, long timeout_ms,
-                              struct https_reply *out)
+                              const char *const *headers, long timeout_ms, struct https_reply *out)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;

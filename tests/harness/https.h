@@ -75,8 +75,7 @@ CURLcode https_request(const struct https_target *t, const char *method, const c
 /* https_request giving up after timeout_ms (https_request waits up to 30 s). */
 CURLcode https_request_within(const struct https_target *t, const char *method, const char *path,
                               const char *body, const char *cert, const char *key,
-                              const char *const *headers, long timeout_ms,
-                              struct https_reply *out);
+                              const char *const *headers, long timeout_ms, struct https_reply *out);
 
 /*
  * Copies up to cap - 1 bytes from the start of the file at path into buf,

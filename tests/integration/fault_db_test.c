@@ -883,9 +883,9 @@ static void test_restart_while_idle(void **state)
 
 /* ---- 5. A commit held back ------------------------------------------------------------------ */
 
-#define HELD 6           /* accesses sent while their events cannot commit */
-#define HELD_MS 1500     /* how long the audit table is held */
-#define GIVE_UP_MS 300   /* the client that leaves before its answer */
+#define HELD 6         /* accesses sent while their events cannot commit */
+#define HELD_MS 1500   /* how long the audit table is held */
+#define GIVE_UP_MS 300 /* the client that leaves before its answer */
 
 struct held_client {
     int index;
@@ -909,9 +909,9 @@ static void *held_main(void *arg)
 
     snprintf(name, sizeof(name), "acc-%d", m->index % ACC_CREDS);
     snprintf(path, sizeof(path), "/v1/orgs/dev/projects/demo/credentials/%s/access", name);
-    m->rc = https_request_within(&target, "POST", path, "{\"purpose\":\"deploy\"}",
-                                 env.tls.agent_cert, env.tls.agent_key, NULL,
-                                 m->index == 0 ? GIVE_UP_MS : 30000L, r);
+    m->rc =
+        https_request_within(&target, "POST", path, "{\"purpose\":\"deploy\"}", env.tls.agent_cert,
+                             env.tls.agent_key, NULL, m->index == 0 ? GIVE_UP_MS : 30000L, r);
     m->took = now_ms() - t0;
     if (m->rc == CURLE_OK && atomic_load(&table_held)) {
         atomic_fetch_add(&held_answered, 1);
@@ -1302,10 +1302,8 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_restart_under_load),
-        cmocka_unit_test(test_database_unreachable),
-        cmocka_unit_test(test_restart_while_idle),
-        cmocka_unit_test(test_commit_held),
+        cmocka_unit_test(test_restart_under_load), cmocka_unit_test(test_database_unreachable),
+        cmocka_unit_test(test_restart_while_idle), cmocka_unit_test(test_commit_held),
         cmocka_unit_test(test_disk_full),
     };
 
